@@ -1,0 +1,39 @@
+"""The one exception root: every user-facing failure is a SbatchmanError with an exit code."""
+
+from __future__ import annotations
+
+
+class SbatchmanError(Exception):
+    """A failure the user can act on; the CLI prints `str(err)` as one line, never a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(SbatchmanError):
+    """The command line asked for something that cannot be (unknown cluster, bad flag value)."""
+
+    exit_code = 2
+
+
+class ConfigError(SbatchmanError):
+    """The config file (or a pattern / ignore file it brings in) is wrong; says where and how to fix."""
+
+    exit_code = 2
+
+
+class ConnectError(SbatchmanError):
+    """A cluster could not be reached or authenticated; other clusters still run."""
+
+    exit_code = 1
+
+
+class TransferError(SbatchmanError):
+    """A transfer to one cluster/alias failed part way; other targets still run."""
+
+    exit_code = 1
+
+
+class Interrupted(SbatchmanError):
+    """The user pressed Ctrl-C; the shell convention for SIGINT is 128 + 2."""
+
+    exit_code = 130
