@@ -1,0 +1,54 @@
+"""The contract every transfer backend keeps, and the events it reports through.
+
+A backend opens one Session per cluster (one connection, one prompt) and pushes each of that
+cluster's sync_dirs through it. It never prints: it tells an Events object what happens, and the
+report layer decides what a person or a script sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sbatchman.config import Cluster, SyncDir
+from sbatchman.selection import Selection
+
+
+@dataclass(frozen=True)
+class Job:
+    """One sync_dir going to one cluster; `remote` is already normalised (see paths.remote_path)."""
+
+    cluster: Cluster
+    sync_dir: SyncDir
+    remote: str
+    selection: Selection
+    dry_run: bool
+
+
+@dataclass
+class Outcome:
+    """What a push did (or, on a dry run, would do)."""
+
+    sent: list[tuple[str, str]] = field(default_factory=list)  # (path, why) per file
+    bytes_sent: int = 0
+    skipped_newer: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Events(Protocol):
+    """Progress of one cluster x alias target; called from worker threads."""
+
+    def phase(self, name: str) -> None: ...
+    def totals(self, files: int, nbytes: int) -> None: ...
+    def sent(self, path: str, nbytes: int, why: str) -> None: ...
+    def progress(self, nbytes: int) -> None: ...
+    def skipped(self, path: str, why: str) -> None: ...
+
+
+class Session(Protocol):
+    """One open connection to one cluster, reused for all of its sync_dirs."""
+
+    name: str  # the backend's name as shown in reports: rsync, sftp, local
+
+    def push(self, job: Job, events: Events) -> Outcome: ...
+    def close(self) -> None: ...

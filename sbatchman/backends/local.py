@@ -1,0 +1,106 @@
+"""Push to a folder on this machine (a local cluster) in pure Python, with rsync's safety rules.
+
+Used when rsync is not installed or not chosen, so the quickstart works on a bare machine. Same
+plan as SFTP: list each destination folder once, decide with plan.decide, write each file under
+a temporary name and rename it into place, then set mode and mtime.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from sbatchman.backends import Events, Job, Outcome
+from sbatchman.errors import TransferError
+from sbatchman.plan import DestStat, Kind, Plan, build, folders, part_name
+
+
+def destination(remote: str) -> Path:
+    """A local cluster's relative paths are under the home folder, as a login would see them."""
+    path = Path(remote)
+    return path if path.is_absolute() else Path.home() / path
+
+
+def _listing(folder: Path) -> dict[str, DestStat] | None:
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    listing: dict[str, DestStat] = {}
+    for entry in entries:
+        st = entry.stat(follow_symlinks=False)
+        kind: Kind = (
+            "dir"
+            if stat.S_ISDIR(st.st_mode)
+            else "file"
+            if stat.S_ISREG(st.st_mode)
+            else "link"
+            if stat.S_ISLNK(st.st_mode)
+            else "other"
+        )
+        target = os.readlink(entry.path) if kind == "link" else None
+        listing[entry.name] = DestStat(
+            kind, st.st_size, int(st.st_mtime), stat.S_IMODE(st.st_mode), target
+        )
+    return listing
+
+
+class LocalSession:
+    """No connection to open; kept as a Session so push.py treats every cluster alike."""
+
+    name = "local"
+
+    def push(self, job: Job, events: Events) -> Outcome:
+        root = destination(job.remote)
+        events.phase("scanning")
+        plan = build(job.selection, {f: _listing(root / f) for f in folders(job.selection)})
+        outcome = Outcome(skipped_newer=plan.skipped_newer)
+        for path in outcome.skipped_newer:
+            events.skipped(path, "remote is newer")
+        events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
+        events.phase("sending")
+        if job.dry_run:
+            for action in plan.to_send:
+                outcome.sent.append((action.entry.path, action.reason))
+                outcome.bytes_sent += action.entry.size
+                events.sent(action.entry.path, action.entry.size, action.reason)
+            return outcome
+        try:
+            self._apply(job, root, plan, events, outcome)
+        except OSError as err:
+            raise TransferError(f"{err.strerror or err} ({err.filename or root})") from None
+        return outcome
+
+    def _apply(self, job: Job, root: Path, plan: Plan, events: Events, outcome: Outcome) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        for leftover in plan.leftovers:
+            (root / leftover).unlink(missing_ok=True)
+        source = job.selection.root
+        for action in plan.actions:
+            entry, dest = action.entry, root / action.entry.path
+            if action.op == "conflict":
+                outcome.warnings.append(f"{entry.path}: {action.reason}; not sent")
+            elif action.op == "mkdir":
+                dest.mkdir(exist_ok=True)
+                os.chmod(dest, entry.mode)
+            elif action.op == "link":
+                part = dest.with_name(part_name(dest.name))
+                os.symlink(entry.target or "", part)
+                os.replace(part, dest)
+            elif action.op == "send":
+                part = dest.with_name(part_name(dest.name))
+                try:
+                    shutil.copyfile(source / entry.path, part, follow_symlinks=False)
+                    os.chmod(part, entry.mode)
+                    os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns))
+                    os.replace(part, dest)
+                finally:
+                    part.unlink(missing_ok=True)
+                outcome.sent.append((entry.path, action.reason))
+                outcome.bytes_sent += entry.size
+                events.sent(entry.path, entry.size, action.reason)
+
+    def close(self) -> None:
+        pass

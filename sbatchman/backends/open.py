@@ -1,0 +1,42 @@
+"""Pick and open the backend session for one cluster; heavy modules are imported only here.
+
+Keeping the imports inside the function keeps `sbatchman --help` fast: paramiko alone costs more
+than the whole CLI start-up budget.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sbatchman.backends import Session
+from sbatchman.config import Settings
+
+if TYPE_CHECKING:
+    from sbatchman.push import Reporter, Request, Target
+
+
+def open_session(target: Target, settings: Settings, request: Request, reporter: Reporter) -> Session:
+    """Connect now (prompts included); the caller serialises calls so prompts never interleave."""
+    from sbatchman.backends import rsync
+
+    cluster = target.cluster
+    backend = target.backend
+    info = rsync.detect() if backend == "rsync" else None
+    if backend == "rsync" and info is None:
+        reporter.notice(f"{cluster.name}: rsync is not on PATH; using sftp instead")
+        backend = "sftp"
+    if info is not None:
+        master = None
+        if not cluster.is_local:
+            from sbatchman.ssh import Master
+
+            master = Master(cluster, settings, request.ssh)
+            master.open()
+        return rsync.RsyncSession(info, master, request.ssh.stall_timeout)
+    if cluster.is_local:
+        from sbatchman.backends.local import LocalSession
+
+        return LocalSession()
+    from sbatchman.backends.sftp import open_sftp
+
+    return open_sftp(cluster, settings, request.ssh)

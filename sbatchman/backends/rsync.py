@@ -1,0 +1,220 @@
+"""Push with the system rsync: an argv list (no local shell), the file list from the selection.
+
+rsync receives the exact entries the selection engine chose (`--files-from`, NUL-separated, no
+`-r`), so it can never push something the user excluded, and every backend sends the same set.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from sbatchman.backends import Events, Job, Outcome
+from sbatchman.errors import TransferError
+from sbatchman.ssh import Master
+
+# rsync's own exit codes, in the words a user can act on.
+_EXIT = {
+    1: "rsync syntax or usage error",
+    2: "rsync protocol incompatibility (old rsync on the cluster?)",
+    3: "cannot use the remote folder (missing, or not a folder)",
+    5: "could not start rsync on the cluster (is rsync installed there?)",
+    10: "socket I/O error",
+    11: "file I/O error on the cluster (disk full or quota exceeded?)",
+    12: "rsync data stream broke (connection lost, or rsync missing on the cluster)",
+    20: "interrupted",
+    23: "some files could not be transferred",
+    24: "some files vanished while being sent",
+    30: "timed out: no data moved for too long",
+    35: "timed out waiting for the cluster",
+    127: "rsync not found on the cluster",
+    255: "ssh failed",
+}
+_ITEM = re.compile(r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (.*)$")
+_SKIP = re.compile(r"^(.*) is newer$")
+# Characters that cannot change meaning in a POSIX shell: the only paths an rsync without -s
+# may send (it hands the remote path to the remote shell).
+_SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./+,:=@%-]*$")
+
+
+@dataclass(frozen=True)
+class RsyncInfo:
+    """What the local rsync can do; flags it lacks are left out, and the loss is reported."""
+
+    path: str
+    version: tuple[int, ...]
+    openrsync: bool = False
+
+    @property
+    def mkpath(self) -> bool:
+        return not self.openrsync and self.version >= (3, 2, 3)
+
+    @property
+    def secluded_args(self) -> bool:
+        return not self.openrsync and self.version >= (3, 0, 0)
+
+    @property
+    def info_flags(self) -> bool:
+        return not self.openrsync and self.version >= (3, 1, 0)
+
+
+def detect() -> RsyncInfo | None:
+    """Find rsync on PATH and read its version; None when there is none."""
+    path = shutil.which("rsync")
+    if path is None:
+        return None
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"version\s+v?(\d+(?:\.\d+)*)", out)
+    version = tuple(int(x) for x in found[1].split(".")) if found else (0,)
+    return RsyncInfo(path, version, openrsync="openrsync" in out)
+
+
+def _rsh_quote(arg: str) -> str:
+    """Quote one word for rsync's own -e splitter (spaces split; doubled quotes escape)."""
+    if arg and re.fullmatch(r"[A-Za-z0-9_./=:@%+,-]+", arg):
+        return arg
+    return "'" + arg.replace("'", "''") + "'"
+
+
+def _unescape(name: str) -> str:
+    r"""rsync writes unprintable bytes of names as \#ooo (octal)."""
+    return re.sub(r"\\#([0-7]{3})", lambda m: chr(int(m[1], 8)), name)
+
+
+def _why(flags: str) -> str:
+    if "+++++++" in flags:
+        return "new"
+    if flags[3] == "t":
+        return "newer"
+    return "size differs" if flags[2] == "s" else "changed"
+
+
+class RsyncSession:
+    """One cluster reached through rsync; `master` is None for a local cluster."""
+
+    name = "rsync"
+
+    def __init__(self, info: RsyncInfo, master: Master | None, stall_timeout: float) -> None:
+        self.info = info
+        self.master = master
+        self.stall_timeout = stall_timeout
+
+    def argv(self, job: Job, extra: list[str]) -> list[str]:
+        argv = [self.info.path, "-lpt", "--update", "--files-from=-", "--from0"]
+        argv += ["--out-format=%i %l %n%L", "--timeout", str(max(1, int(self.stall_timeout)))]
+        argv += extra
+        if job.dry_run:
+            argv.append("--dry-run")
+        if self.info.info_flags:
+            argv.append("--info=skip1")
+        if self.master is None:
+            return [*argv, f"{job.selection.root}/", f"{_local_dest(job.remote)}/"]
+        if self.info.secluded_args:
+            argv.append("-s")  # the remote path reaches the remote rsync untouched by any shell
+        elif not _SHELL_SAFE.match(job.remote):
+            raise TransferError(
+                f"the local rsync {'.'.join(map(str, self.info.version))} would pass the remote"
+                f" path {job.remote!r} through the cluster's shell; use -b sftp or rsync >= 3.0"
+            )
+        rsh = " ".join(_rsh_quote(a) for a in self.master.client_argv())
+        host = self.master.host
+        host = f"[{host}]" if ":" in host else host
+        return [*argv, "-e", rsh, f"{job.selection.root}/", f"{host}:{job.remote}/"]
+
+    def push(self, job: Job, events: Events) -> Outcome:
+        outcome = Outcome()
+        extra: list[str] = []
+        if self.info.mkpath:
+            extra.append("--mkpath")
+        else:
+            outcome.warnings.append("local rsync has no --mkpath: created the folder separately")
+            if not job.dry_run:
+                self._make_path(job)
+        if not self.info.info_flags:
+            outcome.warnings.append("local rsync < 3.1 cannot report files skipped as newer")
+        events.totals(len(job.selection.files), job.selection.total_bytes)
+        events.phase("sending")
+        names = b"".join(e.path.encode("utf-8", "surrogateescape") + b"\0"
+                         for e in job.selection.entries)  # fmt: skip
+        self._run(self.argv(job, extra), names, events, outcome)
+        return outcome
+
+    def _run(self, argv: list[str], names: bytes, events: Events, outcome: Outcome) -> None:
+        with subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as proc:
+            assert proc.stdin and proc.stdout and proc.stderr
+            proc.stdin.write(names)
+            proc.stdin.close()
+            for raw in proc.stdout:
+                self._line(raw.decode("utf-8", "replace").rstrip("\n"), events, outcome)
+            stderr = proc.stderr.read().decode("utf-8", "replace")
+            rc = proc.wait()
+        if rc != 0:
+            raise TransferError(_failure(rc, stderr))
+
+    def _line(self, line: str, events: Events, outcome: Outcome) -> None:
+        item = _ITEM.match(line)
+        if item:
+            flags, size, name = item[1], int(item[2]), _unescape(item[3])
+            if flags[1] == "f" and flags[0] in "<>":
+                why = _why(flags)
+                outcome.sent.append((name, why))
+                outcome.bytes_sent += size
+                events.sent(name, size, why)
+            return
+        skip = _SKIP.match(line)
+        if skip:
+            outcome.skipped_newer.append(_unescape(skip[1]))
+            events.skipped(_unescape(skip[1]), "remote is newer")
+
+    def _make_path(self, job: Job) -> None:
+        """Create the remote folder with rsync itself: --relative recreates implied folders."""
+        import tempfile
+
+        assert self.master is not None
+        with tempfile.TemporaryDirectory() as empty:
+            remote = job.remote.lstrip("/")
+            (Path(empty) / remote).mkdir(parents=True, exist_ok=True)
+            rsh = " ".join(_rsh_quote(a) for a in self.master.client_argv())
+            dest = "/" if job.remote.startswith("/") else ""
+            argv = [self.info.path, "-rR", "-e", rsh, f"{empty}/./{remote}", f"{self.master.host}:{dest}"]
+            if self.info.secluded_args:
+                argv.insert(1, "-s")
+            run = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if run.returncode != 0:
+                raise TransferError(_failure(run.returncode, run.stderr))
+
+    def close(self) -> None:
+        if self.master is not None:
+            self.master.close()
+
+
+def _local_dest(remote: str) -> str:
+    from sbatchman.backends.local import destination
+
+    return str(destination(remote))
+
+
+def _failure(rc: int, stderr: str) -> str:
+    """One line: what the exit code means, plus rsync's own most specific complaint."""
+    meaning = _EXIT.get(rc, f"rsync failed (exit {rc})")
+    detail = ""
+    for line in stderr.splitlines():
+        line = line.strip()
+        if line.startswith("rsync:") or "Permission denied" in line or "No space" in line:
+            detail = line.removeprefix("rsync: ")
+            break
+    if rc == 255:
+        from sbatchman.ssh import cause
+
+        return f"ssh: {cause(stderr)}"
+    return f"{meaning}: {detail}" if detail else meaning

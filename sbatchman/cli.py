@@ -1,0 +1,191 @@
+"""The command line: parse arguments, call the core, and turn SbatchmanError into one line + exit.
+
+`main()` is the only place that exits. Commands return their exit code; every user mistake
+arrives as a SbatchmanError and is printed as one line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from sbatchman import __version__
+
+app = typer.Typer(
+    help="Push your working directories to many HPC clusters at once (rsync or SFTP).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+config_app = typer.Typer(help="Create or locate the config file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[
+    Optional[Path],  # noqa: UP045 - typer reads the annotation at runtime on 3.10 too
+    typer.Option(
+        "--config",
+        envvar="SBATCHMAN_CONFIG",
+        help="Config file (default: the platform config folder's remotes-config.toml).",
+        show_default=False,
+    ),
+]
+ClusterOpt = Annotated[
+    list[str], typer.Option("-c", "--cluster", help="Only this cluster (repeatable).")
+]
+AliasOpt = Annotated[list[str], typer.Option("-a", "--alias", help="Only this alias (repeatable).")]
+ExcludeOpt = Annotated[
+    list[str], typer.Option("-e", "--exclude", help="One more rsync-style exclude (repeatable).")
+]
+GitignoreOpt = Annotated[
+    Optional[bool],  # noqa: UP045
+    typer.Option("--gitignore/--no-gitignore", help="Honour .gitignore files (this run only)."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sbatchman {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Push your working directories to many HPC clusters at once (rsync or SFTP)."""
+
+
+@app.command()
+def sync(
+    config: ConfigOpt = None,
+    cluster: ClusterOpt = [],  # noqa: B006 - typer needs a literal default
+    alias: AliasOpt = [],  # noqa: B006
+    exclude: ExcludeOpt = [],  # noqa: B006
+    dry_run: Annotated[
+        bool, typer.Option("-n", "--dry-run", help="List what would be sent; write nothing.")
+    ] = False,
+    backend: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("-b", "--backend", help="rsync or sftp (default: from the config, else rsync)."),
+    ] = None,
+    gitignore: GitignoreOpt = None,
+    jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Clusters pushed at once.")] = 8,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON report on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Print every file sent.")] = False,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="Never prompt; fail a cluster that would need to ask.")
+    ] = False,
+    accept_new_host_keys: Annotated[
+        bool,
+        typer.Option("--accept-new-host-keys", help="Store unknown host keys (never changed ones)."),
+    ] = False,
+    connect_timeout: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a connection."),
+    ] = None,
+    stall_timeout: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--stall-timeout", min=0.1, help="Fail a cluster after this long with no progress."),
+    ] = None,
+) -> int:
+    """Push every sync_dir to every cluster (or those chosen with -c / -a)."""
+    from sbatchman import config as configuration
+    from sbatchman.push import Request, exit_code
+    from sbatchman.push import sync as run_sync
+    from sbatchman.report import ConsoleReporter, Style
+    from sbatchman.ssh import SshOptions
+
+    cfg = configuration.load(config)
+    settings = cfg.settings
+    request = Request(
+        clusters=tuple(cluster),
+        aliases=tuple(alias),
+        excludes=tuple(exclude),
+        backend=backend,
+        gitignore=gitignore,
+        dry_run=dry_run,
+        jobs=jobs,
+        ssh=SshOptions(
+            batch=batch or not sys.stdin.isatty(),
+            accept_new_host_keys=accept_new_host_keys,
+            connect_timeout=connect_timeout or settings.connect_timeout,
+            stall_timeout=stall_timeout or settings.stall_timeout,
+        ),
+    )
+    with ConsoleReporter(Style(verbose, quiet, json_out, dry_run)) as reporter:
+        results = run_sync(cfg, request, reporter)
+    reporter.summary(results)
+    return exit_code(results)
+
+
+@app.command("ls")
+def list_files(
+    config: ConfigOpt = None,
+    cluster: ClusterOpt = [],  # noqa: B006
+    alias: AliasOpt = [],  # noqa: B006
+    exclude: ExcludeOpt = [],  # noqa: B006
+    gitignore: GitignoreOpt = None,
+    explain: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--explain", metavar="PATH", help="Say whether PATH is pushed, and why."),
+    ] = None,
+) -> int:
+    """Show the files a sync would consider, without touching the network."""
+    from sbatchman import config as configuration
+    from sbatchman.listing import ls_lines
+    from sbatchman.push import Request
+
+    request = Request(tuple(cluster), tuple(alias), tuple(exclude), gitignore=gitignore)
+    for line in ls_lines(configuration.load(config), request, explain):
+        typer.echo(line)
+    return 0
+
+
+@config_app.command("init")
+def config_init(config: ConfigOpt = None) -> int:
+    """Write a commented starter config (never overwrites one)."""
+    from sbatchman.config import default_config_path
+    from sbatchman.starter import write_starter
+
+    path = write_starter(config or default_config_path(), Path.cwd())
+    typer.echo(f"wrote {path}; its `demo` cluster pushes {Path.cwd()} into a local folder")
+    return 0
+
+
+@config_app.command("path")
+def config_path(config: ConfigOpt = None) -> int:
+    """Print where sbatchman looks for its config."""
+    from sbatchman.config import default_config_path
+
+    typer.echo(str(config or default_config_path()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: the one place that turns errors into messages and exit codes."""
+    import click
+
+    from sbatchman.errors import SbatchmanError
+
+    try:
+        code = app(args=argv, prog_name="sbatchman", standalone_mode=False)
+    except SbatchmanError as err:
+        typer.echo(f"sbatchman: error: {err}", err=True)
+        code = err.exit_code
+    except click.exceptions.Abort:
+        typer.echo("sbatchman: interrupted", err=True)
+        code = 130
+    except KeyboardInterrupt:
+        typer.echo("sbatchman: interrupted", err=True)
+        code = 130
+    except click.ClickException as err:
+        err.show()
+        code = err.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

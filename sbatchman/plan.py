@@ -1,0 +1,128 @@
+"""Decide, per selected entry, what a push must do to the destination: rsync --update semantics.
+
+The local and SFTP engines both list the destination and then ask this module; keeping the rule in
+one place is what makes them agree with each other and with rsync.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sbatchman.selection import Entry, Selection
+
+Kind = Literal["dir", "file", "link", "other"]
+Op = Literal["mkdir", "send", "link", "skip-newer", "conflict"]
+
+
+@dataclass(frozen=True)
+class DestStat:
+    """What the destination has at a path; mtime in whole seconds, as SFTP v3 reports it."""
+
+    kind: Kind
+    size: int
+    mtime: int
+    mode: int = 0
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    entry: Entry
+    op: Op
+    reason: str  # "new", "newer", "size differs", "remote is newer", "link changed", ...
+
+
+def seconds(mtime_ns: int) -> int:
+    """Whole seconds, as both rsync's quick check and SFTP v3 see a time (floor, not round)."""
+    return mtime_ns // 1_000_000_000
+
+
+def decide(entry: Entry, dest: DestStat | None) -> Action | None:
+    """rsync -rlpt --update: None means the destination is already up to date for this entry."""
+    if entry.kind == "dir":
+        if dest is None:
+            return Action(entry, "mkdir", "new")
+        if dest.kind != "dir":
+            return Action(entry, "conflict", f"a {dest.kind} is in the way of this folder")
+        return None
+    if entry.kind == "link":
+        if dest is None:
+            return Action(entry, "link", "new")
+        if dest.kind == "dir":
+            return Action(entry, "conflict", "a folder is in the way of this link")
+        if dest.kind == "link" and dest.target == entry.target:
+            return None
+        return Action(entry, "link", "link changed")
+    if dest is None:
+        return Action(entry, "send", "new")
+    if dest.kind == "dir":
+        return Action(entry, "conflict", "a folder is in the way of this file")
+    if dest.kind != "file":
+        return Action(entry, "send", f"replaces a {dest.kind}")
+    local = seconds(entry.mtime_ns)
+    if dest.mtime > local:
+        return Action(entry, "skip-newer", "remote is newer")
+    if dest.mtime < local:
+        return Action(entry, "send", "newer")
+    if dest.size != entry.size:
+        return Action(entry, "send", "size differs")
+    return None
+
+
+# Files are written as `.<name>.<8 hex>.sbm-part` beside their final path and renamed into place,
+# so a killed run leaves only names like this, which the next run that lists the folder removes.
+PART_SUFFIX = ".sbm-part"
+_PART = re.compile(r"^\..+\.[0-9a-f]{8}\.sbm-part$")
+
+
+def part_name(name: str) -> str:
+    return f".{name}.{secrets.token_hex(4)}{PART_SUFFIX}"
+
+
+def is_part(name: str) -> bool:
+    return bool(_PART.match(name))
+
+
+@dataclass
+class Plan:
+    """Everything one push has to do, in an order that is safe to carry out front to back."""
+
+    actions: list[Action] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+
+    @property
+    def to_send(self) -> list[Action]:
+        return [a for a in self.actions if a.op == "send"]
+
+    @property
+    def skipped_newer(self) -> list[str]:
+        return [a.entry.path for a in self.actions if a.op == "skip-newer"]
+
+
+def folders(selection: Selection) -> list[str]:
+    """Every destination folder a plan needs listed: the root ("") and each selected folder."""
+    return ["", *(e.path for e in selection.entries if e.kind == "dir")]
+
+
+def build(selection: Selection, listings: Mapping[str, Mapping[str, DestStat] | None]) -> Plan:
+    """Compare the selection with destination listings (None: that folder does not exist yet).
+
+    One listing per folder instead of one stat per file is what keeps SFTP fast on slow links.
+    """
+    plan = Plan()
+    for folder, listing in listings.items():
+        for name in listing or ():
+            if is_part(name):
+                plan.leftovers.append(posixpath.join(folder, name))
+    for entry in selection.entries:
+        parent, name = posixpath.split(entry.path)
+        listing = listings.get(parent)
+        action = decide(entry, listing.get(name) if listing else None)
+        if action is not None:
+            plan.actions.append(action)
+    return plan
