@@ -72,19 +72,27 @@ def sync(
     ] = False,
     backend: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("-b", "--backend", help="rsync or sftp (default: from the config, else rsync)."),
+        typer.Option(
+            "-b", "--backend", help="rsync or sftp (default: from the config, else rsync)."
+        ),
     ] = None,
     gitignore: GitignoreOpt = None,
     jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Clusters pushed at once.")] = 8,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON report on stdout.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON report on stdout.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Print every file sent.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Print every file sent.")
+    ] = False,
     batch: Annotated[
         bool, typer.Option("--batch", help="Never prompt; fail a cluster that would need to ask.")
     ] = False,
     accept_new_host_keys: Annotated[
         bool,
-        typer.Option("--accept-new-host-keys", help="Store unknown host keys (never changed ones)."),
+        typer.Option(
+            "--accept-new-host-keys", help="Store unknown host keys (never changed ones)."
+        ),
     ] = False,
     connect_timeout: Annotated[
         Optional[float],  # noqa: UP045
@@ -92,7 +100,9 @@ def sync(
     ] = None,
     stall_timeout: Annotated[
         Optional[float],  # noqa: UP045
-        typer.Option("--stall-timeout", min=0.1, help="Fail a cluster after this long with no progress."),
+        typer.Option(
+            "--stall-timeout", min=0.1, help="Fail a cluster after this long with no progress."
+        ),
     ] = None,
 ) -> int:
     """Push every sync_dir to every cluster (or those chosen with -c / -a)."""
@@ -170,8 +180,6 @@ def config_path(config: ConfigOpt = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place that turns errors into messages and exit codes."""
-    import click
-
     from sbatchman.errors import SbatchmanError
 
     try:
@@ -179,13 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     except SbatchmanError as err:
         typer.echo(f"sbatchman: error: {err}", err=True)
         code = err.exit_code
-    except click.exceptions.Abort:
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("sbatchman: interrupted", err=True)
         code = 130
-    except KeyboardInterrupt:
-        typer.echo("sbatchman: interrupted", err=True)
-        code = 130
-    except click.ClickException as err:
-        err.show()
-        code = err.exit_code
+    except typer.TyperException as err:  # the parser's usage errors: it knows how to show them
+        show = getattr(err, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"sbatchman: error: {err}", err=True)
+        code = getattr(err, "exit_code", 2)
     sys.exit(code if isinstance(code, int) else 0)

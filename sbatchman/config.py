@@ -22,7 +22,7 @@ from sbatchman.selection import Rule
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 BACKENDS = ("rsync", "sftp")
 CONFIG_ENV = "SBATCHMAN_CONFIG"
@@ -129,16 +129,23 @@ def parse(text: str, path: Path) -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(_syntax_message(path, str(err))) from None
+        raise ConfigError(_syntax_message(path, str(err), text)) from None
     return _Parser(path).config(raw)
 
 
-def _syntax_message(path: Path, message: str) -> str:
+def _syntax_message(path: Path, message: str, text: str) -> str:
+    """tomllib puts the place in prose; editors want `file:line:col`."""
     found = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
     if found:
-        reason = message[: found.start()] + message[found.end() :]
-        return f"{path}:{found[1]}:{found[2]}: TOML syntax error: {reason.strip()}"
-    return f"{path}: TOML syntax error: {message}"
+        line, col = found[1], found[2]
+    else:
+        found = re.search(r"\s*\(at end of document\)", message)
+        if not found:
+            return f"{path}: TOML syntax error: {message}"
+        lines = text.split("\n")
+        line, col = str(len(lines)), str(len(lines[-1]) + 1)
+    reason = (message[: found.start()] + message[found.end() :]).strip()
+    return f"{path}:{line}:{col}: TOML syntax error: {reason}"
 
 
 # A key's checker turns its raw value into the typed one or returns None when the type is wrong.
@@ -176,7 +183,7 @@ def _backend(value: Any) -> Any:
     return value if value in BACKENDS else None
 
 
-_EXPECTED = {
+_EXPECTED: dict[Checker, str] = {
     _string: "a string",
     _nonempty_string: "a non-empty string",
     _string_list: "a list of strings",
@@ -257,8 +264,12 @@ class _Parser:
         settings = self.settings(top.get("global", {}))
         clusters_raw = top.get("clusters", [])
         if not isinstance(clusters_raw, list):
-            raise self.fail("clusters", "must be an array of tables: write each one as [[clusters]]")
-        clusters = tuple(self.cluster(c, f"clusters[{i}]", settings) for i, c in enumerate(clusters_raw))
+            raise self.fail(
+                "clusters", "must be an array of tables: write each one as [[clusters]]"
+            )
+        clusters = tuple(
+            self.cluster(c, f"clusters[{i}]", settings) for i, c in enumerate(clusters_raw)
+        )
         seen: dict[str, str] = {}
         for cluster in clusters:
             if cluster.name in seen:
@@ -327,7 +338,9 @@ class _Parser:
     def dirs(self, raw: Any, where: str, settings: Settings) -> list[SyncDir | FetchDir]:
         kind = where.rsplit(".", 1)[1]
         if not isinstance(raw, list):
-            raise self.fail(where, f"must be an array of tables: write each one as [[clusters.{kind}]]")
+            raise self.fail(
+                where, f"must be an array of tables: write each one as [[clusters.{kind}]]"
+            )
         fetch = kind == "fetch_dirs"
         out: list[SyncDir | FetchDir] = []
         seen: dict[str, str] = {}
@@ -349,7 +362,9 @@ class _Parser:
             if fetch:
                 out.append(FetchDir(alias, local, remote, excludes, here))
             else:
-                out.append(SyncDir(alias, local, remote, excludes, d.get("respect_gitignore"), here))
+                out.append(
+                    SyncDir(alias, local, remote, excludes, d.get("respect_gitignore"), here)
+                )
         return out
 
 
@@ -390,7 +405,9 @@ def backend_for(settings: Settings, cluster: Cluster, flag: str | None) -> str:
     return flag or cluster.transfer_backend or settings.transfer_backend or "rsync"
 
 
-def gitignore_for(settings: Settings, cluster: Cluster, sync_dir: SyncDir, flag: bool | None) -> bool:
+def gitignore_for(
+    settings: Settings, cluster: Cluster, sync_dir: SyncDir, flag: bool | None
+) -> bool:
     """The most specific place that says something wins: flag, sync_dir, cluster, global."""
     for choice in (flag, sync_dir.respect_gitignore, cluster.respect_gitignore):
         if choice is not None:

@@ -16,7 +16,7 @@ class UsageError(SbatchmanError):
 
 
 class ConfigError(SbatchmanError):
-    """The config file (or a pattern / ignore file it brings in) is wrong; says where and how to fix."""
+    """The config (or a pattern or ignore file it brings in) is wrong; says where and how to fix."""
 
     exit_code = 2
 

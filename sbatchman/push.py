@@ -158,7 +158,9 @@ def _push_one(target: Target, session: Session, request: Request, events: Events
     try:
         events.phase("scanning")
         selection = select(target.sync_dir.local, target.rules, gitignore=target.gitignore)
-        job = Job(target.cluster, target.sync_dir, target.sync_dir.remote, selection, request.dry_run)
+        job = Job(
+            target.cluster, target.sync_dir, target.sync_dir.remote, selection, request.dry_run
+        )
         outcome = session.push(job, events)
     except SbatchmanError as err:
         result.status, result.error = "failed", str(err)

@@ -56,7 +56,11 @@ def starter_text(project: Path, demo_root: Path) -> str:
             {
                 "name": "demo",
                 "sync_dirs": [
-                    {"alias": "project", "local": str(project), "remote": str(demo_root / "project")}
+                    {
+                        "alias": "project",
+                        "local": str(project),
+                        "remote": str(demo_root / "project"),
+                    }
                 ],
             }
         ],

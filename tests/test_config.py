@@ -106,7 +106,9 @@ def test_exclude_merge_order_dedup_and_sources(tmp_path: Path) -> None:
         ("cli", "-e"),
     ],
 )
-def test_each_layer_alone_reaches_the_merge(tmp_path: Path, layer: str, expected_source: str) -> None:
+def test_each_layer_alone_reaches_the_merge(
+    tmp_path: Path, layer: str, expected_source: str
+) -> None:
     places = {
         "common_excludes": "[global]\ncommon_excludes = ['P']\n",
         "sync_excludes": "[global]\nsync_excludes = ['P']\n",
@@ -189,10 +191,13 @@ def test_syntax_error_has_file_line_column(tmp_path: Path) -> None:
             "[[clusters]]\nname='a'\ntransfer_backend='scp'\n",
             'clusters[0].transfer_backend: must be one of "rsync", "sftp", not str \'scp\'',
         ),
-        ("[[clusters]]\nhost='h'\n", "clusters[0].name: missing; every cluster needs a name = \"...\""),
+        (
+            "[[clusters]]\nhost='h'\n",
+            'clusters[0].name: missing; every cluster needs a name = "..."',
+        ),
         (
             "[[clusters]]\nname='a'\n[[clusters]]\nname='b'\n[[clusters.sync_dirs]]\nlocal='x'\n",
-            "clusters[1].sync_dirs[0].alias: missing; every folder needs an alias = \"...\"",
+            'clusters[1].sync_dirs[0].alias: missing; every folder needs an alias = "..."',
         ),
         (
             "[[clusters]]\nname='a'\n[[clusters]]\nname='a'\n",

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from sbatchman.push import Reporter, Request, Target
 
 
-def open_session(target: Target, settings: Settings, request: Request, reporter: Reporter) -> Session:
+def open_session(
+    target: Target, settings: Settings, request: Request, reporter: Reporter
+) -> Session:
     """Connect now (prompts included); the caller serialises calls so prompts never interleave."""
     from sbatchman.backends import rsync
 

@@ -186,7 +186,14 @@ class RsyncSession:
             (Path(empty) / remote).mkdir(parents=True, exist_ok=True)
             rsh = " ".join(_rsh_quote(a) for a in self.master.client_argv())
             dest = "/" if job.remote.startswith("/") else ""
-            argv = [self.info.path, "-rR", "-e", rsh, f"{empty}/./{remote}", f"{self.master.host}:{dest}"]
+            argv = [
+                self.info.path,
+                "-rR",
+                "-e",
+                rsh,
+                f"{empty}/./{remote}",
+                f"{self.master.host}:{dest}",
+            ]
             if self.info.secluded_args:
                 argv.insert(1, "-s")
             run = subprocess.run(argv, capture_output=True, text=True, check=False)

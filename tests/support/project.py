@@ -1,0 +1,91 @@
+"""Build local project trees and sbatchman configs that point at the test bed's real servers."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from tests.support.sshd import SshServer
+
+
+def make_tree(root: Path, files: dict[str, str], *, links: dict[str, str] | None = None) -> Path:
+    """Files from a {relative path: content} map; names ending in .sh are made executable."""
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        if rel.endswith(".sh"):
+            path.chmod(0o755)
+    for rel, target in (links or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, root / rel)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, int, str]]:
+    """Everything two pushed trees must agree on: kind, size, mode, mtime second, link target."""
+    out: dict[str, tuple[str, int, int, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", 0, 0, os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", 0, stat.S_IMODE(st.st_mode), "")
+            else:
+                out[rel] = ("file", st.st_size, stat.S_IMODE(st.st_mode), str(int(st.st_mtime)))
+    return out
+
+
+def ssh_cluster(server: SshServer, dirs: Iterable[dict[str, object]], **extra: object) -> dict:
+    """A [[clusters]] table reaching `server` through its own ssh_config (known_hosts, key)."""
+    return {
+        "name": server.name,
+        "host": server.name,
+        "ssh_config": str(server.ssh_config),
+        **extra,
+        "sync_dirs": list(dirs),
+    }
+
+
+def write_config(path: Path, clusters: list[dict], **global_: object) -> Path:
+    data: dict[str, object] = {"clusters": clusters}
+    if global_:
+        data["global"] = global_
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
+    """Run `sbatchman ARGS` in this process, the way the console script does, and capture it."""
+    from sbatchman.cli import main
+
+    capsys.readouterr()
+    stdin, sys.stdin = sys.stdin, open(os.devnull)  # noqa: SIM115 - no terminal: batch mode
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    else:
+        raise AssertionError("main() must always exit")
+    finally:
+        sys.stdin.close()
+        sys.stdin = stdin
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err)

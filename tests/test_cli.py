@@ -1,0 +1,173 @@
+"""The exact lines a user sees for bad input, and the commands that need no server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IsolatedEnv
+from tests.support.project import make_tree, run_cli, write_config
+
+
+@pytest.fixture
+def local_config(tmp_path: Path) -> Path:
+    proj = make_tree(tmp_path / "proj", {"a.py": "a\n", "big.bin": "b", "run.sh": "#!/bin/sh\n"})
+    cluster = {
+        "name": "scratch",
+        "sync_dirs": [
+            {"alias": "proj", "local": str(proj), "remote": str(tmp_path / "dest/proj")},
+        ],
+    }
+    other = {"name": "other", "sync_dirs": [{"alias": "p2", "local": str(proj)}]}
+    return write_config(tmp_path / "c.toml", [cluster, other], common_excludes=["*.bin"])
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_missing_config_exits_2_with_how_to_create(
+    capsys: pytest.CaptureFixture[str], isolated_env: IsolatedEnv
+) -> None:
+    run = run_cli(capsys, "sync")
+    assert run.code == 2
+    assert one_error_line(run.err) == (
+        f"sbatchman: error: no config file at {isolated_env.config}; create one with"
+        " `sbatchman config init` (or point --config / $SBATCHMAN_CONFIG at yours)"
+    )
+    assert not isolated_env.config.exists()
+
+
+def test_config_error_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[clusters]]\nname = 'a'\nhots = 'x'\n")
+    run = run_cli(capsys, "sync", "--config", str(bad))
+    assert run.code == 2
+    assert one_error_line(run.err) == (
+        f"sbatchman: error: {bad}: clusters[0].hots: unknown key 'hots'; did you mean 'host'?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-c", "nope"], "-c nope: no such cluster; known: scratch, other"),
+        (["-a", "nope"], "-a nope: no such alias; known: p2, proj"),
+        (["-b", "scp"], "unknown backend 'scp'; choose rsync or sftp"),
+    ],
+)
+def test_selection_mistakes_list_the_known_names(
+    capsys: pytest.CaptureFixture[str], local_config: Path, args: list[str], message: str
+) -> None:
+    run = run_cli(capsys, "sync", "--config", str(local_config), *args)
+    assert run.code == 2
+    assert one_error_line(run.err) == f"sbatchman: error: {message}"
+
+
+def test_missing_local_folder_names_the_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "gone"
+    config = write_config(
+        tmp_path / "c.toml", [{"name": "x", "sync_dirs": [{"alias": "a", "local": str(missing)}]}]
+    )
+    run = run_cli(capsys, "sync", "--config", str(config))
+    assert run.code == 2
+    assert one_error_line(run.err) == (
+        f"sbatchman: error: {config}: clusters[0].sync_dirs[0].local: {missing} does not exist;"
+        " fix the path or create the folder"
+    )
+    missing.write_text("a file")
+    run = run_cli(capsys, "sync", "--config", str(config))
+    assert "is not a folder" in one_error_line(run.err)
+
+
+def test_bad_pattern_is_a_config_error(
+    capsys: pytest.CaptureFixture[str], local_config: Path
+) -> None:
+    run = run_cli(capsys, "sync", "--config", str(local_config), "-e", "[oops")
+    assert run.code == 2
+    line = one_error_line(run.err)
+    assert "[oops" in line and "-e" in line
+
+
+def test_unknown_option_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_cli(capsys, "sync", "--frobnicate")
+    assert run.code == 2
+    assert "No such option" in run.err and "Traceback" not in run.err
+
+
+def test_local_cluster_sync_then_noop(
+    capsys: pytest.CaptureFixture[str], local_config: Path
+) -> None:
+    run = run_cli(capsys, "sync", "--config", str(local_config), "-c", "scratch")
+    assert run.code == 0, run.err
+    dest = local_config.parent / "dest/proj"
+    assert sorted(p.name for p in dest.iterdir()) == ["a.py", "run.sh"]  # *.bin excluded
+    assert (dest / "run.sh").stat().st_mode & 0o111
+    again = run_cli(capsys, "sync", "--config", str(local_config), "-c", "scratch", "--json")
+    assert '"files_sent": 0' in again.out
+
+
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])
+def test_local_cluster_on_either_backend(
+    capsys: pytest.CaptureFixture[str], local_config: Path, backend: str
+) -> None:
+    run = run_cli(capsys, "sync", "--config", str(local_config), "-c", "scratch", "-b", backend)
+    assert run.code == 0, run.err
+    assert (local_config.parent / "dest/proj/a.py").exists()
+    assert ("local" if backend == "sftp" else "rsync") in run.out
+
+
+def test_config_init_writes_once_and_the_demo_syncs(
+    capsys: pytest.CaptureFixture[str],
+    isolated_env: IsolatedEnv,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project = make_tree(tmp_path / "here", {"main.py": "print(1)\n", ".git/HEAD": "x"})
+    monkeypatch.chdir(project)
+    run = run_cli(capsys, "config", "init")
+    assert run.code == 0
+    assert isolated_env.config.exists()
+    text = isolated_env.config.read_text()
+    assert text.startswith("# sbatchman remotes-config.toml")
+
+    again = run_cli(capsys, "config", "init")
+    assert again.code == 2
+    assert "already exists; not overwriting it" in one_error_line(again.err)
+    assert isolated_env.config.read_text() == text
+
+    synced = run_cli(capsys, "sync")
+    assert synced.code == 0, synced.err
+    demo = isolated_env.home / ".local/share/sbatchman/demo-cluster/project"
+    assert (demo / "main.py").exists() and not (demo / ".git").exists()
+
+
+def test_config_path_prints_where_it_looks(
+    capsys: pytest.CaptureFixture[str], isolated_env: IsolatedEnv
+) -> None:
+    run = run_cli(capsys, "config", "path")
+    assert run.out.strip() == str(isolated_env.config)
+
+
+def test_help_is_plain_and_fast_to_import() -> None:
+    """--help must not import paramiko or the backends (start-up budget); timing is in bench/."""
+    code = (
+        "import sys\nfrom sbatchman.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "mods = ('paramiko', 'sbatchman.push', 'sbatchman.backends')\n"
+        "heavy = [m for m in mods if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout
+    assert "sync" in out.stdout and "Traceback" not in out.stderr
