@@ -27,6 +27,14 @@ class ConnectError(SbatchmanError):
     exit_code = 1
 
 
+class AuthError(ConnectError):
+    """The cluster answered but would not let us in without something a prompt could supply.
+
+    Kept apart from other connect errors because a terminal user gets a second, interactive
+    try for exactly these (the first, parallel pass never prompts).
+    """
+
+
 class TransferError(SbatchmanError):
     """A transfer to one cluster/alias failed part way; other targets still run."""
 
@@ -34,6 +42,6 @@ class TransferError(SbatchmanError):
 
 
 class Interrupted(SbatchmanError):
-    """The user pressed Ctrl-C; the shell convention for SIGINT is 128 + 2."""
+    """The user pressed Ctrl-C and a backend stopped part way; 128 + SIGINT, as shells do."""
 
     exit_code = 130

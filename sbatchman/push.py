@@ -10,12 +10,20 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from sbatchman.backends import Events, Job, Session
-from sbatchman.config import Cluster, Config, SyncDir, backend_for, gitignore_for, merge_excludes
-from sbatchman.errors import ConfigError, SbatchmanError, UsageError
+from sbatchman.config import (
+    Cluster,
+    Config,
+    Settings,
+    SyncDir,
+    backend_for,
+    gitignore_for,
+    merge_excludes,
+)
+from sbatchman.errors import AuthError, ConfigError, Interrupted, SbatchmanError, UsageError
 from sbatchman.selection import Rule, check_patterns, select
 from sbatchman.ssh import SshOptions
 
@@ -45,7 +53,7 @@ class Target:
     gitignore: bool
 
 
-Status = Literal["ok", "failed", "dry-run"]
+Status = Literal["ok", "failed", "dry-run", "interrupted"]
 
 
 @dataclass
@@ -112,44 +120,112 @@ def resolve_targets(config: Config, request: Request) -> list[Target]:
 
 
 def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
-    """Push every target; a failing cluster or alias never stops the others."""
-    from sbatchman.backends.open import open_session
+    """Push every target; a failing cluster or alias never stops the others.
 
+    Ctrl-C aborts every running transfer (backends leave no partial file at a final path) and
+    returns what finished, the rest marked "interrupted".
+    """
     targets = resolve_targets(config, request)
-    by_cluster: dict[str, list[Target]] = {}
+    groups: dict[str, list[Target]] = {}
     for target in targets:
-        by_cluster.setdefault(target.cluster.name, []).append(target)
+        groups.setdefault(target.cluster.name, []).append(target)
+    events = {id(t): reporter.events(t) for t in targets}
     results: dict[int, Result] = {}
     sessions: dict[str, Session] = {}
     try:
-        # Connect one cluster at a time, so password / 2FA / host-key prompts never interleave.
-        for name, group in by_cluster.items():
-            try:
-                sessions[name] = open_session(group[0], config.settings, request, reporter)
-            except SbatchmanError as err:
-                for target in group:
-                    results[id(target)] = _failed(target, str(err))
-        live = [g for name, g in by_cluster.items() if name in sessions]
-        lock = threading.Lock()
-
-        def run_cluster(group: list[Target]) -> None:
-            session = sessions[group[0].cluster.name]
-            for target in group:
-                result = _push_one(target, session, request, reporter.events(target))
-                with lock:
-                    results[id(target)] = result
-
-        with ThreadPoolExecutor(max_workers=max(1, request.jobs)) as pool:
-            for future in [pool.submit(run_cluster, g) for g in live]:
-                future.result()
+        for target in targets:
+            events[id(target)].phase("connecting")
+        sessions.update(_connect(groups, config.settings, request, reporter, results))
+        _transfer([groups[name] for name in sessions], sessions, request, events, results)
+    except KeyboardInterrupt:
+        for session in sessions.values():
+            session.abort()
     finally:
         for session in sessions.values():
             session.close()
-    return [results[id(t)] for t in targets]
+    return [results.get(id(t)) or _ended(t, "interrupted", "interrupted") for t in targets]
 
 
-def _failed(target: Target, error: str) -> Result:
-    return Result(target.cluster.name, target.sync_dir.alias, target.backend, "failed", error=error)
+def _connect(
+    groups: dict[str, list[Target]],
+    settings: Settings,
+    request: Request,
+    reporter: Reporter,
+    results: dict[int, Result],
+) -> dict[str, Session]:
+    """Open one session per cluster: all at once without prompts, then serially with them.
+
+    The parallel pass never asks anything, so a user with keys in an agent waits for the slowest
+    cluster only. Clusters that need a passphrase, password or 2FA code get a second try, one
+    at a time, so prompts never interleave (skipped in batch mode: nothing may prompt).
+    """
+    from sbatchman.backends.open import open_session
+
+    quiet = replace(request, ssh=replace(request.ssh, batch=True))
+    sessions: dict[str, Session] = {}
+    failures: dict[str, SbatchmanError] = {}
+    pool = ThreadPoolExecutor(max_workers=max(1, min(request.jobs, len(groups))))
+    try:
+        futures = {
+            name: pool.submit(open_session, group[0], settings, quiet, reporter)
+            for name, group in groups.items()
+        }
+        for name, future in futures.items():
+            try:
+                sessions[name] = future.result()
+            except SbatchmanError as err:
+                failures[name] = err
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for session in sessions.values():
+            session.close()
+        raise
+    pool.shutdown()
+    for name, failure in failures.items():
+        if isinstance(failure, AuthError) and not request.ssh.batch:
+            try:
+                sessions[name] = open_session(groups[name][0], settings, request, reporter)
+                continue
+            except SbatchmanError as again:
+                failure = again
+        for target in groups[name]:
+            results[id(target)] = _ended(target, "failed", str(failure))
+    return sessions
+
+
+def _transfer(
+    groups: list[list[Target]],
+    sessions: dict[str, Session],
+    request: Request,
+    events: dict[int, Events],
+    results: dict[int, Result],
+) -> None:
+    """Clusters in parallel (at most --jobs), each cluster's sync_dirs one after another."""
+    if not groups:
+        return
+    lock = threading.Lock()
+
+    def run_cluster(group: list[Target]) -> None:
+        session = sessions[group[0].cluster.name]
+        for target in group:
+            result = _push_one(target, session, request, events[id(target)])
+            with lock:
+                results[id(target)] = result
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(request.jobs, len(groups))))
+    try:
+        for future in [pool.submit(run_cluster, group) for group in groups]:
+            future.result()
+    except KeyboardInterrupt:
+        for session in sessions.values():
+            session.abort()  # unblocks the workers, so the wait below is short
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _ended(target: Target, status: Status, error: str) -> Result:
+    return Result(target.cluster.name, target.sync_dir.alias, target.backend, status, error=error)
 
 
 def _push_one(target: Target, session: Session, request: Request, events: Events) -> Result:
@@ -163,19 +239,30 @@ def _push_one(target: Target, session: Session, request: Request, events: Events
         )
         outcome = session.push(job, events)
     except SbatchmanError as err:
-        result.status, result.error = "failed", str(err)
-        events.phase("failed")
+        interrupted = isinstance(err, Interrupted)
+        result.status = "interrupted" if interrupted else "failed"
+        result.error = str(err)
+        events.phase(result.status)
     else:
         result.status = "dry-run" if request.dry_run else "ok"
         result.sent, result.bytes_sent = outcome.sent, outcome.bytes_sent
         result.files_sent = len(outcome.sent)
         result.skipped_newer = outcome.skipped_newer
-        result.warnings = [*selection.problems, *outcome.warnings]
-        events.phase("done")
+        result.warnings = list(outcome.warnings)
+        if selection.problems:
+            # Unreadable local files are a failure (rsync says exit 23), but the rest was sent.
+            result.status = "failed"
+            more = (
+                f" (and {len(selection.problems) - 1} more)" if len(selection.problems) > 1 else ""
+            )
+            result.error = f"{selection.problems[0]}{more}"
+        events.phase("done" if result.status != "failed" else "failed")
     result.seconds = time.monotonic() - start
     return result
 
 
 def exit_code(results: Sequence[Result]) -> int:
-    """0 only when every target succeeded."""
+    """0 only when every target succeeded; an interruption outranks a failure."""
+    if any(r.status == "interrupted" for r in results):
+        return 130
     return 1 if any(r.status == "failed" for r in results) else 0

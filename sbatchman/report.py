@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sbatchman.push import Result, Target
 
 JSON_SCHEMA_VERSION = 1
+_GOOD = frozenset({"ok", "dry-run"})  # statuses that are not a problem
 
 
 def human_bytes(n: float) -> str:
@@ -51,9 +52,11 @@ class _TargetEvents:
         self.reporter = reporter
         self.label = label
         self.task: TaskID | None = None
+        self.files_done = 0
+        self.files_total = 0
         progress = reporter.progress
         if progress is not None:
-            self.task = progress.add_task(label, total=None, phase="waiting")
+            self.task = progress.add_task(label, total=None, phase="waiting", files="")
 
     def _update(self, **fields: Any) -> None:
         if self.reporter.progress is not None and self.task is not None:
@@ -63,10 +66,12 @@ class _TargetEvents:
         self._update(phase=name)
 
     def totals(self, files: int, nbytes: int) -> None:
-        self._update(total=max(nbytes, 1))
+        self.files_total = files
+        self._update(total=max(nbytes, 1), files=f"0/{files} files")
 
     def sent(self, path: str, nbytes: int, why: str) -> None:
-        self._update(advance=nbytes)
+        self.files_done += 1
+        self._update(advance=nbytes, files=f"{self.files_done}/{self.files_total} files")
         style = self.reporter.style
         if style.dry_run and not style.json and not style.quiet:
             self.reporter.line(f"would send {self.label}: {escape(path)} ({why})")
@@ -93,13 +98,21 @@ class ConsoleReporter:
 
     def __enter__(self) -> ConsoleReporter:
         if self.err.is_terminal and not self.style.quiet and not self.style.json:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TransferSpeedColumn,
+            )
 
             self.progress = Progress(
                 TextColumn("{task.description}"),
                 TextColumn("[dim]{task.fields[phase]}"),
                 BarColumn(),
+                TextColumn("{task.fields[files]}"),
                 DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
                 console=self.err,
                 transient=True,
             )
@@ -125,15 +138,15 @@ class ConsoleReporter:
         if self.style.json:
             self.out.out(json.dumps(to_json(results, self.style.dry_run), indent=2))
             return
-        ordered = sorted(results, key=lambda r: (r.status != "failed", r.cluster, r.alias))
-        shown = [r for r in ordered if r.status == "failed"] if self.style.quiet else ordered
+        ordered = sorted(results, key=lambda r: (r.status in _GOOD, r.cluster, r.alias))
+        shown = [r for r in ordered if r.status not in _GOOD] if self.style.quiet else ordered
         if not shown:
             return
         table = Table(box=None, pad_edge=False)
         for column in ("cluster", "alias", "backend", "status", "files", "bytes", "seconds"):
             table.add_column(column, justify="right" if column in "files bytes seconds" else "left")
         for r in shown:
-            status = "[red]FAILED[/]" if r.status == "failed" else r.status
+            status = r.status if r.status in _GOOD else f"[red]{r.status.upper()}[/]"
             table.add_row(
                 r.cluster,
                 r.alias,

@@ -51,4 +51,8 @@ class Session(Protocol):
     name: str  # the backend's name as shown in reports: rsync, sftp, local
 
     def push(self, job: Job, events: Events) -> Outcome: ...
+
+    def abort(self) -> None:
+        """Stop a running push at once (Ctrl-C); called from another thread, then close()."""
+
     def close(self) -> None: ...

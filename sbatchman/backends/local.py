@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 from sbatchman.backends import Events, Job, Outcome
-from sbatchman.errors import TransferError
+from sbatchman.errors import Interrupted, TransferError
 from sbatchman.plan import DestStat, Kind, Plan, build, folders, part_name
 
 
@@ -52,6 +53,9 @@ class LocalSession:
 
     name = "local"
 
+    def __init__(self) -> None:
+        self.aborted = threading.Event()
+
     def push(self, job: Job, events: Events) -> Outcome:
         root = destination(job.remote)
         events.phase("scanning")
@@ -79,6 +83,8 @@ class LocalSession:
             (root / leftover).unlink(missing_ok=True)
         source = job.selection.root
         for action in plan.actions:
+            if self.aborted.is_set():
+                raise Interrupted("interrupted")
             entry, dest = action.entry, root / action.entry.path
             if action.op == "conflict":
                 outcome.warnings.append(f"{entry.path}: {action.reason}; not sent")
@@ -101,6 +107,9 @@ class LocalSession:
                 outcome.sent.append((entry.path, action.reason))
                 outcome.bytes_sent += entry.size
                 events.sent(entry.path, entry.size, action.reason)
+
+    def abort(self) -> None:
+        self.aborted.set()
 
     def close(self) -> None:
         pass

@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from sbatchman.backends import Events, Job, Outcome
-from sbatchman.errors import TransferError
+from sbatchman.errors import Interrupted, TransferError
 from sbatchman.ssh import Master
 
 # rsync's own exit codes, in the words a user can act on.
@@ -90,11 +92,12 @@ def _unescape(name: str) -> str:
 
 
 def _why(flags: str) -> str:
+    """Itemized flags are YXcstpoguax: the same words plan.decide uses for the other backends."""
     if "+++++++" in flags:
         return "new"
-    if flags[3] == "t":
+    if flags[4] == "t":
         return "newer"
-    return "size differs" if flags[2] == "s" else "changed"
+    return "size differs" if flags[3] == "s" else "changed"
 
 
 class RsyncSession:
@@ -106,6 +109,8 @@ class RsyncSession:
         self.info = info
         self.master = master
         self.stall_timeout = stall_timeout
+        self.running: set[subprocess.Popen[bytes]] = set()
+        self.aborted = False
 
     def argv(self, job: Job, extra: list[str]) -> list[str]:
         argv = [self.info.path, "-lpt", "--update", "--files-from=-", "--from0"]
@@ -148,18 +153,38 @@ class RsyncSession:
         return outcome
 
     def _run(self, argv: list[str], names: bytes, events: Events, outcome: Outcome) -> None:
+        if self.aborted:
+            raise Interrupted("interrupted")
+        # rsync gets its own process group: the terminal's Ctrl-C reaches only us, and we stop
+        # rsync with SIGTERM, on which it deletes its temporary file (no partial file remains).
         with subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         ) as proc:
+            self.running.add(proc)
             assert proc.stdin and proc.stdout and proc.stderr
-            proc.stdin.write(names)
-            proc.stdin.close()
-            for raw in proc.stdout:
-                self._line(raw.decode("utf-8", "replace").rstrip("\n"), events, outcome)
-            stderr = proc.stderr.read().decode("utf-8", "replace")
-            rc = proc.wait()
+            stderr = proc.stderr
+            # Feed names and drain stderr on threads: either pipe filling up would deadlock.
+            errors: list[bytes] = []
+            feeder = threading.Thread(target=_feed, args=(proc.stdin, names), daemon=True)
+            drain = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
+            feeder.start()
+            drain.start()
+            try:
+                for raw in proc.stdout:
+                    self._line(raw.decode("utf-8", "replace").rstrip("\n"), events, outcome)
+                rc = proc.wait()
+            finally:
+                self.running.discard(proc)
+            feeder.join()
+            drain.join()
+        if self.aborted:
+            raise Interrupted("interrupted")
         if rc != 0:
-            raise TransferError(_failure(rc, stderr))
+            raise TransferError(_failure(rc, b"".join(errors).decode("utf-8", "replace")))
 
     def _line(self, line: str, events: Events, outcome: Outcome) -> None:
         item = _ITEM.match(line)
@@ -200,9 +225,22 @@ class RsyncSession:
             if run.returncode != 0:
                 raise TransferError(_failure(run.returncode, run.stderr))
 
+    def abort(self) -> None:
+        self.aborted = True
+        for proc in list(self.running):
+            proc.terminate()
+
     def close(self) -> None:
         if self.master is not None:
             self.master.close()
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except BrokenPipeError:  # rsync died early; its exit code says why
+        pass
 
 
 def _local_dest(remote: str) -> str:

@@ -1,0 +1,165 @@
+"""Fan-out: live clusters land while dead ones fail alone, in time, with their own cause."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SshdFactory
+from tests.support.delayproxy import SilentServer, refused_port
+from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.sshd import SshServer
+
+TARGET_KEYS = {
+    "cluster": str,
+    "alias": str,
+    "backend": str,
+    "status": str,
+    "files_sent": int,
+    "bytes_sent": int,
+    "files_skipped_newer_remote": int,
+    "skipped_newer_remote": list,
+    "seconds": float,
+    "error": (str, type(None)),
+    "warnings": list,
+    "files": list,
+}
+
+
+def check_schema(report: dict) -> None:
+    """The --json document as docs/cli.md describes it: exact keys, exact types."""
+    assert set(report) == {"schema", "dry_run", "exit_code", "targets"}
+    assert report["schema"] == 1
+    for target in report["targets"]:
+        assert set(target) == set(TARGET_KEYS)
+        for key, kind in TARGET_KEYS.items():
+            value = target[key]
+            ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+            assert ok, (key, value)
+        assert target["status"] in {"ok", "failed", "dry-run", "interrupted"}
+        assert (target["error"] is None) == (target["status"] in {"ok", "dry-run"})
+        for item in target["files"]:
+            assert set(item) == {"path", "why"}
+
+
+def dead_cluster(name: str, port: int, ssh_config: Path, proj: Path) -> dict:
+    return {
+        "name": name,
+        "host": "127.0.0.1",
+        "port": port,
+        "user": "nobody",
+        "ssh_config": str(ssh_config),
+        "sync_dirs": [{"alias": "proj", "local": str(proj), "remote": "/tmp/never-written"}],
+    }
+
+
+def test_three_land_while_refused_and_silent_fail_alone(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    proj = make_tree(tmp_path / "proj", {"a.py": "a\n", "sub/b.sh": "#!/bin/sh\n"})
+    live = [
+        ssh_cluster(
+            s, [{"alias": "proj", "local": str(proj), "remote": str(cluster_roots[s.name])}]
+        )
+        for s in three_clusters
+    ]
+    cfg = three_clusters[0].ssh_config
+    with SilentServer() as silent:
+        dead = [
+            dead_cluster("refused", refused_port(), cfg, proj),
+            dead_cluster("silent", silent.port, cfg, proj),
+        ]
+        config = write_config(tmp_path / "c.toml", [*live, *dead])
+        started = time.monotonic()
+        run = run_cli(capsys, "sync", "--config", str(config), "--json", "--connect-timeout", "2")
+        elapsed = time.monotonic() - started
+    assert run.code == 1
+    report = json.loads(run.out)  # stdout holds the JSON document and nothing else
+    check_schema(report)
+    assert report["exit_code"] == 1
+    by_cluster = {t["cluster"]: t for t in report["targets"]}
+    for server in three_clusters:
+        assert by_cluster[server.name]["status"] == "ok"
+        assert (cluster_roots[server.name] / "sub/b.sh").exists()
+    assert by_cluster["refused"]["error"] == "connection refused"
+    assert by_cluster["silent"]["status"] == "failed"
+    assert "timed out" in by_cluster["silent"]["error"]
+    # A loose bound, not a benchmark: a hung cluster must not hold the run hostage.
+    assert elapsed < 30
+
+
+def test_quiet_prints_only_failures_and_verbose_every_file(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    proj = make_tree(tmp_path / "proj", {"a.py": "a\n", "b.py": "b\n"})
+    alpha = three_clusters[0]
+    clusters = [
+        ssh_cluster(
+            alpha, [{"alias": "p", "local": str(proj), "remote": str(cluster_roots["alpha"])}]
+        ),
+        dead_cluster("refused", refused_port(), alpha.ssh_config, proj),
+    ]
+    config = write_config(tmp_path / "c.toml", clusters)
+    quiet = run_cli(capsys, "sync", "--config", str(config), "-q")
+    assert quiet.code == 1
+    assert "refused" in quiet.out and "alpha" not in quiet.out
+    (proj / "a.py").write_text("changed, and bigger\n")
+    os.utime(proj / "a.py", (time.time() + 5, time.time() + 5))
+    verbose = run_cli(capsys, "sync", "--config", str(config), "-v", "-c", "alpha")
+    assert verbose.code == 0
+    assert "alpha/p: a.py (newer)" in verbose.out
+    assert "b.py" not in verbose.out  # unchanged: not sent, not listed
+
+
+def test_ctrl_c_stops_transfers_leaves_no_partial_file_and_exits_130(
+    sshd_factory: SshdFactory, tmp_path: Path, isolated_env: object
+) -> None:
+    server = sshd_factory("slowpoke")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    big = proj / "big.bin"
+    with big.open("wb") as f:  # random data: nothing compresses or skips it
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+    for i in range(40):
+        (proj / f"copy{i}.bin").write_bytes(big.read_bytes()[: 8 << 20])
+    dest = server.root / "dest"
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "p", "local": str(proj), "remote": str(dest)}])],
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(dest.rglob("*")) and time.monotonic() < deadline:  # wait for data to flow
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    report = json.loads(out)
+    assert report["targets"][0]["status"] == "interrupted"
+    landed = {p.name for p in dest.rglob("*")}
+    for name in landed:
+        assert not name.startswith("."), f"temporary file left behind: {name}"
+    expected = {p.name: p.stat().st_size for p in proj.iterdir()}
+    for path in dest.iterdir():
+        assert path.stat().st_size == expected[path.name], f"partial file at {path}"
