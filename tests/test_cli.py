@@ -171,3 +171,16 @@ def test_help_is_plain_and_fast_to_import() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout
     assert "sync" in out.stdout and "Traceback" not in out.stderr
+
+
+def test_missing_rsync_falls_back_and_says_so(
+    capsys: pytest.CaptureFixture[str], local_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(local_config.parent / "empty-bin"))
+    run = run_cli(capsys, "sync", "--config", str(local_config), "-c", "scratch")
+    assert run.code == 0, run.err
+    assert run.err.strip() == (
+        "sbatchman: scratch: rsync is not on PATH; using the built-in copier instead"
+    )
+    assert "local" in run.out
+    assert (local_config.parent / "dest/proj/run.sh").exists()

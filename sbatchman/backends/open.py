@@ -24,9 +24,11 @@ def open_session(
     cluster = target.cluster
     backend = target.backend
     info = rsync.detect() if backend == "rsync" else None
-    if backend == "rsync" and info is None:
-        reporter.notice(f"{cluster.name}: rsync is not on PATH; using sftp instead")
-        backend = "sftp"
+    if backend == "rsync" and (info is None or not info.usable):
+        instead = "the built-in copier" if cluster.is_local else "sftp"
+        why = "is not on PATH" if info is None else "is openrsync, which lacks --files-from"
+        reporter.notice(f"{cluster.name}: rsync {why}; using {instead} instead")
+        info = None
     if info is not None:
         master = None
         if not cluster.is_local:

@@ -51,6 +51,11 @@ class RsyncInfo:
     openrsync: bool = False
 
     @property
+    def usable(self) -> bool:
+        """openrsync (macOS) lacks --files-from, which is how we hand rsync the selection."""
+        return not self.openrsync
+
+    @property
     def mkpath(self) -> bool:
         return not self.openrsync and self.version >= (3, 2, 3)
 

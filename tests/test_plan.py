@@ -1,0 +1,61 @@
+"""plan.decide is rsync -rlpt --update, decided in whole seconds; plan.build lists folders once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sbatchman.plan import DestStat, build, decide, folders, is_part, part_name
+from sbatchman.selection import Entry, Selection
+
+NS = 1_000_000_000
+
+
+def file(path: str = "a.py", size: int = 10, mtime: float = 1000.4) -> Entry:
+    return Entry(path, "file", size, int(mtime * NS), 0o644)
+
+
+@pytest.mark.parametrize(
+    ("dest", "expected"),
+    [
+        (None, ("send", "new")),
+        (DestStat("file", 10, 999), ("send", "newer")),
+        (DestStat("file", 10, 1001), ("skip-newer", "remote is newer")),
+        (DestStat("file", 10, 1000), None),  # same second (local has .4): unchanged
+        (DestStat("file", 11, 1000), ("send", "size differs")),
+        (DestStat("dir", 0, 1000), ("conflict", "a folder is in the way of this file")),
+        (DestStat("link", 3, 1000, target="x"), ("send", "replaces a link")),
+    ],
+)
+def test_file_decisions(dest: DestStat | None, expected: tuple[str, str] | None) -> None:
+    action = decide(file(), dest)
+    assert (None if action is None else (action.op, action.reason)) == expected
+
+
+def test_links_and_dirs() -> None:
+    link = Entry("l", "link", 1, 0, 0o777, "target")
+    assert decide(link, DestStat("link", 6, 0, target="target")) is None
+    changed = decide(link, DestStat("link", 5, 0, target="other"))
+    assert changed is not None and changed.op == "link"
+    folder = Entry("d", "dir", 0, 0, 0o755)
+    assert decide(folder, DestStat("dir", 0, 5)) is None
+    made = decide(folder, None)
+    assert made is not None and made.op == "mkdir"
+
+
+def test_build_uses_listings_and_finds_leftovers() -> None:
+    sel = Selection(
+        Path("/src"),
+        (Entry("d", "dir", 0, 0, 0o755), file("d/a.py"), file("d/b.py", mtime=5000.0)),
+    )
+    assert folders(sel) == ["", "d"]
+    leftover = part_name("a.py")
+    listings = {
+        "": {"d": DestStat("dir", 0, 1)},
+        "d": {"a.py": DestStat("file", 10, 1000), leftover: DestStat("file", 3, 1)},
+    }
+    plan = build(sel, listings)
+    assert [(a.entry.path, a.op) for a in plan.actions] == [("d/b.py", "send")]
+    assert plan.leftovers == [f"d/{leftover}"]
+    assert is_part(leftover) and not is_part(".a.py.swp")

@@ -1,0 +1,47 @@
+"""What the rsync backend asks of rsync: version-aware flags, and quoting for rsync's -e parser."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from sbatchman.backends import Job
+from sbatchman.backends.rsync import RsyncInfo, RsyncSession, _rsh_quote, _why
+from sbatchman.config import parse
+from sbatchman.selection import Selection
+
+
+def job(tmp_path: Path, remote: str, dry_run: bool = False) -> Job:
+    cfg = parse("[[clusters]]\nname='c'\n[[clusters.sync_dirs]]\nalias='a'\n", tmp_path / "c")
+    cluster = cfg.clusters[0]
+    return Job(cluster, cluster.sync_dirs[0], remote, Selection(tmp_path, ()), dry_run)
+
+
+def test_modern_rsync_gets_the_safe_flags(tmp_path: Path) -> None:
+    session = RsyncSession(RsyncInfo("/usr/bin/rsync", (3, 2, 7)), None, 60)
+    argv = session.argv(job(tmp_path, "/dst", dry_run=True), ["--mkpath"])
+    assert argv[:5] == ["/usr/bin/rsync", "-lpt", "--update", "--files-from=-", "--from0"]
+    assert "-r" not in argv and "--dry-run" in argv and "--info=skip1" in argv
+    assert argv[-2:] == [f"{tmp_path}/", "/dst/"]
+
+
+def test_capabilities_follow_the_version() -> None:
+    old = RsyncInfo("rsync", (2, 6, 9))
+    assert not (old.mkpath or old.secluded_args or old.info_flags)
+    mid = RsyncInfo("rsync", (3, 1, 3))
+    assert mid.secluded_args and mid.info_flags and not mid.mkpath
+    assert not RsyncInfo("openrsync", (2, 6, 9), openrsync=True).usable
+
+
+def test_rsh_quoting_survives_rsyncs_own_splitter() -> None:
+    assert _rsh_quote("ssh") == "ssh"
+    assert _rsh_quote("/path with space/key") == "'/path with space/key'"
+    assert _rsh_quote("it's") == "'it''s'"
+    # rsync splits like a shell for these cases (doubled quote aside), so shlex checks the rest
+    assert shlex.split(_rsh_quote("a b") + " " + _rsh_quote("c")) == ["a b", "c"]
+
+
+def test_itemized_reasons_match_the_plan_words() -> None:
+    assert _why("<f+++++++++") == "new"
+    assert _why("<f.st......") == "newer"
+    assert _why("<f.s.......") == "size differs"
