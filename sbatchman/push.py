@@ -26,6 +26,7 @@ from sbatchman.config import (
 from sbatchman.errors import AuthError, ConfigError, Interrupted, SbatchmanError, UsageError
 from sbatchman.selection import Rule, check_patterns, select
 from sbatchman.ssh import SshOptions
+from sbatchman.sshresolve import require_user
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,10 @@ def resolve_targets(config: Config, request: Request) -> list[Target]:
     check_patterns([Rule(p, "-e") for p in request.excludes])
     targets: list[Target] = []
     for cluster in clusters:
+        if not cluster.is_local and any(_chosen(d, request) for d in cluster.sync_dirs):
+            require_user(cluster, config.settings, config.path)
         for sync_dir in cluster.sync_dirs:
-            if request.aliases and sync_dir.alias not in request.aliases:
+            if not _chosen(sync_dir, request):
                 continue
             if not sync_dir.local.is_dir():
                 state = "is not a folder" if sync_dir.local.exists() else "does not exist"
@@ -117,6 +120,10 @@ def resolve_targets(config: Config, request: Request) -> list[Target]:
     if not targets:
         raise UsageError(f"nothing to sync: no cluster in {config.path} has a sync_dir selected")
     return targets
+
+
+def _chosen(sync_dir: SyncDir, request: Request) -> bool:
+    return not request.aliases or sync_dir.alias in request.aliases
 
 
 def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:

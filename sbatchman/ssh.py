@@ -11,39 +11,71 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
-from sbatchman.errors import ConnectError
+from sbatchman.errors import AuthError, ConnectError
+
+
+class Secrets:
+    """Passphrases and passwords typed during one run, so each is asked for once.
+
+    It lives inside the run's SshOptions (the CLI builds one per invocation), never in a module
+    global, and is never written anywhere: the process forgets it when the run ends. A lock,
+    because connections may be opened from worker threads.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, str] = {}
+        self._keys: dict[str, object] = {}  # decrypted keys: the passphrase KDF is slow on purpose
+        self._lock = threading.Lock()
+
+    def key(self, path: str) -> object | None:
+        with self._lock:
+            return self._keys.get(path)
+
+    def put_key(self, path: str, key: object) -> None:
+        with self._lock:
+            self._keys[path] = key
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        with self._lock:
+            self._items[key] = value
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
 
 
 @dataclass(frozen=True)
 class SshOptions:
-    """Run-wide choices that change how ssh may behave."""
+    """Run-wide choices that change how ssh may behave, plus the run's typed secrets."""
 
     batch: bool = False  # never prompt (no terminal, or --batch)
     accept_new_host_keys: bool = False
     connect_timeout: float = 15.0
     stall_timeout: float = 120.0
+    secrets: Secrets = field(default_factory=Secrets, compare=False, repr=False)
 
 
-def base_argv(cluster: Cluster, settings: Settings, options: SshOptions) -> list[str]:
-    """ssh and its options, without the host: TOML values win over ssh config, as -o/-p do."""
-    argv = ["ssh"]
+def config_argv(cluster: Cluster, settings: Settings) -> list[str]:
+    """The -F option alone: which ssh config file to read (none means OpenSSH's defaults)."""
     ssh_config = cluster.ssh_config or settings.ssh_config
-    if ssh_config is not None:
-        argv += ["-F", str(ssh_config)]
-    if cluster.port is not None:
-        argv += ["-p", str(cluster.port)]
-    if cluster.user is not None:
-        argv += ["-l", cluster.user]
-    if cluster.key_path is not None:
-        argv += ["-i", str(cluster.key_path)]
+    return ["-F", str(ssh_config)] if ssh_config is not None else []
+
+
+def policy_argv(options: SshOptions) -> list[str]:
+    """The -o options every connection gets, jump hosts included: host-key policy and timeouts."""
     # Never trust a host key silently: unknown keys fail unless the user said accept-new.
     checking = "accept-new" if options.accept_new_host_keys else "yes"
     interval = max(1, int(options.stall_timeout // 3))
-    argv += [
+    argv = [
         "-o", f"StrictHostKeyChecking={checking}",
         "-o", f"ConnectTimeout={max(1, round(options.connect_timeout))}",
         "-o", f"ServerAliveInterval={interval}",
@@ -52,6 +84,49 @@ def base_argv(cluster: Cluster, settings: Settings, options: SshOptions) -> list
     if options.batch:
         argv += ["-o", "BatchMode=yes"]
     return argv
+
+
+def target_argv(cluster: Cluster) -> list[str]:
+    """-p, -l, -i from the TOML: they beat the ssh config, and reach the cluster, not its jumps."""
+    argv: list[str] = []
+    if cluster.port is not None:
+        argv += ["-p", str(cluster.port)]
+    if cluster.user is not None:
+        argv += ["-l", cluster.user]
+    if cluster.key_path is not None:
+        argv += ["-i", str(cluster.key_path)]
+    return argv
+
+
+def base_argv(cluster: Cluster, settings: Settings, options: SshOptions) -> list[str]:
+    """ssh and its options, without the host: TOML values win over ssh config, as -o/-p do."""
+    return ["ssh", *config_argv(cluster, settings), *target_argv(cluster), *policy_argv(options)]
+
+
+def policy_config(cluster: Cluster, settings: Settings, options: SshOptions) -> str:
+    """An ssh_config that sets the run's policy, then includes the user's config.
+
+    ssh hands -F, but not -o, to the `ssh -W` it starts for each ProxyJump hop, so -o alone
+    would leave jump hosts with the user's own StrictHostKeyChecking (often "ask": a prompt
+    in the middle of a parallel batch run) and without accept-new. Global lines before the
+    Include win (ssh keeps the first value), exactly as -o would; without a configured file
+    the Include reads what ssh reads by default, in the same order.
+    """
+    policy = policy_argv(options)
+    lines = ["# Written by sbatchman for one run; removed when the run ends."]
+    lines += [policy[i + 1].replace("=", " ", 1) for i in range(0, len(policy), 2)]
+    ssh_config = cluster.ssh_config or settings.ssh_config
+    # Absolute: a relative Include would be looked up in ~/.ssh, not where -F would look.
+    sources = (
+        [str(ssh_config.absolute())]
+        if ssh_config is not None
+        else ["~/.ssh/config", _SYSTEM_CONFIG]
+    )
+    lines.append("Include " + " ".join(f'"{src}"' if " " in src else src for src in sources))
+    return "\n".join(lines) + "\n"
+
+
+_SYSTEM_CONFIG = "/etc/ssh/ssh_config"
 
 
 # The first matching pattern in ssh's stderr becomes the one-line cause shown to the user.
@@ -64,14 +139,49 @@ _CAUSES = [
         r"No .*host key is known|Host key verification failed",
         "unknown host key; verify it, then rerun with --accept-new-host-keys to store it",
     ),
-    (r"Permission denied", "authentication failed (permission denied)"),
     (r"Too many authentication failures", "authentication failed (too many keys offered)"),
     (r"Connection closed|Connection reset", "connection closed by the server"),
 ]
+_UNKNOWN = re.compile(r"No (\S+) host key is known for (\S+)")
+_SERVER_KEY = re.compile(r"Server host key: (\S+) (SHA256:[A-Za-z0-9+/=]+)")
+_CHANGED = re.compile(r"Host key for (\S+) has changed")
+_SENT = re.compile(r"fingerprint for the (\S+) key sent by the remote host is\s+(SHA256:[^\s.]+)")
+_OFFENDING = re.compile(r"Offending \S+ key in (\S+)")
+_DENIED = re.compile(r"Permission denied \(([^)]*)\)")
+
+
+def _needs_probe(stderr: str) -> bool:
+    """Whether ssh's message hides the useful part: an unknown key's fingerprint, or a jump
+    host's own error (the master's ControlPersist mutes the jump's stderr)."""
+    if _UNKNOWN.search(stderr):
+        return not _SERVER_KEY.search(stderr)
+    if _CHANGED.search(stderr) or _DENIED.search(stderr):
+        return False
+    return bool(re.search(r"kex_exchange_identification|Connection closed", stderr))
 
 
 def cause(stderr: str) -> str:
-    """The most telling ssh message, in one line."""
+    """The most telling ssh message, in one line; host-key failures name the fingerprint.
+
+    The unknown-key fingerprint is only in ssh's -v output ("Server host key: ..."), which
+    Master fetches with a second, verbose probe when the first attempt failed that way.
+    """
+    from sbatchman import hostkeys
+
+    changed = _CHANGED.search(stderr)
+    if changed:
+        sent = _SENT.search(stderr)
+        offending = _OFFENDING.search(stderr)
+        sent_key = f"{sent[1]} key {sent[2]}" if sent else "a different key"
+        return hostkeys.changed_message(changed[1], sent_key, offending[1] if offending else None)
+    unknown = _UNKNOWN.search(stderr)
+    if unknown:
+        keys = _SERVER_KEY.findall(stderr[: unknown.start()])
+        seen = f"{hostkeys.short_type(keys[-1][0])} key {keys[-1][1]}" if keys else None
+        return hostkeys.unknown_message(unknown[2], seen)
+    denied = _DENIED.search(stderr)
+    if denied:
+        return f"authentication failed (permission denied; the server allows {denied[1]})"
     for pattern, text in _CAUSES:
         if re.search(pattern, stderr):
             return text
@@ -85,10 +195,21 @@ class Master:
     def __init__(self, cluster: Cluster, settings: Settings, options: SshOptions) -> None:
         assert cluster.host is not None
         self.host = cluster.host
-        self.base = base_argv(cluster, settings, options)
-        self.folder = Path(tempfile.mkdtemp(prefix="sbm-"))  # mkdtemp makes it 0700
+        # The socket lets anyone who can reach it run commands as us on the cluster, so it
+        # lives in a folder only we can enter. mkdtemp makes it 0700; we check rather than
+        # trust, because a hostile TMPDIR could hand us something else.
+        self.folder = Path(tempfile.mkdtemp(prefix="sbm-"))
+        info = self.folder.stat()
+        if info.st_mode & 0o077 or info.st_uid != os.getuid():
+            os.rmdir(self.folder)
+            raise ConnectError(f"{self.folder}: private socket folder is not 0700 and ours")
         self.socket = self.folder / "c"
         self.options = options
+        config = self.folder / "config"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "w", encoding="utf-8") as out:
+            out.write(policy_config(cluster, settings, options))
+        self.base = ["ssh", "-F", str(config), *target_argv(cluster), *policy_argv(options)]
 
     def client_argv(self) -> list[str]:
         """ssh options for commands that ride on the master (never open a second connection)."""
@@ -117,8 +238,43 @@ class Master:
             err.seek(0)
             message = err.read()
         if rc != 0:
+            if _needs_probe(message):
+                message = self._probe() or message
             self.close()
-            raise ConnectError(cause(message))
+            text = cause(message)
+            if self.options.batch and _DENIED.search(message):
+                # Maybe a passphrase, password or 2FA code would do: the caller may retry
+                # this cluster interactively.
+                raise AuthError(f"{text}; no prompt in batch mode")
+            raise ConnectError(text)
+
+    def _probe(self) -> str | None:
+        """ssh's messages for a second try that stops where the first failed, with -v added.
+
+        -v adds "Server host key: <type> SHA256:..." (the fingerprint the unknown-key message
+        lacks), and without ControlPersist ssh lets a jump host's own errors through (with it,
+        ssh sends the jump's stderr to /dev/null). Batch mode: it never prompts or logs in
+        further than the first try did. Debug chatter is dropped.
+        """
+        argv = [
+            *self.base, "-v", "-o", "BatchMode=yes",
+            "-o", "ControlMaster=no", "-o", "ControlPath=none",
+            self.host, "true",
+        ]  # fmt: skip
+        try:
+            run = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, text=True, check=False,
+                timeout=self.options.connect_timeout + 10,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        kept = [
+            line
+            for line in run.stderr.splitlines()
+            if not line.startswith("debug") or _SERVER_KEY.search(line)
+        ]
+        return "\n".join(kept) if any(not ln.startswith("debug") for ln in kept) else None
 
     def close(self) -> None:
         if self.socket.exists():

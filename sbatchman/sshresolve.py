@@ -1,0 +1,295 @@
+"""Ask OpenSSH itself (`ssh -G`) what a host alias means, so paramiko connects where ssh would.
+
+Re-implementing ssh_config (Include, Match exec, canonicalisation, first-match-wins, tokens)
+would drift from the user's `ssh`; `ssh -G` prints the final answer after all of it. We pass the
+same -F/-p/-l/-i/-o that `ssh.base_argv` gives the rsync backend, so both backends agree on host,
+port, user, keys and known_hosts: TOML values win over ssh config, which wins over defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from sbatchman.config import Cluster, Settings
+from sbatchman.errors import ConfigError, ConnectError
+from sbatchman.ssh import SshOptions, base_argv, config_argv, policy_argv
+
+DEFAULT_AUTH_ORDER = ("publickey", "keyboard-interactive", "password")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Everything `ssh -G` decided for one destination (a cluster or one of its jump hosts)."""
+
+    name: str  # what the user wrote: alias or host name, used in messages
+    hostname: str
+    port: int
+    user: str
+    identity_files: tuple[Path, ...]
+    identities_only: bool
+    identity_agent: str | None  # None: $SSH_AUTH_SOCK; "none": no agent; else a socket path
+    user_known_hosts: tuple[Path, ...]
+    global_known_hosts: tuple[Path, ...]
+    host_key_alias: str | None
+    hash_known_hosts: bool
+    proxy_jump: str | None
+    proxy_command: str | None
+    batch_mode: bool
+    auth_order: tuple[str, ...]
+    password_prompts: int
+    server_alive_interval: int
+    address_family: str
+    config_args: tuple[str, ...]  # the -F option, handed on to jump hosts as OpenSSH does
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name OpenSSH files this host's key under: alias as is, else `[host]:port`."""
+        if self.host_key_alias:
+            return self.host_key_alias
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+
+def resolve_cluster(cluster: Cluster, settings: Settings, options: SshOptions) -> Resolved:
+    """The final connection settings for a cluster, exactly as its rsync `ssh` would use them."""
+    assert cluster.host is not None, "local clusters are never connected to"
+    args = base_argv(cluster, settings, options)[1:]
+    return _resolve(cluster.host, args, config_argv(cluster, settings), options)
+
+
+def resolve_hop(
+    spec: str, config_args: list[str], jump: str | None, options: SshOptions
+) -> Resolved:
+    """One jump host from a ProxyJump list (`[user@]host[:port]`), resolved through the config.
+
+    OpenSSH reaches hop N with `ssh -J hop1..hopN-1 -W ... hopN`, passing -F but not the
+    cluster's -i/-l/-p: the hop's own config entry decides, and an explicit jump list replaces
+    the hop's own ProxyJump. `jump` is that list (None keeps the hop's own).
+    """
+    user, host, port = split_jump_spec(spec)
+    args = [*config_args]
+    if user:
+        args += ["-l", user]
+    if port:
+        args += ["-p", port]
+    if jump:
+        args += ["-J", jump]
+    return _resolve(host, [*args, *policy_argv(options)], config_args, options)
+
+
+def split_jump_spec(spec: str) -> tuple[str | None, str, str | None]:
+    """`user@host:port`, `host`, `[v6addr]:port`, or an ssh:// URI into its three parts."""
+    if spec.startswith("ssh://"):
+        spec = spec[len("ssh://") :].rstrip("/")
+    user, _, rest = spec.rpartition("@")
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else None
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+        port = port_text or None
+    else:
+        host, port = rest, None
+    return (user or None), host, port
+
+
+def split_jump_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _resolve(host: str, args: list[str], config_args: list[str], options: SshOptions) -> Resolved:
+    values = _ssh_g(host, args, options)
+
+    def one(key: str, default: str = "") -> str:
+        found = values.get(key)
+        return found[0] if found else default
+
+    def many(key: str) -> list[str]:
+        return [word for value in values.get(key, []) for word in value.split()]
+
+    hostname = one("hostname", host)
+    port = int(one("port", "22"))
+    user = one("user") or _login_name()
+    tokens = _Tokens(original=host, hostname=hostname, port=port, user=user)
+    identity_files = tuple(tokens.path(v) for v in values.get("identityfile", []))
+    agent = one("identityagent") or None
+    if agent is not None and agent.lower() not in ("none", "ssh_auth_sock"):
+        agent = str(tokens.path(agent)) if not agent.startswith("$") else os.environ.get(agent[1:])
+    elif agent is not None and agent.lower() == "ssh_auth_sock":
+        agent = None
+    jump = one("proxyjump") or None
+    command = one("proxycommand") or None
+    order = one("preferredauthentications")
+    methods = tuple(m for m in order.split(",") if m) if order else DEFAULT_AUTH_ORDER
+    methods = tuple(
+        m
+        for m in methods
+        if _enabled(values, m) and m in ("publickey", "keyboard-interactive", "password")
+    )
+    return Resolved(
+        name=host,
+        hostname=hostname,
+        port=port,
+        user=user,
+        identity_files=identity_files,
+        identities_only=_yes(one("identitiesonly")),
+        identity_agent=agent,
+        user_known_hosts=tuple(tokens.path(p) for p in many("userknownhostsfile")),
+        global_known_hosts=tuple(tokens.path(p) for p in many("globalknownhostsfile")),
+        host_key_alias=one("hostkeyalias") or None,
+        hash_known_hosts=_yes(one("hashknownhosts")),
+        proxy_jump=None if jump is None or jump.lower() == "none" else jump,
+        proxy_command=None if command is None or command.lower() == "none" else command,
+        batch_mode=_yes(one("batchmode")),
+        auth_order=methods,
+        password_prompts=max(1, int(one("numberofpasswordprompts", "3") or 3)),
+        server_alive_interval=int(one("serveraliveinterval", "0") or 0),
+        address_family=one("addressfamily", "any"),
+        config_args=tuple(config_args),
+    )
+
+
+def _enabled(values: dict[str, list[str]], method: str) -> bool:
+    key = {
+        "publickey": "pubkeyauthentication",
+        "keyboard-interactive": "kbdinteractiveauthentication",
+        "password": "passwordauthentication",
+    }.get(method)
+    found = values.get(key or "")
+    return not found or _yes(found[0])
+
+
+def _yes(value: str) -> bool:
+    return value.lower() in ("yes", "true")
+
+
+def _ssh_g(host: str, args: list[str], options: SshOptions) -> dict[str, list[str]]:
+    """Run `ssh -G` and collect its `key value` lines (keys repeat, e.g. identityfile)."""
+    argv = ["ssh", "-G", *args, "--", host]
+    try:
+        run = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=options.connect_timeout + 30,  # Match exec may run a user command
+            check=False,
+        )
+    except FileNotFoundError:
+        raise ConnectError(
+            "the `ssh` program (OpenSSH 6.8 or later) is needed to read your ssh config;"
+            " install the OpenSSH client"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise ConnectError(
+            f"`ssh -G {host}` did not finish; check Match exec in your ssh config"
+        ) from None
+    if run.returncode != 0:
+        lines = [ln.strip() for ln in run.stderr.splitlines() if ln.strip()]
+        why = lines[-1] if lines else f"exit status {run.returncode}"
+        raise ConnectError(f"ssh config for {host!r}: {why}")
+    values: dict[str, list[str]] = {}
+    for line in run.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key:
+            values.setdefault(key.lower(), []).append(value.strip())
+    return values
+
+
+def _login_name() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        import getpass
+
+        return getpass.getuser()
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """OpenSSH's %-tokens for paths `ssh -G` prints unexpanded (IdentityFile, IdentityAgent).
+
+    `~` follows $HOME, as everything else on the Python side does; for a normal login it is
+    the same directory OpenSSH takes from the password database.
+    """
+
+    original: str
+    hostname: str
+    port: int
+    user: str
+
+    def path(self, text: str) -> Path:
+        return Path(os.path.expanduser(self.expand(text)))
+
+    def expand(self, text: str) -> str:
+        local = socket.gethostname()
+        conn = f"{local}{self.hostname}{self.port}{self.user}"
+        table = {
+            "%": "%",
+            "d": os.path.expanduser("~"),
+            "h": self.hostname,
+            "n": self.original,
+            "p": str(self.port),
+            "r": self.user,
+            "u": _login_name(),
+            "l": local,
+            "L": local.split(".")[0],
+            "i": str(os.getuid()),
+            "C": hashlib.sha1(conn.encode()).hexdigest(),
+            "k": self.hostname,
+        }
+        out: list[str] = []
+        i = 0
+        while i < len(text):
+            if text[i] == "%" and i + 1 < len(text) and text[i + 1] in table:
+                out.append(table[text[i + 1]])
+                i += 2
+            else:
+                out.append(text[i])
+                i += 1
+        return "".join(out)
+
+
+def require_user(cluster: Cluster, settings: Settings, config_path: Path | None = None) -> None:
+    """Refuse a remote cluster whose login name nobody chose (not TOML, not the ssh config).
+
+    Falling back to the local login name silently is rarely right on a cluster, and the failure
+    it causes ("Permission denied") does not say why. We compare `ssh -G` with the user's ssh
+    config and with none (-F /dev/null): if the config changes nothing, it has no User line.
+    """
+    if cluster.is_local or cluster.user is not None:
+        return
+    assert cluster.host is not None
+    options = SshOptions(batch=True)
+    with_config = _ssh_g(cluster.host, config_argv(cluster, settings), options)
+    without = _ssh_g(cluster.host, ["-F", os.devnull], options)
+    if with_config.get("user") != without.get("user"):
+        return
+    if _config_names_user(cluster, settings):
+        return
+    where = str(config_path) if config_path is not None else "config"
+    ssh_config = cluster.ssh_config or settings.ssh_config or "~/.ssh/config"
+    raise ConfigError(
+        f"{where}: {cluster.where}.user: missing, and {ssh_config} has no User for host"
+        f' {cluster.host!r}; add user = "..." or a User line'
+    )
+
+
+def _config_names_user(cluster: Cluster, settings: Settings) -> bool:
+    """Whether the config says `User <your own login name>`: -G cannot tell that from none."""
+    import paramiko
+
+    path = cluster.ssh_config or settings.ssh_config or Path("~/.ssh/config").expanduser()
+    try:
+        parsed = paramiko.SSHConfig.from_path(str(path))
+    except (OSError, paramiko.ConfigParseError):
+        return False
+    try:
+        return "user" in parsed.lookup(cluster.host or "")
+    except Exception:  # paramiko's Match support is partial; unknown means "not shown"
+        return False
