@@ -1,0 +1,582 @@
+"""Which files a sync_dir pushes: one walk that applies config excludes and ignore files.
+
+Every backend transfers exactly the set `select` returns (rsync receives it via --files-from),
+so this module is the one place where rsync's `--exclude` meaning and git's `.gitignore`
+meaning are applied. docs/filters.md is the spec; the tests hold both to the real tools.
+Pattern compilation lives in sbatchman.patterns.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from pathlib import Path
+from typing import Literal
+
+from sbatchman.errors import ConfigError, UsageError
+from sbatchman.patterns import (
+    ExcludeSet,
+    IgnoreLine,
+    IgnoreStack,
+    PatternError,
+    RsyncPattern,
+    compile_git,
+    compile_rsync,
+    split_lines,
+    to_bytes,
+)
+
+__all__ = [
+    "IGNORE_FILE",
+    "Entry",
+    "Rule",
+    "Selection",
+    "Verdict",
+    "check_patterns",
+    "explain",
+    "select",
+]
+
+IGNORE_FILE = ".sbatchmanignore"
+GITIGNORE = ".gitignore"
+
+Kind = Literal["dir", "file", "link"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A pattern plus where it came from, so every verdict can point at the line to edit."""
+
+    pattern: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One pushed path with the lstat facts the backends compare against the remote."""
+
+    path: str
+    kind: Kind
+    size: int
+    mtime_ns: int
+    mode: int
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The exact push set of one sync_dir; entries are in parent-before-child order."""
+
+    root: Path
+    entries: tuple[Entry, ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[Entry, ...]:
+        return tuple(e for e in self.entries if e.kind == "file")
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.entries if e.kind == "file")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why one path is or is not pushed, naming the rule that decided."""
+
+    path: str
+    pushed: bool
+    rule: Rule | None
+    reason: str
+
+
+# The ignore-file rule sits below every ignore file, so `!.sbatchmanignore` in any of them
+# re-includes it; the .git rule sits with the config excludes, since git never lists .git.
+BUILTIN_IGNORE_FILE = Rule(IGNORE_FILE, "built-in (ignore files stay local unless re-included)")
+BUILTIN_DOT_GIT = Rule(".git", "built-in (gitignore = true never pushes .git)")
+
+_Line = IgnoreLine[Rule]
+_Stack = IgnoreStack[Rule]
+
+
+def _show(pattern: str) -> str:
+    """Quote a pattern for a one-line message, escaping anything that would break the line."""
+    return f"'{pattern}'" if pattern.isprintable() else repr(pattern)
+
+
+def _why(rule: Rule, verb: str) -> str:
+    return f"{verb} by {_show(rule.pattern)} from {rule.source}"
+
+
+def _compile_exclude(rule: Rule) -> RsyncPattern:
+    try:
+        return compile_rsync(rule.pattern)
+    except PatternError as err:
+        raise ConfigError(
+            f"bad exclude {_show(rule.pattern)} in {rule.source}: {err.why}; {err.fix}"
+        ) from None
+
+
+def check_patterns(rules: Sequence[Rule]) -> None:
+    """Raise ConfigError for the first exclude that rsync would not read as a plain exclude."""
+    for rule in rules:
+        _compile_exclude(rule)
+
+
+# --------------------------------------------------------------------------- ignore files
+
+
+def _read_ignore_file(path: str, label: str) -> bytes | None:
+    """The bytes of an ignore file; None unless it is a regular file (git skips symlinks).
+
+    An unreadable ignore file is an error rather than a problem: pushing without its rules
+    could upload exactly what the user meant to keep local.
+    """
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise ConfigError(
+            f"cannot read ignore file {label}: {err.strerror}; fix its permissions"
+        ) from None
+
+
+def _parse_ignore_file(
+    data: bytes, label: str, folder: bytes, strict: bool, problems: list[str]
+) -> list[_Line]:
+    """Lines of one ignore file in `folder` (work-tree relative, '/'-terminated or b"").
+
+    A line that can never match is a ConfigError in our own .sbatchmanignore (strict); in a
+    .gitignore it is only reported, since git accepts it and the repository is not ours.
+    """
+    out: list[_Line] = []
+    for lineno, line in split_lines(data):
+        text = line.decode("utf-8", "surrogateescape")
+        source = f"{label}:{lineno}"
+        try:
+            pat = compile_git(line)
+        except PatternError as err:
+            if strict:
+                raise ConfigError(
+                    f"bad pattern {_show(text)} in {source}: {err.why}; {err.fix}"
+                ) from None
+            problems.append(f"{source}: pattern {_show(text)} is ignored ({err.why})")
+            continue
+        out.append(IgnoreLine.of(Rule(text, source), pat, folder))
+    return out
+
+
+# --------------------------------------------------------------------------- git context
+
+
+def _git_dir(dotgit: str) -> str | None:
+    """The git dir that `dotgit` (a `.git` folder or gitfile) stands for, if it is one."""
+    try:
+        st = os.stat(dotgit)
+        if stat.S_ISDIR(st.st_mode):
+            return dotgit if os.path.exists(os.path.join(dotgit, "HEAD")) else None
+        if stat.S_ISREG(st.st_mode):
+            with open(dotgit, "rb") as fh:
+                head = fh.read(4096).decode("utf-8", "surrogateescape")
+            if head.startswith("gitdir:"):
+                target = os.path.join(os.path.dirname(dotgit), head[7:].strip())
+                return target if os.path.isdir(target) else None
+    except OSError:
+        pass
+    return None
+
+
+def _find_work_tree(start: str) -> tuple[str, str] | None:
+    """(work-tree root, git dir) for `start`, found as git does: nearest folder with .git."""
+    d = start
+    while True:
+        gd = _git_dir(os.path.join(d, ".git"))
+        if gd is not None:
+            return d, gd
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
+def _info_exclude(git_dir: str) -> str:
+    """info/exclude lives in the common dir, which linked work trees name in `commondir`."""
+    common = git_dir
+    try:
+        with open(os.path.join(git_dir, "commondir"), "rb") as fh:
+            common = os.path.join(git_dir, fh.read().decode("utf-8", "surrogateescape").strip())
+    except OSError:
+        pass
+    return os.path.join(common, "info", "exclude")
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything fixed for one select/explain call."""
+
+    root: Path
+    root_s: str
+    excludes: ExcludeSet[Rule]
+    ignore_names: tuple[str, ...]  # read in this order; the later one wins in its folder
+    tree_prefix: bytes  # the sync_dir's path in its work tree, '/'-terminated, or b""
+    base: _Stack  # built-in rule, info/exclude, ancestors' .gitignore
+    blocked: tuple[str, Rule] | None  # git ignores the sync_dir or a folder above it
+    problems: tuple[str, ...]
+
+
+def _context(root: Path, excludes: Sequence[Rule], gitignore: bool) -> _Context:
+    compiled = [(r, _compile_exclude(r)) for r in excludes]
+    if gitignore:
+        compiled.append((BUILTIN_DOT_GIT, compile_rsync(BUILTIN_DOT_GIT.pattern)))
+    root_s = os.fspath(root)
+    try:
+        is_dir = stat.S_ISDIR(os.stat(root_s).st_mode)
+    except OSError as err:
+        raise ConfigError(
+            f"sync_dir {root_s} cannot be used: {err.strerror}; create it or fix its path"
+        ) from None
+    if not is_dir:
+        raise ConfigError(f"sync_dir {root_s} is not a directory; point it at a folder")
+    builtin = IgnoreLine.of(BUILTIN_IGNORE_FILE, compile_git(to_bytes(IGNORE_FILE)), b"")
+    base: _Stack = IgnoreStack((), (to_bytes(IGNORE_FILE), builtin))
+    problems: list[str] = []
+    prefix = b""
+    blocked = None
+    if gitignore:
+        prefix, base, blocked = _from_above(root_s, base, problems)
+    names = (GITIGNORE, IGNORE_FILE) if gitignore else (IGNORE_FILE,)
+    return _Context(
+        root, root_s, ExcludeSet(compiled), names, prefix, base, blocked, tuple(problems)
+    )
+
+
+def _from_above(
+    root_s: str, base: _Stack, problems: list[str]
+) -> tuple[bytes, _Stack, tuple[str, Rule] | None]:
+    """What git applies inside the sync_dir from outside it: info/exclude and the .gitignore
+    files of the folders from the work-tree root down to the sync_dir's parent.
+
+    Also finds the first of those folders (or the sync_dir itself) that git ignores, since
+    git then ignores everything in the sync_dir.
+    """
+    real = os.path.realpath(root_s)
+    found = _find_work_tree(real)
+    if found is None:
+        return b"", base, None
+    top, git_dir = found
+    parts = [] if real == top else os.path.relpath(real, top).split(os.sep)
+    if ".git" in parts:  # inside the repository's own metadata, not its work tree
+        return b"", base, None
+
+    def label(path: str) -> str:
+        return os.path.relpath(path, real).replace(os.sep, "/")
+
+    excl = _info_exclude(git_dir)
+    data = _read_ignore_file(excl, label(excl))
+    if data is not None:
+        base = base.plus(_parse_ignore_file(data, label(excl), b"", False, problems))
+    folder = top
+    tree = b""
+    for part in parts:
+        gi = os.path.join(folder, GITIGNORE)
+        data = _read_ignore_file(gi, label(gi))
+        if data is not None:
+            base = base.plus(_parse_ignore_file(data, label(gi), tree, False, problems))
+        name = to_bytes(part)
+        hit = base.last_match(name, tree + name, True)
+        folder = os.path.join(folder, part)
+        tree += name + b"/"
+        if hit is not None and not hit.negated:
+            inner = tree[:-1].decode("utf-8", "surrogateescape")
+            where = "the sync_dir" if folder == real else f"the folder {inner} above the sync_dir"
+            problems.append(
+                f"nothing is pushed: {where} is {_why(hit.tag, 'ignored')}, and git ignores "
+                "everything inside an ignored folder"
+            )
+            return tree, base, (where, hit.tag)
+    return tree, base, None
+
+
+def _folder_lines(
+    ctx: _Context, names: Sequence[str], abs_dir: str, rel: str, rel_b: bytes, problems: list[str]
+) -> list[_Line]:
+    """Lines of the ignore files among `names` (a folder's listing), .gitignore first so that
+    our own file has the last word in its folder."""
+    out: list[_Line] = []
+    for name in ctx.ignore_names:
+        if name not in names:
+            continue
+        label = f"{rel}/{name}" if rel else name
+        path = os.path.join(abs_dir, name)
+        if os.path.islink(path):
+            problems.append(f"{label}: is a symlink, so its rules are not read (git does the same)")
+            continue
+        data = _read_ignore_file(path, label)
+        if data is not None:
+            strict = name == IGNORE_FILE
+            out += _parse_ignore_file(data, label, ctx.tree_prefix + rel_b, strict, problems)
+    return out
+
+
+# --------------------------------------------------------------------------- the walk
+
+
+class _Unreadable(Exception):
+    """A folder whose entries cannot be stat'ed: reported and left out as a whole."""
+
+
+def _dir_ok(path: str, mode: int) -> bool:
+    """Whether we may list and enter a folder; access() only when the mode bits say no."""
+    return (mode & 0o005) == 0o005 or os.access(path, os.R_OK | os.X_OK)
+
+
+def _file_ok(path: str, mode: int) -> bool:
+    return bool(mode & 0o004) or os.access(path, os.R_OK)
+
+
+def _denied(rel: str, err: BaseException) -> str:
+    what = "permission denied"
+    if isinstance(err, OSError) and not isinstance(err, PermissionError) and err.strerror:
+        what = err.strerror.lower()
+    return f"{rel}: {what} (not pushed)"
+
+
+_by_name = attrgetter("name")
+
+# A folder still to list: its Entry, absolute path, '/'-terminated relative path as bytes,
+# and the ignore stack of its parent (its own ignore files are read when it is listed).
+_Pending = tuple[Entry, str, bytes, _Stack]
+_Item = Entry | _Pending
+
+
+def _list(
+    ctx: _Context, abs_dir: str, rel: str, rel_b: bytes, ign: _Stack, problems: list[str]
+) -> list[_Item]:
+    """The pushed children of one folder, sorted by name. This loop is the hot path: one
+    regex call per applicable rule set and one lstat per kept entry, nothing for the rest."""
+    with os.scandir(abs_dir) as it:
+        des = list(it)
+    names = [de.name for de in des if de.name in ctx.ignore_names]
+    if names:
+        ign = ign.plus(_folder_lines(ctx, names, abs_dir, rel, rel_b, problems))
+    des.sort(key=_by_name)
+
+    ex = ctx.excludes
+    x_nf, x_nd = ex.name_file, ex.name_dir
+    x_pf, _, x_pd, _ = ex.at_depth(rel_b.count(b"/") + 1)
+    dir_views, file_views = ign.dir_views, ign.file_views
+    fallback = ign.fallback[0] if ign.fallback is not None else None
+    slash_pre = b"/" + rel_b
+    tree_pre = ctx.tree_prefix + rel_b
+    prefix = rel + "/" if rel else ""
+    out: list[_Item] = []
+    append = out.append
+    for de in des:
+        if de.is_dir(follow_symlinks=False):
+            is_dir = True
+            views = dir_views
+        elif de.is_file(follow_symlinks=False) or de.is_symlink():
+            is_dir = False
+            views = file_views
+        else:
+            continue  # fifo, socket, device: rsync -rlpt skips them too
+        name = de.name
+        nb = name.encode("utf-8", "surrogateescape")
+        if is_dir:
+            if (x_nd is not None and x_nd(nb)) or (
+                x_pd is not None and x_pd(slash_pre + nb + b"/")
+            ):
+                continue
+        elif (x_nf is not None and x_nf(nb)) or (x_pf is not None and x_pf(slash_pre + nb)):
+            continue
+        for nrx, nmap, prx, pmap, lines in views:  # deepest ignore layer first
+            best = -1
+            if nrx is not None and (m := nrx(nb)):
+                best = nmap[m.lastindex or 0]
+            if prx is not None and (m := prx(tree_pre + nb)):
+                best = max(best, pmap[m.lastindex or 0])
+            if best >= 0:
+                ignored = not lines[best].negated
+                break
+        else:
+            ignored = nb == fallback
+        if ignored:
+            continue
+        path = prefix + name
+        try:
+            st = de.stat(follow_symlinks=False)
+            mode = st.st_mode
+            if is_dir:
+                entry = Entry(path, "dir", 0, st.st_mtime_ns, mode & 0o7777)
+                append((entry, de.path, rel_b + nb + b"/", ign))
+            elif stat.S_ISLNK(mode):
+                target = os.readlink(de.path)
+                append(Entry(path, "link", st.st_size, st.st_mtime_ns, mode & 0o7777, target))
+            elif stat.S_ISREG(mode):
+                if not mode & 0o004 and not os.access(de.path, os.R_OK):
+                    problems.append(f"{path}: permission denied (not pushed)")
+                    continue
+                append(Entry(path, "file", st.st_size, st.st_mtime_ns, mode & 0o7777))
+        except PermissionError:
+            raise _Unreadable() from None
+        except OSError as err:  # vanished between listing and stat
+            problems.append(_denied(path, err))
+    return out
+
+
+def select(root: Path, excludes: Sequence[Rule], *, gitignore: bool = False) -> Selection:
+    """Walk `root` once and return exactly what a push of it transfers (docs/filters.md)."""
+    ctx = _context(root, excludes, gitignore)
+    problems = list(ctx.problems)
+    entries: list[Entry] = []
+    if ctx.blocked is not None:
+        return Selection(root, (), tuple(problems))
+    try:
+        stack = _list(ctx, ctx.root_s, "", b"", ctx.base, problems)
+    except (OSError, _Unreadable) as err:
+        problems.append(_denied(ctx.root_s, err).replace("(not pushed)", "(nothing pushed)"))
+        return Selection(root, (), tuple(problems))
+    stack.reverse()
+    pop, push, append = stack.pop, stack.extend, entries.append
+    while stack:  # depth-first, in name order: parents before children, as documented
+        item = pop()
+        if isinstance(item, Entry):
+            append(item)
+            continue
+        entry, abs_dir, rel_b, ign = item
+        try:
+            if not _dir_ok(abs_dir, entry.mode):
+                raise PermissionError
+            kids = _list(ctx, abs_dir, entry.path, rel_b, ign, problems)
+        except (OSError, _Unreadable) as err:
+            problems.append(_denied(entry.path, err))
+            continue
+        append(entry)
+        kids.reverse()
+        push(kids)
+    return Selection(root, tuple(entries), tuple(problems))
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def _relative_parts(ctx: _Context, path: str) -> tuple[list[str], bool]:
+    """Split a user-given path into components below the sync_dir (absolute paths allowed)."""
+    want_dir = path.endswith("/")
+    if os.path.isabs(path):
+        for base in (os.path.abspath(ctx.root_s), os.path.realpath(ctx.root_s)):
+            if os.path.commonpath([base, path]) == base:
+                path = os.path.relpath(path, base)
+                break
+        else:
+            raise UsageError(f"{path} is not inside the sync_dir {ctx.root_s}; give a path in it")
+    parts = [p for p in path.replace(os.sep, "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UsageError(f"'{path}' climbs out with '..'; give a path inside {ctx.root_s}")
+    if not parts:
+        raise UsageError(f"'{path}' is the sync_dir itself; give a path inside it")
+    return parts, want_dir
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "link" if stat.S_ISLNK(mode) else "special"
+
+
+def _listing(path: str) -> list[str] | None:
+    try:
+        with os.scandir(path) as it:
+            return [de.name for de in it]
+    except OSError:
+        return None
+
+
+def explain(root: Path, excludes: Sequence[Rule], path: str, *, gitignore: bool = False) -> Verdict:
+    """Decide one path the way `select` would, and say which rule decided and why."""
+    ctx = _context(root, excludes, gitignore)
+    parts, want_dir = _relative_parts(ctx, path)
+    shown = "/".join(parts)
+
+    def no(reason: str, rule: Rule | None = None) -> Verdict:
+        return Verdict(shown, False, rule, f"not pushed: {reason}")
+
+    if ctx.blocked is not None:
+        where, rule = ctx.blocked
+        ignored = _why(rule, "ignored")
+        return no(
+            f"{where} is {ignored}, and git ignores everything inside an ignored folder", rule
+        )
+    names = _listing(ctx.root_s)
+    if names is None:
+        return no("the sync_dir cannot be read (permission denied)")
+    problems: list[str] = []
+    ign = ctx.base.plus(_folder_lines(ctx, names, ctx.root_s, "", b"", problems))
+    abs_dir = ctx.root_s
+    rel_b = b""
+    for k, part in enumerate(parts):
+        last = k == len(parts) - 1
+        rel = "/".join(parts[: k + 1])
+        abs_path = os.path.join(abs_dir, part)
+        missing = ""
+        try:
+            mode = os.lstat(abs_path).st_mode
+            kind = _kind_of(mode)
+        except (FileNotFoundError, NotADirectoryError):
+            mode = 0
+            kind = "dir" if (want_dir or not last) else "file"
+            judged = "folder" if kind == "dir" else "file"
+            missing = f"; it does not exist locally, so it was judged as a {judged}"
+        if kind == "special":
+            return no(f"{rel} is a special file (fifo, socket or device), which rsync skips too")
+        is_dir = kind == "dir"
+        nb = to_bytes(part)
+        hit = ctx.excludes.match(nb, b"/" + rel_b + nb, is_dir)
+        verb = "excluded"
+        line = None
+        if hit is None:
+            line = ign.last_match(nb, ctx.tree_prefix + rel_b + nb, is_dir)
+            if line is not None and not line.negated:
+                hit, verb = line.tag, "ignored"
+        if hit is not None:
+            if last:
+                return no(f"{_why(hit, verb)}{missing}", hit)
+            return no(
+                f"its parent folder {rel} is {_why(hit, verb)}, so nothing inside it is pushed"
+                f"{missing}",
+                hit,
+            )
+        names = []
+        if not missing:
+            readable = (
+                _dir_ok(abs_path, mode) if is_dir else kind != "file" or _file_ok(abs_path, mode)
+            )
+            listed = _listing(abs_path) if readable and is_dir else []
+            if not readable or listed is None:
+                where = "it" if last else f"its parent folder {rel}"
+                return no(f"{where} cannot be read (permission denied)")
+            names = listed
+        if last:
+            if line is not None:
+                why = _why(line.tag, "re-included")
+                return Verdict(shown, True, line.tag, f"pushed: {why}{missing}")
+            return Verdict(
+                shown, True, None, f"pushed: no exclude or ignore rule matches it{missing}"
+            )
+        if kind == "link":
+            return no(f"{rel} is a symlink, which is pushed as a link and never followed")
+        if kind == "file":
+            return no(f"{rel} is a file, not a folder")
+        rel_b += nb + b"/"
+        ign = ign.plus(_folder_lines(ctx, names, abs_path, rel, rel_b, problems))
+        abs_dir = abs_path
+    raise AssertionError("unreachable")  # pragma: no cover
