@@ -21,8 +21,7 @@ def ls_lines(config: Config, request: Request, explain_path: str | None) -> Iter
         root = target.sync_dir.local
         if explain_path is not None:
             verdict = explain(root, target.rules, explain_path, gitignore=target.gitignore)
-            state = "pushed" if verdict.pushed else "not pushed"
-            yield f"{label}: {verdict.path}: {state}: {verdict.reason}"
+            yield f"{label}: {verdict.path}: {verdict.reason}"
             continue
         selection = select(root, target.rules, gitignore=target.gitignore)
         yield f"{label}: {root} -> {target.sync_dir.remote}"
