@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,31 @@ def test_ls_lists_what_sync_would_consider(
         "  2 file(s), 4 B",
     ]
     assert not (tmp_path / "d").exists()  # ls never writes
+
+
+def test_gitignore_is_off_by_default_and_switchable(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    proj = make_tree(
+        tmp_path / "repo",
+        {".gitignore": "*.out\n", "a.py": "a\n", "b.out": "b\n", ".git/HEAD": "x"},
+    )
+    dest = tmp_path / "dest"
+    cluster = {
+        "name": "loc",
+        "sync_dirs": [{"alias": "r", "local": str(proj), "remote": str(dest)}],
+    }
+    config = write_config(tmp_path / "c.toml", [cluster])
+
+    def landed(*flags: str) -> set[str]:
+        run = run_cli(capsys, "sync", "--config", str(config), "-b", "sftp", *flags)
+        assert run.code == 0, run.err
+        names = {p.relative_to(dest).as_posix() for p in dest.rglob("*")}
+        shutil.rmtree(dest)  # the next run starts from an empty destination
+        return names
+
+    assert "b.out" in landed()  # existing configs keep their meaning
+    assert landed("--gitignore") == {".gitignore", "a.py"}  # and .git is never pushed
+    write_config(config, [{**cluster, "respect_gitignore": True}])
+    assert "b.out" not in landed()
+    assert "b.out" in landed("--no-gitignore")
