@@ -3,7 +3,8 @@
 Every backend transfers exactly the set `select` returns (rsync receives it via --files-from),
 so this module is the one place where rsync's `--exclude` meaning and git's `.gitignore`
 meaning are applied. docs/filters.md is the spec; the tests hold both to the real tools.
-Pattern compilation lives in sbatchman.patterns.
+Pattern compilation lives in sbatchman.patterns, the compiled rule sets in sbatchman.rulesets,
+finding and reading ignore files in sbatchman.ignorefiles, and Rule in sbatchman.rules.
 """
 
 from __future__ import annotations
@@ -16,18 +17,13 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Literal
 
-from sbatchman.errors import ConfigError, UsageError
-from sbatchman.patterns import (
-    ExcludeSet,
-    IgnoreLine,
-    IgnoreStack,
-    PatternError,
-    RsyncPattern,
-    compile_git,
-    compile_rsync,
-    split_lines,
-    to_bytes,
-)
+from sbatchman.errors import UsageError
+from sbatchman.ignorefiles import Context, Stack, context, folder_lines
+from sbatchman.patterns import to_bytes
+from sbatchman.rules import BUILTIN_DOT_GIT as BUILTIN_DOT_GIT
+from sbatchman.rules import BUILTIN_IGNORE_FILE as BUILTIN_IGNORE_FILE
+from sbatchman.rules import GITIGNORE as GITIGNORE
+from sbatchman.rules import IGNORE_FILE, Rule, by_rule, compile_exclude
 
 __all__ = [
     "IGNORE_FILE",
@@ -40,18 +36,7 @@ __all__ = [
     "select",
 ]
 
-IGNORE_FILE = ".sbatchmanignore"
-GITIGNORE = ".gitignore"
-
 Kind = Literal["dir", "file", "link"]
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A pattern plus where it came from, so every verdict can point at the line to edit."""
-
-    pattern: str
-    source: str
 
 
 @dataclass(frozen=True)
@@ -93,236 +78,10 @@ class Verdict:
     reason: str
 
 
-# The ignore-file rule sits below every ignore file, so `!.sbatchmanignore` in any of them
-# re-includes it; the .git rule sits with the config excludes, since git never lists .git.
-BUILTIN_IGNORE_FILE = Rule(IGNORE_FILE, "built-in (ignore files stay local unless re-included)")
-BUILTIN_DOT_GIT = Rule(".git", "built-in (gitignore = true never pushes .git)")
-
-_Line = IgnoreLine[Rule]
-_Stack = IgnoreStack[Rule]
-
-
-def _show(pattern: str) -> str:
-    """Quote a pattern for a one-line message, escaping anything that would break the line."""
-    return f"'{pattern}'" if pattern.isprintable() else repr(pattern)
-
-
-def _why(rule: Rule, verb: str) -> str:
-    return f"{verb} by {_show(rule.pattern)} from {rule.source}"
-
-
-def _compile_exclude(rule: Rule) -> RsyncPattern:
-    try:
-        return compile_rsync(rule.pattern)
-    except PatternError as err:
-        raise ConfigError(
-            f"bad exclude {_show(rule.pattern)} in {rule.source}: {err.why}; {err.fix}"
-        ) from None
-
-
 def check_patterns(rules: Sequence[Rule]) -> None:
     """Raise ConfigError for the first exclude that rsync would not read as a plain exclude."""
     for rule in rules:
-        _compile_exclude(rule)
-
-
-# --------------------------------------------------------------------------- ignore files
-
-
-def _read_ignore_file(path: str, label: str) -> bytes | None:
-    """The bytes of an ignore file; None unless it is a regular file (git skips symlinks).
-
-    An unreadable ignore file is an error rather than a problem: pushing without its rules
-    could upload exactly what the user meant to keep local.
-    """
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return None
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise ConfigError(
-            f"cannot read ignore file {label}: {err.strerror}; fix its permissions"
-        ) from None
-
-
-def _parse_ignore_file(
-    data: bytes, label: str, folder: bytes, strict: bool, problems: list[str]
-) -> list[_Line]:
-    """Lines of one ignore file in `folder` (work-tree relative, '/'-terminated or b"").
-
-    A line that can never match is a ConfigError in our own .sbatchmanignore (strict); in a
-    .gitignore it is only reported, since git accepts it and the repository is not ours.
-    """
-    out: list[_Line] = []
-    for lineno, line in split_lines(data):
-        text = line.decode("utf-8", "surrogateescape")
-        source = f"{label}:{lineno}"
-        try:
-            pat = compile_git(line)
-        except PatternError as err:
-            if strict:
-                raise ConfigError(
-                    f"bad pattern {_show(text)} in {source}: {err.why}; {err.fix}"
-                ) from None
-            problems.append(f"{source}: pattern {_show(text)} is ignored ({err.why})")
-            continue
-        out.append(IgnoreLine.of(Rule(text, source), pat, folder))
-    return out
-
-
-# --------------------------------------------------------------------------- git context
-
-
-def _git_dir(dotgit: str) -> str | None:
-    """The git dir that `dotgit` (a `.git` folder or gitfile) stands for, if it is one."""
-    try:
-        st = os.stat(dotgit)
-        if stat.S_ISDIR(st.st_mode):
-            return dotgit if os.path.exists(os.path.join(dotgit, "HEAD")) else None
-        if stat.S_ISREG(st.st_mode):
-            with open(dotgit, "rb") as fh:
-                head = fh.read(4096).decode("utf-8", "surrogateescape")
-            if head.startswith("gitdir:"):
-                target = os.path.join(os.path.dirname(dotgit), head[7:].strip())
-                return target if os.path.isdir(target) else None
-    except OSError:
-        pass
-    return None
-
-
-def _find_work_tree(start: str) -> tuple[str, str] | None:
-    """(work-tree root, git dir) for `start`, found as git does: nearest folder with .git."""
-    d = start
-    while True:
-        gd = _git_dir(os.path.join(d, ".git"))
-        if gd is not None:
-            return d, gd
-        parent = os.path.dirname(d)
-        if parent == d:
-            return None
-        d = parent
-
-
-def _info_exclude(git_dir: str) -> str:
-    """info/exclude lives in the common dir, which linked work trees name in `commondir`."""
-    common = git_dir
-    try:
-        with open(os.path.join(git_dir, "commondir"), "rb") as fh:
-            common = os.path.join(git_dir, fh.read().decode("utf-8", "surrogateescape").strip())
-    except OSError:
-        pass
-    return os.path.join(common, "info", "exclude")
-
-
-@dataclass(frozen=True)
-class _Context:
-    """Everything fixed for one select/explain call."""
-
-    root: Path
-    root_s: str
-    excludes: ExcludeSet[Rule]
-    ignore_names: tuple[str, ...]  # read in this order; the later one wins in its folder
-    tree_prefix: bytes  # the sync_dir's path in its work tree, '/'-terminated, or b""
-    base: _Stack  # built-in rule, info/exclude, ancestors' .gitignore
-    blocked: tuple[str, Rule] | None  # git ignores the sync_dir or a folder above it
-    problems: tuple[str, ...]
-
-
-def _context(root: Path, excludes: Sequence[Rule], gitignore: bool) -> _Context:
-    compiled = [(r, _compile_exclude(r)) for r in excludes]
-    if gitignore:
-        compiled.append((BUILTIN_DOT_GIT, compile_rsync(BUILTIN_DOT_GIT.pattern)))
-    root_s = os.fspath(root)
-    try:
-        is_dir = stat.S_ISDIR(os.stat(root_s).st_mode)
-    except OSError as err:
-        raise ConfigError(
-            f"sync_dir {root_s} cannot be used: {err.strerror}; create it or fix its path"
-        ) from None
-    if not is_dir:
-        raise ConfigError(f"sync_dir {root_s} is not a directory; point it at a folder")
-    builtin = IgnoreLine.of(BUILTIN_IGNORE_FILE, compile_git(to_bytes(IGNORE_FILE)), b"")
-    base: _Stack = IgnoreStack((), (to_bytes(IGNORE_FILE), builtin))
-    problems: list[str] = []
-    prefix = b""
-    blocked = None
-    if gitignore:
-        prefix, base, blocked = _from_above(root_s, base, problems)
-    names = (GITIGNORE, IGNORE_FILE) if gitignore else (IGNORE_FILE,)
-    return _Context(
-        root, root_s, ExcludeSet(compiled), names, prefix, base, blocked, tuple(problems)
-    )
-
-
-def _from_above(
-    root_s: str, base: _Stack, problems: list[str]
-) -> tuple[bytes, _Stack, tuple[str, Rule] | None]:
-    """What git applies inside the sync_dir from outside it: info/exclude and the .gitignore
-    files of the folders from the work-tree root down to the sync_dir's parent.
-
-    Also finds the first of those folders (or the sync_dir itself) that git ignores, since
-    git then ignores everything in the sync_dir.
-    """
-    real = os.path.realpath(root_s)
-    found = _find_work_tree(real)
-    if found is None:
-        return b"", base, None
-    top, git_dir = found
-    parts = [] if real == top else os.path.relpath(real, top).split(os.sep)
-    if ".git" in parts:  # inside the repository's own metadata, not its work tree
-        return b"", base, None
-
-    def label(path: str) -> str:
-        return os.path.relpath(path, real).replace(os.sep, "/")
-
-    excl = _info_exclude(git_dir)
-    data = _read_ignore_file(excl, label(excl))
-    if data is not None:
-        base = base.plus(_parse_ignore_file(data, label(excl), b"", False, problems))
-    folder = top
-    tree = b""
-    for part in parts:
-        gi = os.path.join(folder, GITIGNORE)
-        data = _read_ignore_file(gi, label(gi))
-        if data is not None:
-            base = base.plus(_parse_ignore_file(data, label(gi), tree, False, problems))
-        name = to_bytes(part)
-        hit = base.last_match(name, tree + name, True)
-        folder = os.path.join(folder, part)
-        tree += name + b"/"
-        if hit is not None and not hit.negated:
-            inner = tree[:-1].decode("utf-8", "surrogateescape")
-            where = "the sync_dir" if folder == real else f"the folder {inner} above the sync_dir"
-            problems.append(
-                f"nothing is pushed: {where} is {_why(hit.tag, 'ignored')}, and git ignores "
-                "everything inside an ignored folder"
-            )
-            return tree, base, (where, hit.tag)
-    return tree, base, None
-
-
-def _folder_lines(
-    ctx: _Context, names: Sequence[str], abs_dir: str, rel: str, rel_b: bytes, problems: list[str]
-) -> list[_Line]:
-    """Lines of the ignore files among `names` (a folder's listing), .gitignore first so that
-    our own file has the last word in its folder."""
-    out: list[_Line] = []
-    for name in ctx.ignore_names:
-        if name not in names:
-            continue
-        label = f"{rel}/{name}" if rel else name
-        path = os.path.join(abs_dir, name)
-        if os.path.islink(path):
-            problems.append(f"{label}: is a symlink, so its rules are not read (git does the same)")
-            continue
-        data = _read_ignore_file(path, label)
-        if data is not None:
-            strict = name == IGNORE_FILE
-            out += _parse_ignore_file(data, label, ctx.tree_prefix + rel_b, strict, problems)
-    return out
+        compile_exclude(rule)
 
 
 # --------------------------------------------------------------------------- the walk
@@ -352,12 +111,12 @@ _by_name = attrgetter("name")
 
 # A folder still to list: its Entry, absolute path, '/'-terminated relative path as bytes,
 # and the ignore stack of its parent (its own ignore files are read when it is listed).
-_Pending = tuple[Entry, str, bytes, _Stack]
+_Pending = tuple[Entry, str, bytes, Stack]
 _Item = Entry | _Pending
 
 
 def _list(
-    ctx: _Context, abs_dir: str, rel: str, rel_b: bytes, ign: _Stack, problems: list[str]
+    ctx: Context, abs_dir: str, rel: str, rel_b: bytes, ign: Stack, problems: list[str]
 ) -> list[_Item]:
     """The pushed children of one folder, sorted by name. This loop is the hot path: one
     regex call per applicable rule set and one lstat per kept entry, nothing for the rest."""
@@ -365,7 +124,7 @@ def _list(
         des = list(it)
     names = [de.name for de in des if de.name in ctx.ignore_names]
     if names:
-        ign = ign.plus(_folder_lines(ctx, names, abs_dir, rel, rel_b, problems))
+        ign = ign.plus(folder_lines(ctx, names, abs_dir, rel, rel_b, problems))
     des.sort(key=_by_name)
 
     ex = ctx.excludes
@@ -433,7 +192,7 @@ def _list(
 
 def select(root: Path, excludes: Sequence[Rule], *, gitignore: bool = False) -> Selection:
     """Walk `root` once and return exactly what a push of it transfers (docs/filters.md)."""
-    ctx = _context(root, excludes, gitignore)
+    ctx = context(root, excludes, gitignore)
     problems = list(ctx.problems)
     entries: list[Entry] = []
     if ctx.blocked is not None:
@@ -467,7 +226,7 @@ def select(root: Path, excludes: Sequence[Rule], *, gitignore: bool = False) -> 
 # --------------------------------------------------------------------------- explain
 
 
-def _relative_parts(ctx: _Context, path: str) -> tuple[list[str], bool]:
+def _relative_parts(ctx: Context, path: str) -> tuple[list[str], bool]:
     """Split a user-given path into components below the sync_dir (absolute paths allowed)."""
     want_dir = path.endswith("/")
     if os.path.isabs(path):
@@ -503,7 +262,7 @@ def _listing(path: str) -> list[str] | None:
 
 def explain(root: Path, excludes: Sequence[Rule], path: str, *, gitignore: bool = False) -> Verdict:
     """Decide one path the way `select` would, and say which rule decided and why."""
-    ctx = _context(root, excludes, gitignore)
+    ctx = context(root, excludes, gitignore)
     parts, want_dir = _relative_parts(ctx, path)
     shown = "/".join(parts)
 
@@ -512,7 +271,7 @@ def explain(root: Path, excludes: Sequence[Rule], path: str, *, gitignore: bool 
 
     if ctx.blocked is not None:
         where, rule = ctx.blocked
-        ignored = _why(rule, "ignored")
+        ignored = by_rule(rule, "ignored")
         return no(
             f"{where} is {ignored}, and git ignores everything inside an ignored folder", rule
         )
@@ -520,7 +279,7 @@ def explain(root: Path, excludes: Sequence[Rule], path: str, *, gitignore: bool 
     if names is None:
         return no("the sync_dir cannot be read (permission denied)")
     problems: list[str] = []
-    ign = ctx.base.plus(_folder_lines(ctx, names, ctx.root_s, "", b"", problems))
+    ign = ctx.base.plus(folder_lines(ctx, names, ctx.root_s, "", b"", problems))
     abs_dir = ctx.root_s
     rel_b = b""
     for k, part in enumerate(parts):
@@ -549,9 +308,9 @@ def explain(root: Path, excludes: Sequence[Rule], path: str, *, gitignore: bool 
                 hit, verb = line.tag, "ignored"
         if hit is not None:
             if last:
-                return no(f"{_why(hit, verb)}{missing}", hit)
+                return no(f"{by_rule(hit, verb)}{missing}", hit)
             return no(
-                f"its parent folder {rel} is {_why(hit, verb)}, so nothing inside it is pushed"
+                f"its parent folder {rel} is {by_rule(hit, verb)}, so nothing inside it is pushed"
                 f"{missing}",
                 hit,
             )
@@ -567,7 +326,7 @@ def explain(root: Path, excludes: Sequence[Rule], path: str, *, gitignore: bool 
             names = listed
         if last:
             if line is not None:
-                why = _why(line.tag, "re-included")
+                why = by_rule(line.tag, "re-included")
                 return Verdict(shown, True, line.tag, f"pushed: {why}{missing}")
             return Verdict(
                 shown, True, None, f"pushed: no exclude or ignore rule matches it{missing}"
@@ -577,6 +336,6 @@ def explain(root: Path, excludes: Sequence[Rule], path: str, *, gitignore: bool 
         if kind == "file":
             return no(f"{rel} is a file, not a folder")
         rel_b += nb + b"/"
-        ign = ign.plus(_folder_lines(ctx, names, abs_path, rel, rel_b, problems))
+        ign = ign.plus(folder_lines(ctx, names, abs_path, rel, rel_b, problems))
         abs_dir = abs_path
     raise AssertionError("unreachable")  # pragma: no cover

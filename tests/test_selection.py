@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman import selection
+from sbatchman import ignorefiles
 from sbatchman.errors import ConfigError, UsageError
 from sbatchman.patterns import split_lines
 from sbatchman.selection import Entry, Rule, Selection, check_patterns, explain, select
@@ -430,7 +430,7 @@ def test_unreadable_ignore_file_is_config_error(
     def deny(*args: object, **kwargs: object) -> object:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(selection, "open", deny, raising=False)
+    monkeypatch.setattr(ignorefiles, "open", deny, raising=False)
     with pytest.raises(ConfigError, match=r"d/\.sbatchmanignore: Permission denied"):
         select(tmp_path, [])
 
