@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from sbatchman.errors import ConfigError
-from sbatchman.selection import Rule
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -372,44 +371,3 @@ def _unknown(key: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(sorted(known))
     return f"unknown key {key!r}; {hint}"
-
-
-def merge_excludes(
-    settings: Settings, cluster: Cluster, sync_dir: SyncDir, cli: Sequence[str] = ()
-) -> tuple[Rule, ...]:
-    """The six exclude layers in their fixed order; a repeated pattern keeps its first source.
-
-    Keeping the first source matters for `ls --explain`: it names the broadest layer that
-    already excludes the path, which is where a user would go to change it.
-    """
-    layers: list[tuple[str, Sequence[str]]] = [
-        ("global.common_excludes", settings.common_excludes),
-        ("global.sync_excludes", settings.sync_excludes),
-        (f"{cluster.where}.excludes", cluster.excludes),
-        (f"{cluster.where}.sync_excludes", cluster.sync_excludes),
-        (f"{sync_dir.where}.excludes", sync_dir.excludes),
-        ("-e", cli),
-    ]
-    seen: set[str] = set()
-    rules: list[Rule] = []
-    for source, patterns in layers:
-        for pattern in patterns:
-            if pattern not in seen:
-                seen.add(pattern)
-                rules.append(Rule(pattern, source))
-    return tuple(rules)
-
-
-def backend_for(settings: Settings, cluster: Cluster, flag: str | None) -> str:
-    """`-b` beats the cluster's setting, which beats the global one; rsync when nobody says."""
-    return flag or cluster.transfer_backend or settings.transfer_backend or "rsync"
-
-
-def gitignore_for(
-    settings: Settings, cluster: Cluster, sync_dir: SyncDir, flag: bool | None
-) -> bool:
-    """The most specific place that says something wins: flag, sync_dir, cluster, global."""
-    for choice in (flag, sync_dir.respect_gitignore, cluster.respect_gitignore):
-        if choice is not None:
-            return choice
-    return settings.respect_gitignore

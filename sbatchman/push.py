@@ -14,16 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 from sbatchman.backends import Events, Job, Session
-from sbatchman.config import (
-    Cluster,
-    Config,
-    Settings,
-    SyncDir,
-    backend_for,
-    gitignore_for,
-    merge_excludes,
-)
+from sbatchman.config import Cluster, Config, Settings, SyncDir
 from sbatchman.errors import AuthError, ConfigError, Interrupted, SbatchmanError, UsageError
+from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
 from sbatchman.selection import Rule, check_patterns, select
 from sbatchman.ssh import SshOptions
 from sbatchman.sshresolve import require_user

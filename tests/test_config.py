@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.config import (
-    backend_for,
-    default_config_path,
-    gitignore_for,
-    load,
-    merge_excludes,
-    parse,
-)
+from sbatchman.config import default_config_path, load, parse
 from sbatchman.errors import ConfigError
+from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
 from sbatchman.selection import Rule
 
 GOOD = """

@@ -1,0 +1,54 @@
+"""Which setting wins when several places give one: excludes, backend, gitignore.
+
+Kept apart from config.py (which only turns TOML into checked objects) because these rules are
+the part users reason about ("why was this excluded?", "why sftp?"), and each is one function
+with its order spelled out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sbatchman.config import Cluster, Settings, SyncDir
+from sbatchman.rules import Rule
+
+
+def merge_excludes(
+    settings: Settings, cluster: Cluster, sync_dir: SyncDir, cli: Sequence[str] = ()
+) -> tuple[Rule, ...]:
+    """The six exclude layers in their fixed order; a repeated pattern keeps its first source.
+
+    Keeping the first source matters for `ls --explain`: it names the broadest layer that
+    already excludes the path, which is where a user would go to change it.
+    """
+    layers: list[tuple[str, Sequence[str]]] = [
+        ("global.common_excludes", settings.common_excludes),
+        ("global.sync_excludes", settings.sync_excludes),
+        (f"{cluster.where}.excludes", cluster.excludes),
+        (f"{cluster.where}.sync_excludes", cluster.sync_excludes),
+        (f"{sync_dir.where}.excludes", sync_dir.excludes),
+        ("-e", cli),
+    ]
+    seen: set[str] = set()
+    rules: list[Rule] = []
+    for source, patterns in layers:
+        for pattern in patterns:
+            if pattern not in seen:
+                seen.add(pattern)
+                rules.append(Rule(pattern, source))
+    return tuple(rules)
+
+
+def backend_for(settings: Settings, cluster: Cluster, flag: str | None) -> str:
+    """`-b` beats the cluster's setting, which beats the global one; rsync when nobody says."""
+    return flag or cluster.transfer_backend or settings.transfer_backend or "rsync"
+
+
+def gitignore_for(
+    settings: Settings, cluster: Cluster, sync_dir: SyncDir, flag: bool | None
+) -> bool:
+    """The most specific place that says something wins: flag, sync_dir, cluster, global."""
+    for choice in (flag, sync_dir.respect_gitignore, cluster.respect_gitignore):
+        if choice is not None:
+            return choice
+    return settings.respect_gitignore
