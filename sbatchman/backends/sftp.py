@@ -1,12 +1,249 @@
-"""The paramiko SFTP engine (work in progress: see issue 4)."""
+"""The SFTP backend's session: one connection per cluster, each push planned as rsync --update.
+
+Used where rsync is missing. It follows the same plan as the local engine (plan.build over one
+listing per folder) and the same safety rules: temporary name, then rename; mode and mtime on
+every file; a dry run that writes nothing at all on the cluster. The wire protocol, the reading
+of the destination and the carrying out of the plan live in sftp_wire, sftp_scan, sftp_apply.
+"""
 
 from __future__ import annotations
 
-from sbatchman.backends import Session
+import posixpath
+import sys
+
+# paramiko imports `invoke` only to run `Match exec` lines when *paramiko* parses an ssh config;
+# sbatchman has `ssh -G` do that. invoke pulls in yaml and unittest.mock: ~0.15 s, a third of
+# the whole start-up budget of an unchanged-tree push. Marking it absent (unless something
+# already loaded it) makes paramiko skip it; paramiko's Match exec then raises ImportError.
+if "invoke" not in sys.modules:
+    sys.modules["invoke"] = None  # type: ignore[assignment]
+
+import paramiko
+
+from sbatchman.backends import Events, Job, Outcome, Session
+from sbatchman.backends import sftp_wire as w
+from sbatchman.backends.sftp_apply import (
+    Apply,
+    Limits,
+    make_folders,
+    make_root,
+    remove_leftovers,
+    set_folder_attrs,
+    transfer,
+)
+from sbatchman.backends.sftp_pool import ChannelPool
+from sbatchman.backends.sftp_scan import Scan, root_path, scan
 from sbatchman.config import Cluster, Settings
-from sbatchman.errors import ConnectError
+from sbatchman.errors import Interrupted, TransferError
+from sbatchman.plan import DestStat, Plan, build, folders, seconds
+from sbatchman.selection import Entry, Selection
 from sbatchman.ssh import SshOptions
+
+MAX_CHUNK = 256 << 10  # largest WRITE we send, even if the server would take more
+SPREAD = 3  # channels one push spreads its files over (one sftp-server process each)
+SPREAD_FROM = 64  # files to send before more than one channel is worth it
 
 
 def open_sftp(cluster: Cluster, settings: Settings, options: SshOptions) -> Session:
-    raise ConnectError("the SFTP backend is not built yet; use -b rsync")
+    """Connect (prompts included) and return the session every sync_dir of `cluster` uses."""
+    from sbatchman.sshconnect import connect
+
+    return SftpSession(connect(cluster, settings, options), options.stall_timeout)
+
+
+class FilesFailed(TransferError):
+    """Some files could not be written (the rest were); the connection itself is fine.
+
+    `outcome` says what did land, for a report that wants to show both.
+    """
+
+    def __init__(self, message: str, outcome: Outcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class SftpSession:
+    """One authenticated transport and its pool of SFTP channels.
+
+    A channel (and its request ids) belongs to one thread at a time, which is why pushes do
+    not share one: paramiko's own SFTPClient hangs when threads share it.
+    """
+
+    name = "sftp"
+
+    def __init__(
+        self, transport: paramiko.Transport, stall_timeout: float = 120.0, *, warm: int = SPREAD
+    ) -> None:
+        self.transport = transport
+        self.pool = ChannelPool(transport, stall_timeout, warm)
+        self._aborted = False
+
+    def push(self, job: Job, events: Events) -> Outcome:
+        wire = self.pool.take()
+        clean = False
+        try:
+            outcome = _Push(self.pool, wire, job, events).run()
+            clean = True
+            return outcome
+        except FilesFailed:
+            clean = True  # the channel is fine; its cleanup requests still get answered
+            raise
+        except TransferError:
+            if self._aborted:
+                raise Interrupted("interrupted") from None
+            raise
+        finally:
+            self.pool.give_back(wire, clean)
+
+    def abort(self) -> None:
+        """Stop every push now (Ctrl-C): the connection closes under them, so they fail at once;
+        temporaries they leave are removed by the next run."""
+        self._aborted = True
+        self.pool.stop()
+        self.transport.close()
+
+    def close(self) -> None:
+        for wire in self.pool.stop():
+            wire.close()
+        self.transport.close()
+
+
+def _limits(wire: w.Wire) -> Limits:
+    """The server's own limits (limits@openssh.com) where it states them, else safe defaults."""
+    if wire.limits is None:
+        return Limits()
+    _packet, _read, write_len, handles = wire.limits
+    chunk = min(MAX_CHUNK, write_len) if write_len else Limits.chunk
+    files = max(8, min(Limits.files, handles // 2)) if handles else Limits.files
+    return Limits(files=files, chunk=chunk)
+
+
+class _Push:
+    """One sync_dir to one cluster over one channel: scan, plan, then (unless dry) apply."""
+
+    def __init__(self, pool: ChannelPool, wire: w.Wire, job: Job, events: Events) -> None:
+        self.pool = pool
+        self.wire = wire
+        self.job = job
+        self.events = events
+        self.root = root_path(job.remote)
+
+    def run(self) -> Outcome:
+        job, events = self.job, self.events
+        events.phase("scanning")
+        found = scan(self.wire, self.root, job.selection, folders(job.selection))
+        plan = build(job.selection, found.listings)
+        outcome = Outcome(skipped_newer=plan.skipped_newer)
+        for path in outcome.skipped_newer:
+            events.skipped(path, "remote is newer")
+        for action in plan.actions:
+            if action.op == "conflict":
+                outcome.warnings.append(f"{action.entry.path}: {action.reason}; not sent")
+        events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
+        events.phase("sending")
+        if job.dry_run:
+            for action in plan.to_send:
+                outcome.sent.append((action.entry.path, action.reason))
+                outcome.bytes_sent += action.entry.size
+                events.sent(action.entry.path, action.entry.size, action.reason)
+            return outcome
+        self._apply(plan, found, outcome)
+        return outcome
+
+    def _apply(self, plan: Plan, found: Scan, outcome: Outcome) -> None:
+        run = Apply(
+            self.wire, self.root, self.job.selection.root, self.events, outcome, _limits(self.wire)
+        )
+        if found.root is None:
+            make_root(run, _ancestors(self.root))
+            if run.failures:
+                raise TransferError(run.failures[0][1])
+        remove_leftovers(run, plan.leftovers)
+        make_folders(run, [a.entry for a in plan.actions if a.op == "mkdir"])
+        chmods, dirs = _attribute_fixes(self.job.selection, found)
+        moving = [a for a in plan.actions if a.op in ("send", "link")]
+        extra = self.pool.take_idle(SPREAD - 1) if len(moving) >= SPREAD_FROM else []
+        helpers = [run.helper(wire, _limits(wire)) for wire in extra]
+        clean = False
+        try:
+            transfer([run, *helpers], moving, chmods)
+            clean = True
+        finally:
+            for wire in extra:
+                self.pool.give_back(wire, clean)
+        for helper in helpers:
+            run.absorb(helper)
+        failed = run.failed_dirs | {rel for rel, _ in run.failures}
+        set_folder_attrs(run, _stale_folders(dirs, run.changed, failed))
+        if run.failures:
+            rel, message = run.failures[0]
+            count = len(run.failures)
+            others = f" (and {count - 1} more failed)" if count > 1 else ""
+            sent = len(outcome.sent)
+            raise FilesFailed(f"{rel}: {message}{others}; {sent} file(s) were sent", outcome)
+
+
+def _ancestors(root: str) -> list[str]:
+    """Each folder on the way to `root`, outermost first ("/" and the login folder excluded);
+    "." and ".." steps are followed, never created."""
+    out: list[str] = []
+    current = "/" if root.startswith("/") else ""
+    for part in root.split("/"):
+        if part in ("", "."):
+            continue
+        current = posixpath.join(current, part) if current else part
+        if part != "..":
+            out.append(current)
+    return out
+
+
+def _attribute_fixes(
+    selection: Selection, found: Scan
+) -> tuple[list[Entry], list[tuple[Entry, DestStat | None]]]:
+    """What rsync -pt also corrects besides content, from the listings in hand.
+
+    Returns the up-to-date files whose mode differs on the cluster, and every folder with
+    what the cluster has there (None: missing), to be checked once the transfer is done.
+    """
+    chmods: list[Entry] = []
+    dirs: list[tuple[Entry, DestStat | None]] = []
+    listings = found.listings
+    for entry in selection.entries:
+        kind = entry.kind
+        if kind == "link":
+            continue
+        parent, _, name = entry.path.rpartition("/")
+        listing = listings.get(parent)
+        dest = listing.get(name) if listing else None
+        if kind == "dir":
+            dirs.append((entry, dest))
+        elif (
+            dest is not None
+            and dest.kind == "file"
+            and dest.mode != entry.mode
+            and dest.size == entry.size
+            and dest.mtime == seconds(entry.mtime_ns)
+        ):
+            chmods.append(entry)
+    return chmods, dirs
+
+
+def _stale_folders(
+    dirs: list[tuple[Entry, DestStat | None]], touched: set[str], failed: set[str]
+) -> list[Entry]:
+    """Folders (not the root, as with rsync) that are new, were written into, or whose mode or
+    mtime is not the local one."""
+    out = []
+    for entry, dest in dirs:
+        if entry.path in failed:
+            continue
+        if (
+            dest is None
+            or entry.path in touched
+            or (
+                dest.kind == "dir"
+                and (dest.mode != entry.mode or dest.mtime != seconds(entry.mtime_ns))
+            )
+        ):
+            out.append(entry)
+    return out

@@ -1,0 +1,384 @@
+"""Carry out a plan over SFTP: folders, files, links and attributes, many of them in flight at once.
+
+Every file is written to a temporary name beside its final path, given its mode and mtime, closed,
+and only then renamed into place, and each step waits for the server's OK of the one before: a
+killed run or a full disk can leave a temporary file (the next run removes it), never a partial
+file under the real name. Replies are checked one by one; a failure fails that file only, and the
+caller hears about all of them at the end.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from sbatchman.backends import Events, Outcome
+from sbatchman.backends import sftp_wire as w
+from sbatchman.backends.sftp_scan import join
+from sbatchman.plan import Action, part_name, seconds
+from sbatchman.selection import Entry
+
+POSIX_RENAME = "posix-rename@openssh.com"
+LSETSTAT = "lsetstat@openssh.com"
+PROGRESS_FROM = 1 << 20  # files at least this big report bytes as their writes are confirmed
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much may be in flight on one channel."""
+
+    files: int = 128  # open handles on the server
+    write_bytes: int = 8 << 20  # unconfirmed WRITE data
+    chunk: int = 32 << 10  # bytes per WRITE: the protocol's guaranteed minimum unless told more
+
+
+@dataclass
+class Apply:
+    """The shared state of one push while its plan is carried out."""
+
+    wire: w.Wire
+    root: str
+    source: Path
+    events: Events
+    outcome: Outcome
+    limits: Limits
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)  # folders whose entries we changed
+    failed_dirs: set[str] = field(default_factory=set)  # folders that could not be made
+    in_flight_files: int = 0
+    in_flight_bytes: int = 0
+
+    def helper(self, wire: w.Wire, limits: Limits) -> Apply:
+        """State for another channel of the same push; `absorb` merges it back."""
+        return Apply(wire, self.root, self.source, self.events, Outcome(), limits)
+
+    def absorb(self, other: Apply) -> None:
+        self.outcome.sent += other.outcome.sent
+        self.outcome.bytes_sent += other.outcome.bytes_sent
+        self.outcome.warnings += other.outcome.warnings
+        self.failures += other.failures
+        self.changed |= other.changed
+
+    def fail(self, rel: str, message: str) -> None:
+        self.failures.append((rel, message))
+
+    def remote(self, rel: str) -> str:
+        return join(self.root, rel)
+
+    def touched(self, rel: str) -> None:
+        self.changed.add(posixpath.dirname(rel))
+
+    def rename(self, part: str, dest: str, callback: w.Callback) -> None:
+        """Replace `dest` by `part` in one step (posix-rename), or remove-then-rename."""
+        if POSIX_RENAME in self.wire.extensions:
+            payload = w.string(POSIX_RENAME.encode()) + w.path(part) + w.path(dest)
+            self.wire.call(w.EXTENDED, payload, callback)
+            return
+        # Plain SFTP RENAME refuses an existing target; removing it first leaves the final
+        # path briefly absent, never partial.
+        self.wire.call(w.REMOVE, w.path(dest), None)
+        self.wire.call(w.RENAME, w.path(part) + w.path(dest), callback)
+
+    def discard(self, part: str) -> None:
+        self.wire.call(w.REMOVE, w.path(part), None, cleanup=True)
+
+    def call_ok(self, kind: int, payload: bytes, rel: str, what: str) -> None:
+        """A request whose only interest is success; a failure fails `rel` with `what`."""
+
+        def check(reply: w.Reply) -> None:
+            if not reply.ok():
+                self.fail(rel, f"{what}: {w.describe(reply)}")
+
+        self.wire.call(kind, payload, check)
+
+
+def make_root(run: Apply, ancestors: Sequence[str]) -> None:
+    """Create the missing folders of the destination path, one level per round trip."""
+    exists: dict[str, bool] = {}
+
+    def checker(path: str) -> w.Callback:
+        def on_reply(reply: w.Reply) -> None:
+            found = reply.attrs()
+            exists[path] = found is not None
+            if found is None and reply.status()[0] != w.NO_SUCH_FILE:
+                run.fail(path, f"cannot read {path}: {w.describe(reply)}")
+
+        return on_reply
+
+    for path in ancestors:
+        run.wire.call(w.STAT, w.path(path), checker(path))
+    run.wire.pump()
+    for path in ancestors:
+        if run.failures:
+            return
+        if not exists.get(path):
+            run.call_ok(w.MKDIR, w.path(path) + w.attrs(), path, f"cannot create {path}")
+            run.wire.pump()
+
+
+def remove_leftovers(run: Apply, leftovers: Sequence[str]) -> None:
+    """Temporaries of an earlier, killed run; failing to remove one is worth a warning only."""
+    for rel in leftovers:
+
+        def on_reply(reply: w.Reply, rel: str = rel) -> None:
+            if reply.ok():
+                run.touched(rel)
+            else:
+                run.outcome.warnings.append(f"could not remove leftover {rel}: {w.describe(reply)}")
+
+        run.wire.call(w.REMOVE, w.path(run.remote(rel)), on_reply)
+    run.wire.pump()
+
+
+def make_folders(run: Apply, new: Sequence[Entry]) -> None:
+    """New folders, level by level: a level's MKDIRs go together once its parents exist.
+
+    Each is made owner-writable so its files can be written; its real mode and mtime come last.
+    """
+    levels: dict[int, list[Entry]] = {}
+    for entry in new:
+        levels.setdefault(entry.path.count("/"), []).append(entry)
+    failed = run.failed_dirs
+    for depth in sorted(levels):
+        for entry in levels[depth]:
+            if posixpath.dirname(entry.path) in failed:
+                failed.add(entry.path)
+                continue
+
+            def on_reply(reply: w.Reply, entry: Entry = entry) -> None:
+                if reply.ok():
+                    run.touched(entry.path)
+                else:
+                    failed.add(entry.path)
+                    run.fail(entry.path, f"cannot create folder: {w.describe(reply)}")
+
+            payload = w.path(run.remote(entry.path)) + w.attrs(perm=entry.mode | 0o700)
+            run.wire.call(w.MKDIR, payload, on_reply)
+        run.wire.pump()
+
+
+def transfer(runs: Sequence[Apply], actions: Sequence[Action], chmods: Sequence[Entry]) -> None:
+    """Send files and links (temp name, then rename) and fix modes of up-to-date files.
+
+    With several channels, each takes every n-th file in its own thread: the folders all
+    exist by now, so the files are independent of each other.
+    """
+    if len(runs) == 1:
+        _transfer(runs[0], actions, chmods)
+        return
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            _transfer(runs[index], actions[index :: len(runs)], chmods if index == 0 else ())
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"sftp-send-{i}") for i in range(1, len(runs))
+    ]
+    for thread in threads:
+        thread.start()
+    work(0)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _transfer(run: Apply, actions: Sequence[Action], chmods: Sequence[Entry]) -> None:
+    waiting: deque[Action] = deque(actions)
+    writers: deque[_Upload] = deque()
+    for entry in chmods:
+        payload = w.path(run.remote(entry.path)) + w.attrs(perm=entry.mode)
+        run.call_ok(w.SETSTAT, payload, entry.path, "cannot set mode")
+
+    def more() -> bool:
+        while writers and run.in_flight_bytes < run.limits.write_bytes:
+            writer = writers.popleft()
+            if writer.write_more():
+                writers.append(writer)
+        while waiting and run.in_flight_files < run.limits.files:
+            action = waiting.popleft()
+            run.in_flight_files += 1
+            if action.op == "link":
+                _link(run, action)
+            else:
+                _Upload(run, action, writers.append).start()
+        return bool(waiting or writers)
+
+    run.wire.pump(more)
+
+
+def set_folder_attrs(run: Apply, folders: Sequence[Entry]) -> None:
+    """Mode and mtime of folders, last: writing into a folder changes its mtime."""
+    for entry in folders:
+        payload = w.path(run.remote(entry.path)) + w.attrs(
+            perm=entry.mode, mtime=seconds(entry.mtime_ns)
+        )
+        run.call_ok(w.SETSTAT, payload, entry.path, "cannot set folder mode and time")
+    run.wire.pump()
+
+
+def _link(run: Apply, action: Action) -> None:
+    """SYMLINK at a temporary name, its mtime (where the server can), rename into place.
+
+    OpenSSH's sftp-server reads SYMLINK's two paths in the opposite order to the draft
+    (target first, then the new link's path); every widely used server follows OpenSSH.
+    """
+    entry = action.entry
+    dest = run.remote(entry.path)
+    part = posixpath.join(posixpath.dirname(dest), part_name(posixpath.basename(dest)))
+
+    def done(reply: w.Reply) -> None:
+        run.in_flight_files -= 1
+        if reply.ok():
+            run.touched(entry.path)
+        else:
+            run.fail(entry.path, f"cannot put the link in place: {w.describe(reply)}")
+            run.discard(part)
+
+    def on_symlink(reply: w.Reply) -> None:
+        if not reply.ok():
+            run.in_flight_files -= 1
+            run.fail(entry.path, f"cannot create link: {w.describe(reply)}")
+            return
+        if LSETSTAT in run.wire.extensions:
+            times = w.attrs(mtime=seconds(entry.mtime_ns))
+            payload = w.string(LSETSTAT.encode()) + w.path(part) + times
+            run.wire.call(w.EXTENDED, payload, None)  # a link's mtime is cosmetic
+        run.rename(part, dest, done)
+
+    target = (entry.target or "").encode("utf-8", "surrogateescape")
+    run.wire.call(w.SYMLINK, w.string(target) + w.path(part), on_symlink)
+
+
+class _Upload:
+    """One file: OPEN temp, WRITEs, then FSETSTAT + CLOSE, then rename, each after an OK."""
+
+    def __init__(self, run: Apply, action: Action, want_writes: Callable[[_Upload], None]):
+        self.run = run
+        self.entry = action.entry
+        self.reason = action.reason
+        self.want_writes = want_writes
+        self.dest = run.remote(self.entry.path)
+        self.part = posixpath.join(
+            posixpath.dirname(self.dest), part_name(posixpath.basename(self.dest))
+        )
+        self.handle = b""
+        self.local: BinaryIO | None = None
+        self.offset = 0
+        self.writes = 0
+        self.eof = False
+        self.error = ""
+        self.closing = 0
+
+    def start(self) -> None:
+        flags = w.O_WRITE | w.O_CREAT | w.O_EXCL
+        payload = w.path(self.part) + w.u32(flags) + w.attrs(perm=0o600)
+        self.run.wire.call(w.OPEN, payload, self.on_open)
+
+    def on_open(self, reply: w.Reply) -> None:
+        handle = reply.handle()
+        if handle is None:
+            self.run.in_flight_files -= 1
+            self.run.fail(self.entry.path, f"cannot create a file: {w.describe(reply)}")
+            return
+        self.handle = handle
+        try:
+            self.local = (self.run.source / self.entry.path).open("rb")
+        except OSError as err:
+            self.error = f"cannot read the local file: {err.strerror or err}"
+            self.finish()
+            return
+        if self.write_more():
+            self.want_writes(self)
+
+    def write_more(self) -> bool:
+        """Queue WRITEs while the channel has room; True when this file has more to send."""
+        run, local = self.run, self.local
+        assert local is not None
+        while not self.eof and run.in_flight_bytes < run.limits.write_bytes:
+            if self.error:  # a write already failed: stop sending this file
+                self.eof = True
+                if not self.writes:
+                    self.finish()
+                return False
+            try:
+                data = local.read(run.limits.chunk)
+            except OSError as err:
+                self.error = f"cannot read the local file: {err.strerror or err}"
+                data = b""
+            if not data:
+                self.eof = True
+                if not self.writes:
+                    self.finish()
+                return False
+            payload = w.string(self.handle) + w.u64(self.offset) + w.string(data)
+            self.offset += len(data)
+            self.writes += 1
+            run.in_flight_bytes += len(data)
+            run.wire.call(w.WRITE, payload, self._written(len(data)))
+        return not self.eof
+
+    def _written(self, size: int) -> w.Callback:
+        def on_reply(reply: w.Reply) -> None:
+            self.writes -= 1
+            self.run.in_flight_bytes -= size
+            if not reply.ok() and not self.error:
+                self.error = f"write failed: {_write_words(reply)}"
+            elif self.entry.size >= PROGRESS_FROM:
+                self.run.events.progress(size)
+            if self.eof and not self.writes:
+                self.finish()
+
+        return on_reply
+
+    def finish(self) -> None:
+        """All data confirmed (or a failure): set mode and mtime, close, then rename or clean."""
+        if self.local is not None:
+            self.local.close()
+        if not self.error:
+            times = w.attrs(perm=self.entry.mode, mtime=seconds(self.entry.mtime_ns))
+            self.closing += 1
+            self.run.wire.call(w.FSETSTAT, w.string(self.handle) + times, self.on_closing)
+        self.closing += 1
+        self.run.wire.call(w.CLOSE, w.string(self.handle), self.on_closing)
+
+    def on_closing(self, reply: w.Reply) -> None:
+        self.closing -= 1
+        if not reply.ok() and not self.error:
+            self.error = f"could not finish the file: {_write_words(reply)}"
+        if self.closing:
+            return
+        if self.error:
+            self.run.in_flight_files -= 1
+            self.run.fail(self.entry.path, self.error)
+            self.run.discard(self.part)
+            return
+        self.run.rename(self.part, self.dest, self.on_renamed)
+
+    def on_renamed(self, reply: w.Reply) -> None:
+        run = self.run
+        run.in_flight_files -= 1
+        if not reply.ok():
+            run.fail(self.entry.path, f"cannot put the file in place: {w.describe(reply)}")
+            run.discard(self.part)
+            return
+        run.touched(self.entry.path)
+        run.outcome.sent.append((self.entry.path, self.reason))
+        run.outcome.bytes_sent += self.offset
+        run.events.sent(self.entry.path, self.offset, self.reason)
+
+
+def _write_words(reply: w.Reply) -> str:
+    """OpenSSH says only "Failure" for ENOSPC and EDQUOT: name the likely causes."""
+    code, message = reply.status()
+    if code == w.FAILURE:
+        return f"{message} (disk full or quota exceeded on the cluster?)"
+    return message

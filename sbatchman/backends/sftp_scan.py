@@ -1,0 +1,190 @@
+"""Read the destination over SFTP: the root folder's state and one listing per selected folder.
+
+Listing every folder of the selection at once (many OPENDIR/READDIR in flight) instead of one
+stat per file is what makes an unchanged tree cost a few round trips, not thousands.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sbatchman.backends import sftp_wire as w
+from sbatchman.errors import TransferError
+from sbatchman.plan import DestStat, Kind
+from sbatchman.selection import Selection
+
+# Folders listed at once: each holds a handle on the server and up to two READDIR replies
+# (about 100 names each) in flight, which must fit the channel's receive window.
+MAX_LISTING = 128
+
+
+def root_path(remote: str) -> str:
+    """The destination folder as the server should see it, taken literally.
+
+    A relative path is sent as it is: SFTP resolves relative paths against the session's
+    default folder, which is the login folder (the same place `normalize(".")` names), so
+    `x` and `~/x` land under it without a shell and without a round trip to ask where it is.
+    """
+    remote = remote.rstrip("/") or "/"
+    return "." if remote in ("", ".") else remote
+
+
+def join(root: str, rel: str) -> str:
+    if not rel:
+        return root
+    return rel if root == "." else posixpath.join(root, rel)
+
+
+def kind_of(mode: int | None) -> Kind:
+    if mode is None:
+        return "other"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "link"
+    return "other"
+
+
+def dest_stat(attrs: w.Attrs) -> DestStat:
+    return DestStat(
+        kind_of(attrs.mode), attrs.size or 0, attrs.mtime or 0, stat.S_IMODE(attrs.mode or 0)
+    )
+
+
+Listing = dict[str, DestStat]
+
+
+@dataclass
+class Scan:
+    """What the destination holds: `root` is None when the destination folder is missing."""
+
+    root: DestStat | None = None
+    listings: dict[str, Listing | None] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) -> Scan:
+    """Stat the root and list every folder; links that matter get their targets read."""
+    result = Scan()
+
+    def on_root(reply: w.Reply) -> None:
+        found = reply.attrs()
+        if found is not None:
+            result.root = dest_stat(found)
+            return
+        code, message = reply.status()
+        if code != w.NO_SUCH_FILE:
+            result.errors.append(f"cannot read the remote folder {root}: {message}")
+
+    wire.call(w.STAT, w.path(root), on_root)
+    pending = iter(folders)
+    running = [0]  # listings started and not finished
+    all_started = [False]
+
+    def more() -> bool:
+        # Listing requests are sent as background: a folder is done at its first EOF, and the
+        # read-ahead still in flight then must not cost the scan another round trip.
+        while running[0] < MAX_LISTING and not all_started[0]:
+            folder = next(pending, None)
+            if folder is None:
+                all_started[0] = True
+                break
+            running[0] += 1
+            _Lister(wire, join(root, folder), folder, result, running).start()
+        return running[0] > 0 or not all_started[0]
+
+    wire.pump(more)
+    if result.root is not None and result.root.kind != "dir":
+        raise TransferError(f"the remote path {root} exists and is not a folder")
+    if result.errors:
+        raise TransferError(result.errors[0])
+    _read_links(wire, root, selection, result)
+    return result
+
+
+class _Lister:
+    """OPENDIR, READDIR until EOF (two in flight), CLOSE in the background."""
+
+    def __init__(
+        self, wire: w.Wire, path: str, folder: str, result: Scan, running: list[int]
+    ) -> None:
+        self.wire, self.path, self.folder, self.result = wire, path, folder, result
+        self.running = running
+        self.handle = b""
+        self.listing: Listing = {}
+        self.reads = 0
+        self.done = False
+
+    def start(self) -> None:
+        self.wire.call(w.OPENDIR, w.path(self.path), self.on_open, background=True)
+
+    def finish(self, listing: Listing | None) -> None:
+        self.done = True
+        self.running[0] -= 1
+        self.result.listings[self.folder] = listing
+
+    def on_open(self, reply: w.Reply) -> None:
+        handle = reply.handle()
+        if handle is None:
+            code, message = reply.status()
+            if code == w.PERMISSION_DENIED:
+                self.result.errors.append(f"cannot list the remote folder {self.path}: {message}")
+            # Missing, or not a folder (the plan reports what is in the way): nothing listed.
+            self.finish(None)
+            return
+        self.handle = handle
+        self.read()
+        self.read()
+
+    def read(self) -> None:
+        self.reads += 1
+        self.wire.call(w.READDIR, w.string(self.handle), self.on_read, background=True)
+
+    def on_read(self, reply: w.Reply) -> None:
+        self.reads -= 1
+        if not self.done:
+            if reply.kind == w.NAME:
+                for name, attrs in reply.names():
+                    if name not in (".", ".."):
+                        self.listing[name] = dest_stat(attrs)
+                self.read()
+            else:
+                code, message = reply.status()
+                if code != w.EOF:
+                    self.result.errors.append(
+                        f"cannot list the remote folder {self.path}: {message}"
+                    )
+                self.finish(self.listing)
+        if self.done and not self.reads:
+            self.wire.call(w.CLOSE, w.string(self.handle), None, background=True)
+
+
+def _read_links(wire: w.Wire, root: str, selection: Selection, result: Scan) -> None:
+    """Fill in the target of each remote link that a selected link would replace."""
+
+    def remote_links() -> Iterator[tuple[str, str, Listing]]:
+        for entry in selection.entries:
+            if entry.kind != "link":
+                continue
+            parent, name = posixpath.split(entry.path)
+            listing = result.listings.get(parent)
+            if listing and name in listing and listing[name].kind == "link":
+                yield entry.path, name, listing
+
+    def reader(name: str, listing: Listing) -> Callable[[w.Reply], None]:
+        def on_reply(reply: w.Reply) -> None:
+            names = reply.names()
+            old = listing[name]
+            target = names[0][0] if names else None
+            listing[name] = DestStat(old.kind, old.size, old.mtime, old.mode, target)
+
+        return on_reply
+
+    for path, name, listing in remote_links():
+        wire.call(w.READLINK, w.path(join(root, path)), reader(name, listing))
+    wire.pump()

@@ -1,0 +1,143 @@
+"""rsync, SFTP and the local copier land the same tree from the same sync_dir, via `sbatchman sync`.
+
+Users switch backends (rsync missing on a login node, a laptop without it); what ends up on the
+cluster must not depend on that choice. One awkward tree (exec scripts, symlinks of every kind,
+empty and nested folders, odd names, excluded files) goes through the real CLI three times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.sshd import SshServer
+
+EXCLUDES = ["*.pyc", "build/", ".git"]
+
+
+def awkward_tree(root: Path) -> Path:
+    make_tree(
+        root,
+        {
+            "run.sh": "#!/bin/sh\necho run\n",
+            "src/model.py": "print('model')\n",
+            "src/deep/er/est/util.py": "x = 1\n",
+            "src/model.pyc": "excluded",
+            "build/out.o": "excluded",
+            ".git/HEAD": "excluded",
+            'with space/it\'s "quoted" $(x).txt': "q\n",
+            "unicodé/ünï 東京.txt": "u\n",
+            "empty file": "",
+        },
+        links={
+            "latest": "src/model.py",
+            "src/up": "..",
+            "dangling": "no/such/file",
+            "absolute": "/etc/hostname",
+            "folder link": "src/deep",
+        },
+    )
+    (root / "empty" / "nested" / "deeper").mkdir(parents=True)
+    (root / "private").mkdir()
+    (root / "private" / "key").write_text("k\n")
+    (root / "private" / "key").chmod(0o600)
+    (root / "private").chmod(0o750)
+    (root / "tools").mkdir()
+    (root / "tools" / "x").write_text("#!/bin/sh\n")
+    (root / "tools" / "x").chmod(0o751)
+    stamp = 1_700_000_000_000_000_000
+    for i, path in enumerate(sorted(root.rglob("*"), reverse=True)):  # children first
+        ns = stamp + i * 7_000_000_000 + 250_000_000  # fractional seconds on purpose
+        os.utime(path, ns=(ns, ns), follow_symlinks=False)
+    return root
+
+
+def tree(root: Path, *, folder_and_link_times: bool) -> dict[str, tuple[object, ...]]:
+    """Names, kinds, sizes, modes, mtime seconds and link targets of everything below root."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            mtime = int(st.st_mtime)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(path), mtime if folder_and_link_times else None)
+            elif stat.S_ISDIR(st.st_mode):
+                mode = stat.S_IMODE(st.st_mode)
+                out[rel] = ("dir", mode, mtime if folder_and_link_times else None)
+            else:
+                content = path.read_bytes()
+                out[rel] = ("file", st.st_size, stat.S_IMODE(st.st_mode), mtime, content)
+    return out
+
+
+def test_rsync_sftp_and_local_land_identical_trees(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = three_clusters[0]
+    local = awkward_tree(tmp_path / "project")
+    root = cluster_roots[server.name]
+    dests = {
+        "rsync": root / "via rsync" / "proj",  # missing parents, a space
+        "sftp": root / "via sftp" / "proj",
+        "local": tmp_path / "via local" / "proj",
+    }
+    sync_dir = {"alias": "proj", "local": str(local)}
+    config = write_config(
+        tmp_path / "remotes.toml",
+        [
+            ssh_cluster(
+                server,
+                [{**sync_dir, "remote": str(dests["rsync"])}],
+                name="with-rsync",
+                transfer_backend="rsync",
+            ),
+            ssh_cluster(
+                server,
+                [{**sync_dir, "remote": str(dests["sftp"])}],
+                name="with-sftp",
+                transfer_backend="sftp",
+            ),
+            {
+                "name": "on-this-machine",
+                "transfer_backend": "sftp",  # a local cluster: the built-in copier
+                "sync_dirs": [{**sync_dir, "remote": str(dests["local"])}],
+            },
+        ],
+        common_excludes=EXCLUDES,
+    )
+
+    run = run_cli(capsys, "sync", "--config", str(config), "--json")
+    assert run.code == 0, run.out + run.err
+    report = {t["cluster"]: t for t in json.loads(run.out)["targets"]}
+    assert {c: t["backend"] for c, t in report.items()} == {
+        "with-rsync": "rsync",
+        "with-sftp": "sftp",
+        "on-this-machine": "local",
+    }
+    sent = {c: sorted(f["path"] for f in t["files"]) for c, t in report.items()}
+    assert sent["with-sftp"] == sent["with-rsync"] == sent["on-this-machine"]
+
+    full = {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()}
+    assert full["sftp"] == full["rsync"]  # folder and link mtimes included
+    content_only = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
+    assert content_only["local"] == content_only["rsync"]
+    assert not any(name.endswith((".pyc", ".o", "HEAD")) for name in full["sftp"])
+    expected = tree(local, folder_and_link_times=False)
+    for excluded in ("src/model.pyc", "build", "build/out.o", ".git", ".git/HEAD"):
+        expected.pop(excluded)
+    assert content_only["sftp"] == expected
+
+    again = run_cli(capsys, "sync", "--config", str(config), "--json")
+    assert again.code == 0
+    assert all(t["files_sent"] == 0 for t in json.loads(again.out)["targets"])
+    assert tree(dests["sftp"], folder_and_link_times=True) == full["sftp"]

@@ -1,0 +1,381 @@
+"""The SFTP backend against real OpenSSH servers: what lands, and what a second push sends.
+
+Each test pins one promise of issue 4 on the real sftp-server: a tree lands exactly (modes,
+exec bits, mtime seconds, links as links), fractional mtimes re-sync as no-ops, files newer on
+the cluster survive, a dry run writes nothing and lists what the real run then sends. Failures
+(killed runs, full disks, locked folders) are in test_sftp_failures.py. Sessions are opened the
+production way: `open_sftp` on a config read from TOML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sbatchman.backends import Job, Outcome
+from sbatchman.backends.sftp import SftpSession, open_sftp
+from sbatchman.backends.sftp_wire import Wire
+from sbatchman.config import load
+from sbatchman.errors import TransferError
+from sbatchman.plan import PART_SUFFIX
+from sbatchman.selection import select
+from sbatchman.ssh import SshOptions
+from tests.support.project import make_tree, ssh_cluster, write_config
+from tests.support.sshd import SshServer
+
+BATCH = SshOptions(batch=True, connect_timeout=10, stall_timeout=30)
+
+
+class Recorder:
+    """Events, kept for assertions (called from worker threads, hence the lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.files: list[tuple[str, int, str]] = []
+        self.progressed = 0
+        self.total: tuple[int, int] | None = None
+        self.kept: list[str] = []
+
+    def phase(self, name: str) -> None:
+        pass
+
+    def totals(self, files: int, nbytes: int) -> None:
+        self.total = (files, nbytes)
+
+    def sent(self, path: str, nbytes: int, why: str) -> None:
+        with self.lock:
+            self.files.append((path, nbytes, why))
+
+    def progress(self, nbytes: int) -> None:
+        with self.lock:
+            self.progressed += nbytes
+
+    def skipped(self, path: str, why: str) -> None:
+        self.kept.append(path)
+
+
+class Remote:
+    """One sync_dir on one server, pushed through an SFTP session opened from a TOML config."""
+
+    def __init__(self, server: SshServer, local: Path, remote: str, config: Path) -> None:
+        write_config(
+            config,
+            [ssh_cluster(server, [{"alias": "a", "local": str(local), "remote": remote}])],
+        )
+        self.config = load(config)
+        self.cluster = self.config.clusters[0]
+        self.sync_dir = self.cluster.sync_dirs[0]
+        self.session = open_sftp(self.cluster, self.config.settings, BATCH)
+
+    def push(self, *, dry_run: bool = False) -> tuple[Outcome, Recorder]:
+        events = Recorder()
+        selection = select(self.sync_dir.local, ())
+        job = Job(self.cluster, self.sync_dir, self.sync_dir.remote, selection, dry_run)
+        return self.session.push(job, events), events
+
+    def close(self) -> None:
+        self.session.close()
+
+
+Factory = Callable[[SshServer, Path, str], Remote]
+
+
+@pytest.fixture
+def remote_factory(tmp_path: Path) -> Iterator[Factory]:
+    """Opens Remotes for a test and closes them after it."""
+    opened: list[Remote] = []
+
+    def make(server: SshServer, local: Path, remote: str) -> Remote:
+        opened.append(Remote(server, local, remote, tmp_path / f"c{len(opened)}.toml"))
+        return opened[-1]
+
+    yield make
+    for remote in opened:
+        remote.close()
+
+
+def state(root: Path) -> dict[str, tuple[object, ...]]:
+    """Everything observable about a tree: kind, mode, size, mtime in ns, content, link target."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns, digest)
+    return out
+
+
+def pushed_view(root: Path) -> dict[str, tuple[object, ...]]:
+    """What a push must reproduce: files' mode, size, mtime second and content; link targets;
+    folders and their modes."""
+    out: dict[str, tuple[object, ...]] = {}
+    for rel, facts in state(root).items():
+        if facts[0] == "file":
+            _, mode, size, mtime_ns, digest = facts
+            out[rel] = ("file", mode, size, int(str(mtime_ns)) // 1_000_000_000, digest)
+        elif facts[0] == "dir":
+            out[rel] = ("dir", facts[1])
+        else:
+            out[rel] = facts
+    return out
+
+
+def set_mtime(path: Path, ns: int) -> None:
+    os.utime(path, ns=(ns, ns), follow_symlinks=False)
+
+
+T0 = 1_700_000_000 * 1_000_000_000  # a fixed past time, so "newer" cases are deterministic
+
+
+def project(root: Path) -> Path:
+    """A tree with every kind of entry, odd names, fractional mtimes and a 2 MiB file."""
+    make_tree(
+        root,
+        {
+            "run.sh": "#!/bin/sh\necho run\n",
+            "src/model.py": "print('model')\n",
+            "src/deep/er/util.py": "x = 1\n",
+            'with space/it\'s "quoted".txt': "q\n",
+            "unicodé/ünï.txt": "u\n",
+            **{f"many/f{i:03d}.txt": f"{i}\n" * (i % 7) for i in range(120)},
+        },
+        links={"latest": "src/model.py", "dangling": "does/not/exist", "src/up": ".."},
+    )
+    (root / "empty" / "nested").mkdir(parents=True)
+    (root / "big.bin").write_bytes(os.urandom(2 << 20))
+    (root / "private").mkdir()
+    (root / "private" / "key").write_text("k\n")
+    (root / "private").chmod(0o750)
+    (root / "private" / "key").chmod(0o600)
+    for i, path in enumerate(sorted(root.rglob("*"), reverse=True)):
+        set_mtime(path, T0 + i * 1_000_000_000 + 123_456_789)  # fractional on purpose
+    return root
+
+
+# --------------------------------------------------------------------------- landing
+
+
+def test_tree_lands_exactly_and_a_second_push_sends_nothing(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    remote_factory: Factory,
+    tmp_path: Path,
+) -> None:
+    server = three_clusters[0]
+    local = project(tmp_path / "proj")
+    dest = cluster_roots[server.name] / "deep" / "er" / "dest"  # missing parents
+    remote = remote_factory(server, local, str(dest))
+
+    outcome, events = remote.push()
+    files = {p for p, facts in pushed_view(local).items() if facts[0] == "file"}
+    assert {p for p, why in outcome.sent} == files
+    assert {why for _, why in outcome.sent} == {"new"}
+    sizes = [p.stat().st_size for p in local.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert events.total == (len(files), sum(sizes))
+    assert pushed_view(dest) == pushed_view(local)
+    assert os.readlink(dest / "latest") == "src/model.py"  # SYMLINK's argument order
+    assert os.access(dest / "run.sh", os.X_OK)
+    assert events.progressed == (2 << 20)  # the big file reported its bytes as they landed
+    assert not [p for p in dest.rglob("*") if p.name.endswith(PART_SUFFIX)]
+
+    again, events = remote.push()
+    assert again.sent == [] and events.files == []  # fractional mtimes are not "newer"
+    assert pushed_view(dest) == pushed_view(local)
+
+
+def test_why_each_file_is_sent_and_newer_remote_files_survive(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    remote_factory: Factory,
+    tmp_path: Path,
+) -> None:
+    server = three_clusters[1]
+    local = make_tree(tmp_path / "p", {"newer.txt": "a", "resized.txt": "b", "edited.txt": "c"})
+    for path in local.iterdir():
+        set_mtime(path, T0 + 500_000_000)
+    dest = cluster_roots[server.name]
+    remote = remote_factory(server, local, str(dest))
+    remote.push()
+
+    (local / "newer.txt").write_text("a2")
+    set_mtime(local / "newer.txt", T0 + 10_000_000_000)
+    (local / "resized.txt").write_text("bigger")
+    set_mtime(local / "resized.txt", T0 + 900_000_000)  # same second as the remote copy
+    (dest / "edited.txt").write_text("edited on the cluster")
+    set_mtime(dest / "edited.txt", T0 + 60_000_000_000)
+    (local / "edited.txt").write_text("c2")
+    set_mtime(local / "edited.txt", T0 + 5_000_000_000)
+
+    outcome, events = remote.push()
+    assert sorted(outcome.sent) == [("newer.txt", "newer"), ("resized.txt", "size differs")]
+    assert outcome.skipped_newer == ["edited.txt"] and events.kept == ["edited.txt"]
+    assert (dest / "edited.txt").read_text() == "edited on the cluster"
+    assert (dest / "newer.txt").read_text() == "a2"
+    assert (dest / "resized.txt").read_text() == "bigger"
+
+
+def test_a_mode_change_alone_reaches_the_cluster(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    remote_factory: Factory,
+    tmp_path: Path,
+) -> None:
+    server = three_clusters[2]
+    local = make_tree(tmp_path / "p", {"job.py": "print(1)\n", "sub/x": "x"})
+    dest = cluster_roots[server.name] / "d"
+    remote = remote_factory(server, local, str(dest))
+    remote.push()
+    (local / "job.py").chmod(0o755)  # chmod +x changes no mtime: only -p semantics catch it
+    (local / "sub").chmod(0o700)
+    outcome, _ = remote.push()
+    assert outcome.sent == []
+    assert stat.S_IMODE((dest / "job.py").stat().st_mode) == 0o755
+    assert stat.S_IMODE((dest / "sub").stat().st_mode) == 0o700
+
+
+def test_something_in_the_way_is_a_warning_not_a_crash(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    remote_factory: Factory,
+    tmp_path: Path,
+) -> None:
+    server = three_clusters[0]
+    local = make_tree(tmp_path / "p", {"report": "file here", "ok.txt": "fine"})
+    dest = cluster_roots[server.name]
+    (dest / "report").mkdir()  # a folder where the push has a file
+    remote = remote_factory(server, local, str(dest))
+    outcome, _ = remote.push()
+    assert outcome.sent == [("ok.txt", "new")]
+    assert outcome.warnings == ["report: a folder is in the way of this file; not sent"]
+    assert (dest / "report").is_dir()
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+def test_dry_run_writes_nothing_and_lists_what_the_real_run_sends(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    remote_factory: Factory,
+    tmp_path: Path,
+) -> None:
+    server = three_clusters[1]
+    local = project(tmp_path / "proj")
+    dest = cluster_roots[server.name] / "dest"
+    remote = remote_factory(server, local, str(dest))
+
+    # A missing destination: a dry run creates nothing at all.
+    outcome, events = remote.push(dry_run=True)
+    assert not dest.exists()
+    assert sorted(outcome.sent) == sorted((p, w) for p, _, w in events.files)
+
+    # A half-synced destination with an old file, a newer one and a killed run's leftover.
+    remote.push()
+    (local / "src" / "model.py").write_text("print('model 2')\n")
+    (local / "many" / "f001.txt").write_text("changed\n")
+    set_mtime(local / "many" / "f001.txt", T0 + 1_000_000_000_000)
+    (dest / "src" / "model.py").write_text("stale")
+    set_mtime(dest / "src" / "model.py", T0 - 10_000_000_000)
+    (dest / "unicodé" / "ünï.txt").write_text("edited on the cluster")
+    shutil.rmtree(dest / "empty")
+    leftover = dest / "many" / f".f002.txt.0123abcd{PART_SUFFIX}"
+    leftover.write_text("partial")
+    before = state(dest)
+
+    dry, _ = remote.push(dry_run=True)
+    assert state(dest) == before  # byte for byte, mtimes included
+    real, _ = remote.push()
+    assert sorted(dry.sent) == sorted(real.sent)
+    assert dry.skipped_newer == real.skipped_newer == ["unicodé/ünï.txt"]
+    assert ("src/model.py", "newer") in real.sent
+    assert not leftover.exists()
+    assert (dest / "empty" / "nested").is_dir()
+
+
+def test_a_session_survives_a_failed_push(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    remote_factory: Factory,
+    tmp_path: Path,
+) -> None:
+    server = three_clusters[0]
+    local = make_tree(tmp_path / "p", {"a.txt": "a"})
+    blocker = cluster_roots[server.name] / "file"
+    blocker.write_text("not a folder")
+    remote = remote_factory(server, local, str(blocker))
+    with pytest.raises(TransferError, match="exists and is not a folder"):
+        remote.push()
+    blocker.unlink()
+    outcome, _ = remote.push()
+    assert outcome.sent == [("a.txt", "new")]
+
+
+def test_the_session_spreads_a_big_upload_over_several_channels(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    server = three_clusters[1]
+    local = make_tree(tmp_path / "p", {f"d{i % 5}/f{i}.txt": str(i) for i in range(300)})
+    dest = cluster_roots[server.name]
+    remote = Remote(server, local, str(dest), tmp_path / "c.toml")
+    try:
+        session = remote.session
+        assert isinstance(session, SftpSession)
+        deadline = time.monotonic() + 10
+        while session.pool.idle < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        outcome, _ = remote.push()
+        assert len(outcome.sent) == 300
+        assert session.pool.idle == 3  # all channels came back, none was lost
+    finally:
+        remote.close()
+    assert {p.read_text() for p in dest.rglob("*.txt")} == {str(i) for i in range(300)}
+
+
+def test_servers_without_posix_rename_or_lsetstat_still_get_whole_files(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    remote_factory: Factory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Plain SFTP v3: RENAME refuses an existing target, so the old file is removed first."""
+    original = Wire.handshake
+
+    def plain(wire: Wire) -> None:
+        original(wire)
+        wire.extensions.pop("posix-rename@openssh.com", None)
+        wire.extensions.pop("lsetstat@openssh.com", None)
+
+    monkeypatch.setattr(Wire, "handshake", plain)
+    server = three_clusters[2]
+    local = make_tree(tmp_path / "p", {"a.txt": "one"}, links={"l": "a.txt"})
+    set_mtime(local / "a.txt", T0)
+    dest = cluster_roots[server.name]
+    remote = remote_factory(server, local, str(dest))
+    remote.push()
+    (local / "a.txt").write_text("two, longer")
+    set_mtime(local / "a.txt", T0 + 1_000_000_000)
+    (local / "l").unlink()
+    (local / "l").symlink_to("elsewhere")
+    outcome, _ = remote.push()
+    assert outcome.sent == [("a.txt", "newer")]
+    assert (dest / "a.txt").read_text() == "two, longer"
+    assert os.readlink(dest / "l") == "elsewhere"
+    assert sorted(p.name for p in dest.iterdir()) == ["a.txt", "l"]

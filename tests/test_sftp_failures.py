@@ -1,0 +1,292 @@
+"""The SFTP backend when things go wrong: killed runs, Ctrl-C, full disks, locked folders.
+
+Whatever happens, a final path holds either the old file or the whole new one, never a part of
+it; what failed is reported with a reason a user can act on, and the other aliases still land.
+All against real OpenSSH servers; disk-full needs a small tmpfs (skipped, saying why, where
+mount is not allowed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sbatchman.errors import Interrupted
+from sbatchman.plan import PART_SUFFIX
+from tests.conftest import SshdFactory
+from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.sshd import SshServer
+from tests.test_sftp import T0, Remote, set_mtime
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- interruption
+
+
+def _cli(config: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+def _wait_for_part(folder: Path, minimum: int, running: Callable[[], bool]) -> Path:
+    """The temporary file of an upload in progress, once it holds `minimum` bytes."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for path in folder.glob(f"*{PART_SUFFIX}"):
+            try:
+                if path.stat().st_size >= minimum:
+                    return path
+            except FileNotFoundError:
+                continue
+        if not running():
+            raise AssertionError("the push ended before it could be stopped")
+        time.sleep(0.002)
+    raise AssertionError("no temporary file appeared")
+
+
+def test_a_killed_upload_leaves_no_partial_file_and_the_next_run_finishes(
+    three_clusters: list[SshServer], cluster_roots: dict[str, Path], tmp_path: Path
+) -> None:
+    server = three_clusters[2]
+    local = tmp_path / "p"
+    local.mkdir()
+    big = local / "data.bin"
+    with big.open("wb") as out:  # large enough to be caught in the middle on loopback
+        for _ in range(48):
+            out.write(os.urandom(1 << 20))
+    dest = cluster_roots[server.name]
+    (dest / "data.bin").write_bytes(b"the old version")
+    set_mtime(dest / "data.bin", T0)
+    config = write_config(
+        tmp_path / "c.toml",
+        [
+            ssh_cluster(
+                server,
+                [{"alias": "a", "local": str(local), "remote": str(dest)}],
+                transfer_backend="sftp",
+            )
+        ],
+    )
+
+    proc = _cli(config)
+    part = _wait_for_part(dest, 1 << 20, lambda: proc.poll() is None)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert (dest / "data.bin").read_bytes() == b"the old version"  # never a partial file
+    assert part.exists()  # the killed run's temporary is still there...
+
+    proc = _cli(config)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    assert not part.exists()  # ...until the next run removes it
+    assert (dest / "data.bin").read_bytes() == big.read_bytes()
+    assert [p.name for p in dest.iterdir()] == ["data.bin"]
+
+
+def test_abort_stops_a_running_push_at_once(
+    three_clusters: list[SshServer], cluster_roots: dict[str, Path], tmp_path: Path
+) -> None:
+    server = three_clusters[0]
+    local = tmp_path / "p"
+    local.mkdir()
+    with (local / "data.bin").open("wb") as out:
+        for _ in range(64):
+            out.write(os.urandom(1 << 20))
+    dest = cluster_roots[server.name]
+    remote = Remote(server, local, str(dest), tmp_path / "c.toml")
+    failure: list[BaseException] = []
+
+    def push() -> None:
+        try:
+            remote.push()
+        except BaseException as err:
+            failure.append(err)
+
+    worker = threading.Thread(target=push)
+    worker.start()
+    _wait_for_part(dest, 1 << 20, worker.is_alive)
+    started = time.monotonic()
+    remote.session.abort()
+    worker.join(timeout=10)
+    remote.close()
+    assert not worker.is_alive() and time.monotonic() - started < 10
+    assert len(failure) == 1 and isinstance(failure[0], Interrupted)
+    assert not (dest / "data.bin").exists()
+
+
+# --------------------------------------------------------------------------- remote paths
+
+
+def test_shell_syntax_in_remote_paths_stays_literal(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    server = sshd_factory("literal", home_in_root=True)  # relative paths land in server.root
+    marker = Path("/tmp") / f"sbm-marker-{uuid.uuid4().hex}"
+    local = make_tree(tmp_path / "p", {"job.sh": "#!/bin/sh\n"})
+    odd = f"x $(touch {marker}); `touch {marker}` 'q' \"d\"\nnewline"
+    try:
+        for remote_path, landed in (
+            (f"~/{odd}", server.root / odd),
+            (odd + "-rel", server.root / (odd + "-rel")),
+            (str(server.root / "abs" / odd), server.root / "abs" / odd),
+        ):
+            remote = Remote(server, local, remote_path, tmp_path / "c.toml")
+            try:
+                outcome, _ = remote.push()
+            finally:
+                remote.close()
+            assert outcome.sent == [("job.sh", "new")]
+            assert (landed / "job.sh").read_text() == "#!/bin/sh\n"
+        assert not marker.exists()
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.fixture
+def locked() -> Iterator[Callable[[Path], None]]:
+    """Make a remote folder unwritable even for root (immutable), or skip saying why."""
+    done: list[Path] = []
+
+    def lock(folder: Path) -> None:
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+        else:
+            run = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+            if run.returncode != 0:
+                pytest.skip(f"cannot make a folder unwritable as root: {run.stderr.strip()}")
+        done.append(folder)
+
+    yield lock
+    for folder in done:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(folder)], check=False)
+        else:
+            folder.chmod(0o755)
+
+
+def test_permission_denied_on_one_alias_is_reported_and_the_others_land(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    locked: Callable[[Path], None],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = three_clusters[1]
+    local = make_tree(tmp_path / "p", {"a.txt": "a", "sub/b.txt": "b"})
+    root = cluster_roots[server.name]
+    (root / "locked").mkdir()
+    locked(root / "locked")
+    config = write_config(
+        tmp_path / "c.toml",
+        [
+            ssh_cluster(
+                server,
+                [
+                    {"alias": "first", "local": str(local), "remote": str(root / "first")},
+                    {"alias": "locked", "local": str(local), "remote": str(root / "locked")},
+                    {"alias": "last", "local": str(local), "remote": str(root / "last")},
+                ],
+                transfer_backend="sftp",
+            )
+        ],
+    )
+    logins = server.log_text().count("Accepted publickey")
+    run = run_cli(capsys, "sync", "--config", str(config), "--json")
+    report = {t["alias"]: t for t in json.loads(run.out)["targets"]}
+    assert run.code == 1
+    assert report["locked"]["status"] == "failed"
+    assert "permission denied" in report["locked"]["error"].lower()
+    for alias in ("first", "last"):
+        assert report[alias]["status"] == "ok", report[alias]
+        assert (root / alias / "sub" / "b.txt").read_text() == "b"
+    assert list((root / "locked").iterdir()) == []
+    assert server.log_text().count("Accepted publickey") == logins + 1  # one connection
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs to fill up, or a skip that says why it cannot be had here."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    run = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0:
+        pytest.skip(f"a full disk needs a small tmpfs, and mount failed: {run.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_fails_that_alias_with_a_reason_and_the_other_lands(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    tiny_disk: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = three_clusters[2]
+    local = make_tree(tmp_path / "p", {"small.txt": "fits\n"})
+    (local / "huge.bin").write_bytes(os.urandom(3 << 20))
+    elsewhere = cluster_roots[server.name]
+    config = write_config(
+        tmp_path / "c.toml",
+        [
+            ssh_cluster(
+                server,
+                [
+                    {"alias": "full", "local": str(local), "remote": str(tiny_disk / "dest")},
+                    {"alias": "roomy", "local": str(local), "remote": str(elsewhere)},
+                ],
+                transfer_backend="sftp",
+            )
+        ],
+    )
+    run = run_cli(capsys, "sync", "--config", str(config), "--json")
+    report = {t["alias"]: t for t in json.loads(run.out)["targets"]}
+    assert run.code == 1
+    assert report["full"]["status"] == "failed"
+    assert report["full"]["error"].startswith("huge.bin: write failed")
+    assert "disk full or quota exceeded" in report["full"]["error"]
+    assert not (tiny_disk / "dest" / "huge.bin").exists()
+    assert not list((tiny_disk / "dest").glob(f"*{PART_SUFFIX}"))  # its temporary was removed
+    assert report["roomy"]["status"] == "ok"
+    assert (elsewhere / "huge.bin").read_bytes() == (local / "huge.bin").read_bytes()
+
+
+def test_a_server_that_allows_one_session_still_gets_everything(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """The extra channels are a speed-up only: refused ones are simply not used."""
+    server = sshd_factory("frugal", extra_config={"MaxSessions": "1"})
+    local = make_tree(tmp_path / "p", {f"d{i % 4}/f{i}.txt": str(i) for i in range(100)})
+    remote = Remote(server, local, str(server.root / "dest"), tmp_path / "c.toml")
+    try:
+        outcome, _ = remote.push()
+        again, _ = remote.push()
+    finally:
+        remote.close()
+    assert len(outcome.sent) == 100 and again.sent == []
+    assert len(list((server.root / "dest").rglob("*.txt"))) == 100

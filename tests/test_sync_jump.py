@@ -1,0 +1,48 @@
+"""A full push through a bastion (ProxyJump from the user's ssh config), on both backends."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SshdFactory
+from tests.support.project import make_tree, run_cli, snapshot, write_config
+from tests.support.sshkit import config_block
+
+
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])
+def test_push_lands_through_a_bastion(
+    sshd_factory: SshdFactory,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    backend: str,
+) -> None:
+    bastion = sshd_factory("bastion", extra_config={"AllowTcpForwarding": "yes"})
+    target = sshd_factory("target")
+    known = tmp_path / "known_hosts"
+    known.write_text(bastion.known_hosts.read_text() + target.known_hosts.read_text())
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        config_block(bastion, known_hosts=known)
+        + config_block(target, known_hosts=known, name="behind", ProxyJump="bastion")
+    )
+    proj = make_tree(tmp_path / "proj", {"a.py": "a\n", "bin/run.sh": "#!/bin/sh\n"})
+    dest = target.root / "proj"
+    cluster = {
+        "name": "behind",
+        "host": "behind",
+        "ssh_config": str(ssh_config),
+        "transfer_backend": backend,
+        "sync_dirs": [{"alias": "p", "local": str(proj), "remote": str(dest)}],
+    }
+    config = write_config(tmp_path / "c.toml", [cluster])
+    run = run_cli(capsys, "sync", "--config", str(config))
+    assert run.code == 0, run.out + run.err
+    assert snapshot(dest) == snapshot(proj)
+    hops = re.findall(
+        rf"server_request_direct_tcpip: .*target 127\.0\.0\.1 port {target.port}\b",
+        bastion.log_text(),
+    )
+    assert len(hops) == 1  # one forwarded connection carried the whole push
