@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from sbatchman.backends import Events, Job, Session
+from sbatchman.backends import Events, Job, Outcome, PartialTransfer, Session
 from sbatchman.config import Cluster, Config, Settings, SyncDir
 from sbatchman.errors import AuthError, ConfigError, Interrupted, SbatchmanError, UsageError
 from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
@@ -238,27 +238,30 @@ def _push_one(target: Target, session: Session, request: Request, events: Events
             target.cluster, target.sync_dir, target.sync_dir.remote, selection, request.dry_run
         )
         outcome = session.push(job, events)
+    except PartialTransfer as err:
+        _record(result, err.outcome)
+        result.status, result.error = "failed", str(err)
     except SbatchmanError as err:
-        interrupted = isinstance(err, Interrupted)
-        result.status = "interrupted" if interrupted else "failed"
+        result.status = "interrupted" if isinstance(err, Interrupted) else "failed"
         result.error = str(err)
-        events.phase(result.status)
     else:
+        _record(result, outcome)
         result.status = "dry-run" if request.dry_run else "ok"
-        result.sent, result.bytes_sent = outcome.sent, outcome.bytes_sent
-        result.files_sent = len(outcome.sent)
-        result.skipped_newer = outcome.skipped_newer
-        result.warnings = list(outcome.warnings)
         if selection.problems:
             # Unreadable local files are a failure (rsync says exit 23), but the rest was sent.
+            more = len(selection.problems) - 1
             result.status = "failed"
-            more = (
-                f" (and {len(selection.problems) - 1} more)" if len(selection.problems) > 1 else ""
-            )
-            result.error = f"{selection.problems[0]}{more}"
-        events.phase("done" if result.status != "failed" else "failed")
+            result.error = selection.problems[0] + (f" (and {more} more)" if more else "")
+    events.phase("done" if result.status in ("ok", "dry-run") else result.status)
     result.seconds = time.monotonic() - start
     return result
+
+
+def _record(result: Result, outcome: Outcome) -> None:
+    result.sent, result.bytes_sent = outcome.sent, outcome.bytes_sent
+    result.files_sent = len(outcome.sent)
+    result.skipped_newer = outcome.skipped_newer
+    result.warnings = list(outcome.warnings)
 
 
 def exit_code(results: Sequence[Result]) -> int:

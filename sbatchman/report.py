@@ -54,6 +54,7 @@ class _TargetEvents:
         self.task: TaskID | None = None
         self.files_done = 0
         self.files_total = 0
+        self.credit = 0  # bytes already shown by progress() for files not yet reported sent
         progress = reporter.progress
         if progress is not None:
             self.task = progress.add_task(label, total=None, phase="waiting", files="")
@@ -71,7 +72,9 @@ class _TargetEvents:
 
     def sent(self, path: str, nbytes: int, why: str) -> None:
         self.files_done += 1
-        self._update(advance=nbytes, files=f"{self.files_done}/{self.files_total} files")
+        shown = min(self.credit, nbytes)  # a big file may have reported its bytes as it went
+        self.credit -= shown
+        self._update(advance=nbytes - shown, files=f"{self.files_done}/{self.files_total} files")
         style = self.reporter.style
         if style.dry_run and not style.json and not style.quiet:
             self.reporter.line(f"would send {self.label}: {escape(path)} ({why})")
@@ -79,6 +82,7 @@ class _TargetEvents:
             self.reporter.line(f"{self.label}: {escape(path)} ({why})")
 
     def progress(self, nbytes: int) -> None:
+        self.credit += nbytes
         self._update(advance=nbytes)
 
     def skipped(self, path: str, why: str) -> None:

@@ -270,6 +270,8 @@ def test_disk_full_fails_that_alias_with_a_reason_and_the_other_lands(
     assert report["full"]["status"] == "failed"
     assert report["full"]["error"].startswith("huge.bin: write failed")
     assert "disk full or quota exceeded" in report["full"]["error"]
+    full = report["full"]  # the report counts what did land, as the message does
+    assert full["error"].endswith(f"; {full['files_sent']} file(s) were sent")
     assert not (tiny_disk / "dest" / "huge.bin").exists()
     assert not list((tiny_disk / "dest").glob(f"*{PART_SUFFIX}"))  # its temporary was removed
     assert report["roomy"]["status"] == "ok"

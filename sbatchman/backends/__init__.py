@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sbatchman.config import Cluster, SyncDir
+from sbatchman.errors import TransferError
 from sbatchman.selection import Selection
 
 
@@ -33,6 +34,17 @@ class Outcome:
     bytes_sent: int = 0
     skipped_newer: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+class PartialTransfer(TransferError):
+    """Some files could not be written and the rest were; `outcome` says what landed.
+
+    The report shows both: a failed target that still sent 900 of 1,000 files should say so.
+    """
+
+    def __init__(self, message: str, outcome: Outcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class Events(Protocol):

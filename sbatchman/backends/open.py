@@ -6,6 +6,9 @@ than the whole CLI start-up budget.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from sbatchman.backends import Session
@@ -41,6 +44,26 @@ def open_session(
         from sbatchman.backends.local import LocalSession
 
         return LocalSession()
-    from sbatchman.backends.sftp import open_sftp
+    with _without_invoke():
+        from sbatchman.backends.sftp import open_sftp
 
     return open_sftp(cluster, settings, request.ssh)
+
+
+@contextlib.contextmanager
+def _without_invoke() -> Iterator[None]:
+    """Import paramiko without `invoke`: ~0.15 s saved on every SFTP run.
+
+    paramiko imports invoke only to run `Match exec` lines when paramiko itself parses an ssh
+    config; sbatchman has `ssh -G` do that. invoke is hidden only while paramiko is first
+    imported (paramiko keeps `invoke = None` for itself) and the marker is removed at once, so
+    anything else in the process can still import invoke normally.
+    """
+    hide = "invoke" not in sys.modules and "paramiko" not in sys.modules
+    if hide:
+        sys.modules["invoke"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if hide:
+            del sys.modules["invoke"]

@@ -9,18 +9,10 @@ of the destination and the carrying out of the plan live in sftp_wire, sftp_scan
 from __future__ import annotations
 
 import posixpath
-import sys
-
-# paramiko imports `invoke` only to run `Match exec` lines when *paramiko* parses an ssh config;
-# sbatchman has `ssh -G` do that. invoke pulls in yaml and unittest.mock: ~0.15 s, a third of
-# the whole start-up budget of an unchanged-tree push. Marking it absent (unless something
-# already loaded it) makes paramiko skip it; paramiko's Match exec then raises ImportError.
-if "invoke" not in sys.modules:
-    sys.modules["invoke"] = None  # type: ignore[assignment]
 
 import paramiko
 
-from sbatchman.backends import Events, Job, Outcome, Session
+from sbatchman.backends import Events, Job, Outcome, PartialTransfer, Session
 from sbatchman.backends import sftp_wire as w
 from sbatchman.backends.sftp_apply import (
     Apply,
@@ -51,15 +43,8 @@ def open_sftp(cluster: Cluster, settings: Settings, options: SshOptions) -> Sess
     return SftpSession(connect(cluster, settings, options), options.stall_timeout)
 
 
-class FilesFailed(TransferError):
-    """Some files could not be written (the rest were); the connection itself is fine.
-
-    `outcome` says what did land, for a report that wants to show both.
-    """
-
-    def __init__(self, message: str, outcome: Outcome) -> None:
-        super().__init__(message)
-        self.outcome = outcome
+class FilesFailed(PartialTransfer):
+    """Some files could not be written (the rest were); the connection itself is fine."""
 
 
 class SftpSession:

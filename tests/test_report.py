@@ -1,0 +1,79 @@
+"""What people read: the summary's exact lines, failures first, and progress that adds up."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from sbatchman.config import parse
+from sbatchman.precedence import merge_excludes
+from sbatchman.push import Result, Target
+from sbatchman.report import ConsoleReporter, Style, human_bytes
+
+
+def console(terminal: bool = False) -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=terminal, width=100, color_system=None), buffer
+
+
+def test_summary_lists_failures_first_with_their_cause() -> None:
+    out, buffer = console()
+    reporter = ConsoleReporter(Style(), out=out, err=console()[0])
+    reporter.summary(
+        [
+            Result("alpha", "proj", "rsync", "ok", files_sent=3, bytes_sent=2048, seconds=1.25),
+            Result("beta", "proj", "sftp", "failed", error="connection refused", seconds=0.01),
+            Result("gamma", "lib", "sftp", "ok", skipped_newer=["a.py", "b.py"], seconds=0.5),
+        ]
+    )
+    lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
+    assert lines == [
+        "cluster  alias  backend  status  files    bytes  seconds",
+        "beta     proj   sftp     FAILED      0      0 B      0.0",
+        "alpha    proj   rsync    ok          3  2.0 KiB      1.2",
+        "gamma    lib    sftp     ok          0      0 B      0.5",
+        "✗ beta/proj: connection refused",
+        "! gamma/lib: kept 2 file(s) that are newer on the cluster: a.py, b.py",
+    ]
+
+
+def test_quiet_shows_nothing_when_all_is_well() -> None:
+    out, buffer = console()
+    ConsoleReporter(Style(quiet=True), out=out).summary([Result("a", "p", "rsync", "ok")])
+    assert buffer.getvalue() == ""
+
+
+def test_progress_counts_each_byte_once(tmp_path: Path) -> None:
+    cfg = parse("[[clusters]]\nname='c'\n[[clusters.sync_dirs]]\nalias='p'\n", tmp_path / "c")
+    cluster = cfg.clusters[0]
+    target = Target(
+        cluster,
+        cluster.sync_dirs[0],
+        "sftp",
+        merge_excludes(cfg.settings, cluster, cluster.sync_dirs[0]),
+        False,
+    )
+    err, _ = console(terminal=True)
+    with ConsoleReporter(Style(), out=console()[0], err=err) as reporter:
+        events = reporter.events(target)
+        events.totals(2, 3_000_100)
+        events.progress(1_000_000)  # a big file reports as it goes...
+        events.progress(2_000_000)
+        events.sent("big.bin", 3_000_000, "new")  # ...and then once more as sent
+        events.sent("small.py", 100, "new")
+        assert reporter.progress is not None
+        task = reporter.progress.tasks[0]
+        assert task.completed == task.total == 3_000_100
+        assert task.fields["files"] == "2/2 files"
+
+
+def test_human_bytes() -> None:
+    assert [human_bytes(n) for n in (0, 1023, 1024, 5 << 20, 3 << 30)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "5.0 MiB",
+        "3.0 GiB",
+    ]
