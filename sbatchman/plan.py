@@ -126,3 +126,54 @@ def build(selection: Selection, listings: Mapping[str, Mapping[str, DestStat] | 
         if action is not None:
             plan.actions.append(action)
     return plan
+
+
+def attribute_fixes(
+    selection: Selection, listings: Mapping[str, Mapping[str, DestStat] | None]
+) -> tuple[list[Entry], list[tuple[Entry, DestStat | None]]]:
+    """What rsync -pt also corrects besides content, from the listings in hand.
+
+    Returns the up-to-date files whose mode differs on the cluster, and every folder with
+    what the cluster has there (None: missing), to be checked once the transfer is done.
+    """
+    chmods: list[Entry] = []
+    dirs: list[tuple[Entry, DestStat | None]] = []
+    for entry in selection.entries:
+        kind = entry.kind
+        if kind == "link":
+            continue
+        parent, _, name = entry.path.rpartition("/")
+        listing = listings.get(parent)
+        dest = listing.get(name) if listing else None
+        if kind == "dir":
+            dirs.append((entry, dest))
+        elif (
+            dest is not None
+            and dest.kind == "file"
+            and dest.mode != entry.mode
+            and dest.size == entry.size
+            and dest.mtime == seconds(entry.mtime_ns)
+        ):
+            chmods.append(entry)
+    return chmods, dirs
+
+
+def stale_folders(
+    dirs: list[tuple[Entry, DestStat | None]], touched: set[str], failed: set[str]
+) -> list[Entry]:
+    """Folders (not the root, as with rsync) that are new, were written into, or whose mode or
+    mtime is not the local one."""
+    out = []
+    for entry, dest in dirs:
+        if entry.path in failed:
+            continue
+        if (
+            dest is None
+            or entry.path in touched
+            or (
+                dest.kind == "dir"
+                and (dest.mode != entry.mode or dest.mtime != seconds(entry.mtime_ns))
+            )
+        ):
+            out.append(entry)
+    return out

@@ -8,14 +8,25 @@ a temporary name and rename it into place, then set mode and mtime.
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import stat
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from sbatchman.backends import Events, Job, Outcome
 from sbatchman.errors import Interrupted, TransferError
-from sbatchman.plan import DestStat, Kind, Plan, build, folders, part_name
+from sbatchman.plan import (
+    DestStat,
+    Kind,
+    Plan,
+    attribute_fixes,
+    build,
+    folders,
+    part_name,
+    stale_folders,
+)
 
 
 def destination(remote: str) -> Path:
@@ -59,7 +70,8 @@ class LocalSession:
     def push(self, job: Job, events: Events) -> Outcome:
         root = destination(job.remote)
         events.phase("scanning")
-        plan = build(job.selection, {f: _listing(root / f) for f in folders(job.selection)})
+        listings = {f: _listing(root / f) for f in folders(job.selection)}
+        plan = build(job.selection, listings)
         outcome = Outcome(skipped_newer=plan.skipped_newer)
         for path in outcome.skipped_newer:
             events.skipped(path, "remote is newer")
@@ -73,6 +85,7 @@ class LocalSession:
             return outcome
         try:
             self._apply(job, root, plan, events, outcome)
+            self._fix_attributes(job, root, plan, listings)
         except OSError as err:
             raise TransferError(f"{err.strerror or err} ({err.filename or root})") from None
         return outcome
@@ -89,11 +102,11 @@ class LocalSession:
             if action.op == "conflict":
                 outcome.warnings.append(f"{entry.path}: {action.reason}; not sent")
             elif action.op == "mkdir":
-                dest.mkdir(exist_ok=True)
-                os.chmod(dest, entry.mode)
+                dest.mkdir(mode=0o700, exist_ok=True)  # its own mode comes last (it may be r-x)
             elif action.op == "link":
                 part = dest.with_name(part_name(dest.name))
                 os.symlink(entry.target or "", part)
+                os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
                 os.replace(part, dest)
             elif action.op == "send":
                 part = dest.with_name(part_name(dest.name))
@@ -107,6 +120,22 @@ class LocalSession:
                 outcome.sent.append((entry.path, action.reason))
                 outcome.bytes_sent += entry.size
                 events.sent(entry.path, entry.size, action.reason)
+
+    def _fix_attributes(
+        self,
+        job: Job,
+        root: Path,
+        plan: Plan,
+        listings: Mapping[str, Mapping[str, DestStat] | None],
+    ) -> None:
+        """What rsync -pt also corrects: modes of unchanged files, then folders deepest first."""
+        chmods, dirs = attribute_fixes(job.selection, listings)
+        for entry in chmods:
+            os.chmod(root / entry.path, entry.mode)
+        touched = {posixpath.dirname(a.entry.path) for a in plan.actions if a.op != "conflict"}
+        for entry in reversed(stale_folders(dirs, touched, set())):
+            os.chmod(root / entry.path, entry.mode)
+            os.utime(root / entry.path, ns=(entry.mtime_ns, entry.mtime_ns))
 
     def abort(self) -> None:
         self.aborted.set()

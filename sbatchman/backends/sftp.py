@@ -27,8 +27,7 @@ from sbatchman.backends.sftp_pool import ChannelPool
 from sbatchman.backends.sftp_scan import Scan, root_path, scan
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import Interrupted, TransferError
-from sbatchman.plan import DestStat, Plan, build, folders, seconds
-from sbatchman.selection import Entry, Selection
+from sbatchman.plan import Plan, attribute_fixes, build, folders, stale_folders
 from sbatchman.ssh import SshOptions
 
 MAX_CHUNK = 256 << 10  # largest WRITE we send, even if the server would take more
@@ -145,7 +144,7 @@ class _Push:
                 raise TransferError(run.failures[0][1])
         remove_leftovers(run, plan.leftovers)
         make_folders(run, [a.entry for a in plan.actions if a.op == "mkdir"])
-        chmods, dirs = _attribute_fixes(self.job.selection, found)
+        chmods, dirs = attribute_fixes(self.job.selection, found.listings)
         moving = [a for a in plan.actions if a.op in ("send", "link")]
         extra = self.pool.take_idle(SPREAD - 1) if len(moving) >= SPREAD_FROM else []
         helpers = [run.helper(wire, _limits(wire)) for wire in extra]
@@ -159,7 +158,7 @@ class _Push:
         for helper in helpers:
             run.absorb(helper)
         failed = run.failed_dirs | {rel for rel, _ in run.failures}
-        set_folder_attrs(run, _stale_folders(dirs, run.changed, failed))
+        set_folder_attrs(run, stale_folders(dirs, run.changed, failed))
         if run.failures:
             rel, message = run.failures[0]
             count = len(run.failures)
@@ -179,56 +178,4 @@ def _ancestors(root: str) -> list[str]:
         current = posixpath.join(current, part) if current else part
         if part != "..":
             out.append(current)
-    return out
-
-
-def _attribute_fixes(
-    selection: Selection, found: Scan
-) -> tuple[list[Entry], list[tuple[Entry, DestStat | None]]]:
-    """What rsync -pt also corrects besides content, from the listings in hand.
-
-    Returns the up-to-date files whose mode differs on the cluster, and every folder with
-    what the cluster has there (None: missing), to be checked once the transfer is done.
-    """
-    chmods: list[Entry] = []
-    dirs: list[tuple[Entry, DestStat | None]] = []
-    listings = found.listings
-    for entry in selection.entries:
-        kind = entry.kind
-        if kind == "link":
-            continue
-        parent, _, name = entry.path.rpartition("/")
-        listing = listings.get(parent)
-        dest = listing.get(name) if listing else None
-        if kind == "dir":
-            dirs.append((entry, dest))
-        elif (
-            dest is not None
-            and dest.kind == "file"
-            and dest.mode != entry.mode
-            and dest.size == entry.size
-            and dest.mtime == seconds(entry.mtime_ns)
-        ):
-            chmods.append(entry)
-    return chmods, dirs
-
-
-def _stale_folders(
-    dirs: list[tuple[Entry, DestStat | None]], touched: set[str], failed: set[str]
-) -> list[Entry]:
-    """Folders (not the root, as with rsync) that are new, were written into, or whose mode or
-    mtime is not the local one."""
-    out = []
-    for entry, dest in dirs:
-        if entry.path in failed:
-            continue
-        if (
-            dest is None
-            or entry.path in touched
-            or (
-                dest.kind == "dir"
-                and (dest.mode != entry.mode or dest.mtime != seconds(entry.mtime_ns))
-            )
-        ):
-            out.append(entry)
     return out
