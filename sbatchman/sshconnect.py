@@ -229,6 +229,7 @@ def _handshake(transport: ChainedTransport, target: Resolved, options: SshOption
     entries = hostkeys.load([*target.user_known_hosts, *target.global_known_hosts])
     name = target.known_hosts_name
     _prefer(transport, hostkeys.known_types(entries, name))
+    _prefer_gcm(transport)
     timeout = options.connect_timeout
     transport.banner_timeout = timeout
     transport.handshake_timeout = timeout
@@ -269,6 +270,17 @@ def _handshake_reason(err: BaseException, transport: paramiko.Transport) -> str:
             return "no SSH banner in time (not an SSH server, or too slow)"
         return "the server closed the connection or is not an SSH server"
     return text
+
+
+def _prefer_gcm(transport: paramiko.Transport) -> None:
+    """AES-GCM first: in paramiko it moves big files ~30% faster than AES-CTR with HMAC.
+
+    Every OpenSSH server since 6.2 offers it; others still negotiate from the rest of the list.
+    """
+    options = transport.get_security_options()
+    current = list(options.ciphers)
+    first = [c for c in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") if c in current]
+    options.ciphers = tuple(first + [c for c in current if c not in first])
 
 
 def _prefer(transport: paramiko.Transport, known: Sequence[str]) -> None:

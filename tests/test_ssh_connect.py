@@ -67,6 +67,7 @@ def test_alias_only_in_ssh_config_connects(
     try:
         assert transport.is_authenticated()
         assert transport.getpeername()[1] == three_clusters[0].port
+        assert transport.remote_cipher == "aes128-gcm@openssh.com"  # paramiko's fastest
         assert run(transport, f"ls -d {cluster_roots['alpha']}").strip() == str(
             cluster_roots["alpha"]
         )
