@@ -6,6 +6,7 @@ Prints one markdown table row, then the exact rsync command that was timed.
 
     python bench/bench_selection.py                # 100,000 files, best of 3
     python bench/bench_selection.py --files 20000 --repeat 5 --header
+    python bench/bench_selection.py --write docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness import write_block
 from sbatchman.selection import Rule, select
 
 EXCLUDES = [".git", "__pycache__", "*.pyc", "*.o", "results/", "/data", "wandb", "*.ckpt"]
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=100_000, help="files to generate (default 100000)")
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
     ap.add_argument("--header", action="store_true", help="print the markdown table header too")
+    ap.add_argument("--write", type=Path, help="replace the results block of this file")
     ap.add_argument("--keep", action="store_true", help="keep the generated tree and print where")
     args = ap.parse_args(argv)
 
@@ -136,13 +139,27 @@ def main(argv: list[str] | None = None) -> int:
 
         pushed = len(select(src, rules).entries)  # also warms the page cache for both
         t_rsync, t_select = best_of_each(args.repeat, run_rsync, lambda: select(src, rules))
-        if args.header:
-            print("| files | pushed entries | rsync -rn (s) | select() (s) | ratio |")
-            print("|---:|---:|---:|---:|---:|")
-        print(f"| {made} | {pushed} | {t_rsync:.3f} | {t_select:.3f} | {t_select / t_rsync:.2f} |")
-        print(
-            f"command: {shlex.join(cmd)}  (python {sys.version.split()[0]}, {os.cpu_count()} cpus)"
-        )
+        row = f"| {made} | {pushed} | {t_rsync:.3f} | {t_select:.3f} | {t_select / t_rsync:.2f} |"
+        header = [
+            "| files | pushed entries | rsync -rn (s) | select() (s) | ratio (budget 2.0) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        timed = shlex.join(cmd).replace(str(tmp), "$TREE")
+        print("\n".join([*header, row]) if args.header or args.write else row)
+        print(f"rsync timed: {timed}  (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
+        if args.write:
+            block = [
+                *header,
+                row,
+                "",
+                f"Best of {args.repeat}, interleaved, page cache warm; python"
+                f" {sys.version.split()[0]}, {os.cpu_count()} cores. rsync timed: `{timed}`.",
+                "",
+                f"Reproduce: `python bench/bench_selection.py --files {args.files}"
+                f" --repeat {args.repeat}`",
+                "",
+            ]
+            write_block(args.write, "bench_selection", "\n".join(block))
         if args.keep:
             print(f"tree kept at {src}")
     finally:

@@ -41,6 +41,7 @@ from bench.harness import (
     run,
     sbatchman_argv,
     testbed,
+    write_block,
     write_config,
 )
 
@@ -280,22 +281,7 @@ def main() -> None:
     out = f"{text}\n\n{note}\n"
     print(out)
     if args.write:
-        _write(args.write, out)
-
-
-BEGIN, END = "<!-- bench_sftp:begin -->", "<!-- bench_sftp:end -->"
-
-
-def _write(path: Path, block: str) -> None:
-    """Replace the block between the markers (or append it), leaving the prose around it."""
-    text = path.read_text() if path.exists() else ""
-    new = f"{BEGIN}\n{block}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + new + rest.split(END, 1)[1]
-    else:
-        text = text + ("\n" if text else "") + new + "\n"
-    path.write_text(text)
+        write_block(args.write, "bench_sftp", out)
 
 
 if __name__ == "__main__":

@@ -277,3 +277,30 @@ def machine_note() -> str:
         f", {' '.join(rsync.stdout.split()[:3]) if rsync.stdout else 'rsync ?'}"
         f", {ssh.stderr.strip().split(',')[0]}"
     )
+
+
+def cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat; (0, 0) where there is none.
+
+    A run that keeps every core busy is bound by CPU, not by the link: on a machine that also
+    hosts the "clusters", that is the ceiling no client can beat.
+    """
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def write_block(path: Path, name: str, block: str) -> None:
+    """Replace the results block `name` of a markdown file (or append it), keeping the prose."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else ""
+    new = f"{begin}\n{block}{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + new + rest.split(end, 1)[1]
+    else:
+        text = text + ("\n" if text else "") + new + "\n"
+    path.write_text(text)
