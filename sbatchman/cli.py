@@ -28,8 +28,8 @@ ConfigOpt = Annotated[
     Optional[Path],  # noqa: UP045 - typer reads the annotation at runtime on 3.10 too
     typer.Option(
         "--config",
-        envvar="SBATCHMAN_CONFIG",
-        help="Config file (default: the platform config folder's remotes-config.toml).",
+        help="Config file (default: $SBATCHMAN_CONFIG, else the platform config folder's"
+        " remotes-config.toml).",
         show_default=False,
     ),
 ]
@@ -44,6 +44,13 @@ GitignoreOpt = Annotated[
     Optional[bool],  # noqa: UP045
     typer.Option("--gitignore/--no-gitignore", help="Honour .gitignore files (this run only)."),
 ]
+
+
+def _config_file(config: Path | None) -> Path:
+    """--config, else $SBATCHMAN_CONFIG, else the platform default; `~` expanded in all."""
+    from sbatchman.config import default_config_path
+
+    return config.expanduser() if config is not None else default_config_path()
 
 
 def _version(value: bool) -> None:
@@ -112,7 +119,7 @@ def sync(
     from sbatchman.report import ConsoleReporter, Style
     from sbatchman.ssh import SshOptions
 
-    cfg = configuration.load(config)
+    cfg = configuration.load(_config_file(config))
     settings = cfg.settings
     request = Request(
         clusters=tuple(cluster),
@@ -153,7 +160,7 @@ def list_files(
     from sbatchman.push import Request
 
     request = Request(tuple(cluster), tuple(alias), tuple(exclude), gitignore=gitignore)
-    for line in ls_lines(configuration.load(config), request, explain):
+    for line in ls_lines(configuration.load(_config_file(config)), request, explain):
         typer.echo(line)
     return 0
 
@@ -161,10 +168,9 @@ def list_files(
 @config_app.command("init")
 def config_init(config: ConfigOpt = None) -> int:
     """Write a commented starter config (never overwrites one)."""
-    from sbatchman.config import default_config_path
     from sbatchman.starter import write_starter
 
-    path = write_starter(config or default_config_path(), Path.cwd())
+    path = write_starter(_config_file(config), Path.cwd())
     typer.echo(f"wrote {path}; its `demo` cluster pushes {Path.cwd()} into a local folder")
     return 0
 
@@ -172,9 +178,7 @@ def config_init(config: ConfigOpt = None) -> int:
 @config_app.command("path")
 def config_path(config: ConfigOpt = None) -> int:
     """Print where sbatchman looks for its config."""
-    from sbatchman.config import default_config_path
-
-    typer.echo(str(config or default_config_path()))
+    typer.echo(str(_config_file(config)))
     return 0
 
 
@@ -190,11 +194,14 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("sbatchman: interrupted", err=True)
         code = 130
-    except typer.TyperException as err:  # the parser's usage errors: it knows how to show them
-        show = getattr(err, "show", None)
-        if callable(show):
-            show()
-        else:
-            typer.echo(f"sbatchman: error: {err}", err=True)
+    except typer.TyperException as err:  # the parser's usage errors (typer's vendored click)
         code = getattr(err, "exit_code", 2)
+        ctx = getattr(err, "ctx", None)
+        if type(err).__name__ == "NoArgsIsHelpError":  # `sbatchman config`: show its help
+            err.show()  # type: ignore[attr-defined]
+        else:  # one line, and where help is, as rsync and git do
+            formatted = getattr(err, "format_message", None)
+            message = (formatted() if callable(formatted) else str(err)).rstrip(".")
+            command = ctx.command_path if ctx is not None else "sbatchman"
+            typer.echo(f"sbatchman: error: {message} (see `{command} --help`)", err=True)
     sys.exit(code if isinstance(code, int) else 0)

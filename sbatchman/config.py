@@ -346,15 +346,21 @@ class _Parser:
         for i, item in enumerate(raw):
             here = f"{where}[{i}]"
             d = self.table(item, here, _DIR_KEYS if fetch else _SYNC_DIR_KEYS, {})
-            if "alias" not in d:
-                raise self.fail(f"{here}.alias", 'missing; every folder needs an alias = "..."')
-            alias = d["alias"]
-            if alias in seen:
+            alias = d.get("alias")
+            if alias is None:
+                if not fetch:
+                    raise self.fail(f"{here}.alias", 'missing; every folder needs an alias = "..."')
+                # The original sbatchman's fetch_dirs have no alias: name one after the folder.
+                if "remote" not in d:
+                    raise self.fail(f"{here}.remote", 'missing; give remote = "..." or an alias')
+                alias = d["remote"].rstrip("/").rsplit("/", 1)[-1] or d["remote"]
+            elif alias in seen:
                 raise self.fail(
                     f"{here}.alias",
                     f"duplicate alias {alias!r} in this cluster (also {seen[alias]}); rename one",
                 )
-            seen[alias] = here
+            else:
+                seen[alias] = here
             local = self.local_path(d.get("local", alias), settings.local_base)
             remote = self.remote_path(d.get("remote", alias), f"{here}.remote")
             excludes = d.get("excludes", ())

@@ -99,6 +99,8 @@ def resolve_targets(config: Config, request: Request) -> list[Target]:
                     f"{config.path}: {sync_dir.where}.local: {sync_dir.local} {state};"
                     " fix the path or create the folder"
                 )
+            if cluster.is_local:
+                _refuse_nesting(sync_dir, config)
             rules = merge_excludes(config.settings, cluster, sync_dir, request.excludes)
             check_patterns(rules)
             targets.append(
@@ -113,6 +115,20 @@ def resolve_targets(config: Config, request: Request) -> list[Target]:
     if not targets:
         raise UsageError(f"nothing to sync: no cluster in {config.path} has a sync_dir selected")
     return targets
+
+
+def _refuse_nesting(sync_dir: SyncDir, config: Config) -> None:
+    """A local cluster whose folder holds its own copy would copy itself deeper every run."""
+    from sbatchman.backends.local import destination
+
+    source = sync_dir.local.resolve()
+    dest = destination(sync_dir.remote).resolve()
+    if dest == source or dest.is_relative_to(source) or source.is_relative_to(dest):
+        raise ConfigError(
+            f"{config.path}: {sync_dir.where}.remote: {dest} overlaps the local folder {source};"
+            " a copy inside its own source would grow on every sync. Choose a remote folder"
+            " outside it"
+        )
 
 
 def _chosen(sync_dir: SyncDir, request: Request) -> bool:
@@ -244,6 +260,9 @@ def _push_one(target: Target, session: Session, request: Request, events: Events
     except SbatchmanError as err:
         result.status = "interrupted" if isinstance(err, Interrupted) else "failed"
         result.error = str(err)
+    except Exception as err:  # a bug of ours: fail this target, let every other one finish
+        result.status = "failed"
+        result.error = f"internal error, please report it: {type(err).__name__}: {err}"
     else:
         _record(result, outcome)
         result.status = "dry-run" if request.dry_run else "ok"

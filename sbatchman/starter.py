@@ -80,7 +80,17 @@ def write_starter(path: Path, project: Path) -> Path:
     if path.exists():
         raise ConfigError(f"{path} already exists; not overwriting it (edit it, or move it away)")
     demo_root = Path(user_data_dir("sbatchman")) / "demo-cluster"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("x", encoding="utf-8") as f:
-        f.write(starter_text(project, demo_root))
+    if demo_root.resolve().is_relative_to(project.resolve()):
+        raise ConfigError(
+            f"{project} holds the demo cluster's folder {demo_root}, so the demo would copy"
+            " itself; run `sbatchman config init` from a project folder instead"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("x", encoding="utf-8") as f:
+            f.write(starter_text(project, demo_root))
+    except OSError as err:
+        raise ConfigError(
+            f"cannot create {path}: {err.strerror or err}; choose another --config path"
+        ) from None
     return path

@@ -102,7 +102,38 @@ def test_bad_pattern_is_a_config_error(
 def test_unknown_option_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     run = run_cli(capsys, "sync", "--frobnicate")
     assert run.code == 2
-    assert "No such option" in run.err and "Traceback" not in run.err
+    assert run.err == (
+        "sbatchman: error: No such option: --frobnicate (see `sbatchman sync --help`)\n"
+    )
+    run = run_cli(capsys, "sync", "-j", "0")
+    assert run.code == 2
+    assert run.err == (
+        "sbatchman: error: Invalid value for '-j' / '--jobs': 0 is not in the range x>=1"
+        " (see `sbatchman sync --help`)\n"
+    )
+
+
+def test_config_path_expands_tilde_from_flag_and_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert run_cli(capsys, "config", "path", "--config", "~/a.toml").out == f"{tmp_path}/a.toml\n"
+    monkeypatch.setenv("SBATCHMAN_CONFIG", "~/b.toml")
+    assert run_cli(capsys, "config", "path").out == f"{tmp_path}/b.toml\n"
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(capsys, "config", "init").code == 0
+    assert (tmp_path / "b.toml").is_file() and not (tmp_path / "~").exists()
+
+
+def test_config_init_where_it_cannot_write_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "afile").write_text("")
+    target = tmp_path / "afile" / "c.toml"
+    run = run_cli(capsys, "config", "init", "--config", str(target))
+    assert run.code == 2
+    assert run.err.startswith(f"sbatchman: error: cannot create {target}: ")
+    assert run.err.count("\n") == 1
 
 
 def test_local_cluster_sync_then_noop(
@@ -150,6 +181,39 @@ def test_config_init_writes_once_and_the_demo_syncs(
     assert synced.code == 0, synced.err
     demo = isolated_env.home / ".local/share/sbatchman/demo-cluster/project"
     assert (demo / "main.py").exists() and not (demo / ".git").exists()
+
+
+def test_a_copy_inside_its_own_source_is_refused(
+    capsys: pytest.CaptureFixture[str],
+    isolated_env: IsolatedEnv,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(isolated_env.home)  # init from home: the demo folder is inside it
+    run = run_cli(capsys, "config", "init")
+    assert run.code == 2
+    assert "run `sbatchman config init` from a project folder" in one_error_line(run.err)
+    assert not isolated_env.config.exists()
+
+    proj = make_tree(tmp_path / "proj", {"a.py": "a\n"})
+    for remote in (proj / "copy", tmp_path):
+        config = write_config(
+            tmp_path / "c.toml",
+            [
+                {
+                    "name": "l",
+                    "sync_dirs": [{"alias": "p", "local": str(proj), "remote": str(remote)}],
+                }
+            ],
+        )
+        run = run_cli(capsys, "sync", "--config", str(config))
+        assert run.code == 2
+        assert one_error_line(run.err) == (
+            f"sbatchman: error: {config}: clusters[0].sync_dirs[0].remote: {remote} overlaps the"
+            f" local folder {proj}; a copy inside its own source would grow on every sync."
+            " Choose a remote folder outside it"
+        )
+    assert sorted(p.name for p in proj.iterdir()) == ["a.py"]
 
 
 def test_config_path_prints_where_it_looks(

@@ -74,6 +74,17 @@ def test_good_config_gives_typed_frozen_objects(tmp_path: Path) -> None:
         a.name = "z"  # type: ignore[misc]
 
 
+def test_fetch_dirs_of_the_original_sbatchman_need_no_alias(tmp_path: Path) -> None:
+    text = (
+        "[[clusters]]\nname='a'\nhost='h'\nuser='u'\n"
+        "[[clusters.fetch_dirs]]\nremote='~/app1/'\nlocal='~/results/app1'\nexcludes=['tmp']\n"
+        "[[clusters.fetch_dirs]]\nremote='/scratch/app1'\n"
+    )
+    first, second = parse(text, tmp_path / "c.toml").clusters[0].fetch_dirs
+    assert (first.alias, first.remote, first.excludes) == ("app1", "app1/", ("tmp",))
+    assert (second.alias, second.remote) == ("app1", "/scratch/app1")
+
+
 def test_exclude_merge_order_dedup_and_sources(tmp_path: Path) -> None:
     cfg = parse(good(tmp_path), tmp_path / "c.toml")
     a = cfg.clusters[0]
@@ -210,6 +221,10 @@ def test_syntax_error_has_file_line_column(tmp_path: Path) -> None:
             " full path",
         ),
         ("clusters = 3\n", "clusters: must be an array of tables: write each one as [[clusters]]"),
+        (
+            "[[clusters]]\nname='a'\n[[clusters.fetch_dirs]]\nlocal='x'\n",
+            'clusters[0].fetch_dirs[0].remote: missing; give remote = "..." or an alias',
+        ),
     ],
 )
 def test_bad_config_gives_one_line_with_place(tmp_path: Path, text: str, expected: str) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 from pathlib import Path
+
+import pytest
 
 from sbatchman.backends import Job
 from sbatchman.backends.rsync import RsyncInfo, RsyncSession, _rsh_quote, _why
 from sbatchman.config import parse
-from sbatchman.selection import Selection
+from sbatchman.selection import Selection, select
+from tests.support.project import Recorder, make_tree
 
 
 def job(tmp_path: Path, remote: str, dry_run: bool = False) -> Job:
@@ -45,3 +49,24 @@ def test_itemized_reasons_match_the_plan_words() -> None:
     assert _why("<f+++++++++") == "new"
     assert _why("<f.st......") == "newer"
     assert _why("<f.s.......") == "size differs"
+
+
+def test_rsync_without_mkpath_still_reaches_a_missing_local_folder(tmp_path: Path) -> None:
+    """rsync < 3.2.3 (Ubuntu 20.04's 3.1.3) has no --mkpath: the folder is made for it."""
+    real = shutil.which("rsync")
+    if real is None:
+        pytest.skip("rsync is not installed")
+    src = make_tree(tmp_path / "src", {"a.py": "a\n", "bin/run.sh": "#!/bin/sh\n"})
+    dest = tmp_path / "not" / "yet" / "there"
+    cfg = parse(
+        f"[[clusters]]\nname='c'\n[[clusters.sync_dirs]]\nalias='a'\nlocal='{src}'\n",
+        tmp_path / "c.toml",
+    )
+    cluster = cfg.clusters[0]
+    session = RsyncSession(RsyncInfo(real, (3, 1, 3)), None, 60)
+    outcome = session.push(
+        Job(cluster, cluster.sync_dirs[0], str(dest), select(src, ()), False), Recorder()
+    )
+    assert sorted(p for p, _ in outcome.sent) == ["a.py", "bin/run.sh"]
+    assert (dest / "bin/run.sh").stat().st_mode & 0o111
+    assert outcome.warnings == ["local rsync has no --mkpath: created the folder separately"]

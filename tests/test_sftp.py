@@ -13,7 +13,6 @@ import hashlib
 import os
 import shutil
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,38 +27,10 @@ from sbatchman.errors import TransferError
 from sbatchman.plan import PART_SUFFIX
 from sbatchman.selection import select
 from sbatchman.ssh import SshOptions
-from tests.support.project import make_tree, ssh_cluster, write_config
+from tests.support.project import Recorder, make_tree, ssh_cluster, write_config
 from tests.support.sshd import SshServer
 
 BATCH = SshOptions(batch=True, connect_timeout=10, stall_timeout=30)
-
-
-class Recorder:
-    """Events, kept for assertions (called from worker threads, hence the lock)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.files: list[tuple[str, int, str]] = []
-        self.progressed = 0
-        self.total: tuple[int, int] | None = None
-        self.kept: list[str] = []
-
-    def phase(self, name: str) -> None:
-        pass
-
-    def totals(self, files: int, nbytes: int) -> None:
-        self.total = (files, nbytes)
-
-    def sent(self, path: str, nbytes: int, why: str) -> None:
-        with self.lock:
-            self.files.append((path, nbytes, why))
-
-    def progress(self, nbytes: int) -> None:
-        with self.lock:
-            self.progressed += nbytes
-
-    def skipped(self, path: str, why: str) -> None:
-        self.kept.append(path)
 
 
 class Remote:

@@ -210,7 +210,13 @@ class RsyncSession:
         """Create the remote folder with rsync itself: --relative recreates implied folders."""
         import tempfile
 
-        assert self.master is not None
+        if self.master is None:  # a local cluster: the folder is on this machine
+            try:
+                Path(_local_dest(job.remote)).mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                where = _local_dest(job.remote)
+                raise TransferError(f"cannot create {where}: {err.strerror}") from None
+            return
         with tempfile.TemporaryDirectory() as empty:
             remote = job.remote.lstrip("/")
             (Path(empty) / remote).mkdir(parents=True, exist_ok=True)

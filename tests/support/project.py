@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,3 +90,31 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Run:
         sys.stdin = stdin
     captured = capsys.readouterr()
     return Run(code, captured.out, captured.err)
+
+
+class Recorder:
+    """Events, kept for assertions (called from worker threads, hence the lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.files: list[tuple[str, int, str]] = []
+        self.progressed = 0
+        self.total: tuple[int, int] | None = None
+        self.kept: list[str] = []
+
+    def phase(self, name: str) -> None:
+        pass
+
+    def totals(self, files: int, nbytes: int) -> None:
+        self.total = (files, nbytes)
+
+    def sent(self, path: str, nbytes: int, why: str) -> None:
+        with self.lock:
+            self.files.append((path, nbytes, why))
+
+    def progress(self, nbytes: int) -> None:
+        with self.lock:
+            self.progressed += nbytes
+
+    def skipped(self, path: str, why: str) -> None:
+        self.kept.append(path)
