@@ -16,7 +16,7 @@ from typing import Literal
 from sbatchman.selection import Entry, Selection
 
 Kind = Literal["dir", "file", "link", "other"]
-Op = Literal["mkdir", "send", "link", "skip-newer", "conflict"]
+Op = Literal["mkdir", "send", "link", "skip-newer"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Action:
     entry: Entry
     op: Op
     reason: str  # "new", "newer", "size differs", "remote is newer", "link changed", ...
+    clear: Kind | None = None  # what is in the way and must be removed first, as rsync does
 
 
 def seconds(mtime_ns: int) -> int:
@@ -43,25 +44,27 @@ def seconds(mtime_ns: int) -> int:
 
 
 def decide(entry: Entry, dest: DestStat | None) -> Action | None:
-    """rsync -rlpt --update: None means the destination is already up to date for this entry."""
+    """rsync -rlpt --update: None means the destination is already up to date for this entry.
+
+    Something of another kind in the way is replaced, as rsync replaces it: a file or link
+    where a folder goes is removed, and so is an empty folder where a file or link goes (a
+    folder that is not empty stays, and that entry fails, like rsync's exit 23).
+    """
     if entry.kind == "dir":
         if dest is None:
             return Action(entry, "mkdir", "new")
         if dest.kind != "dir":
-            return Action(entry, "conflict", f"a {dest.kind} is in the way of this folder")
+            return Action(entry, "mkdir", f"replaces a {dest.kind}", clear=dest.kind)
         return None
+    op: Op = "link" if entry.kind == "link" else "send"
+    if dest is None:
+        return Action(entry, op, "new")
+    if dest.kind == "dir":
+        return Action(entry, op, "replaces a folder", clear="dir")
     if entry.kind == "link":
-        if dest is None:
-            return Action(entry, "link", "new")
-        if dest.kind == "dir":
-            return Action(entry, "conflict", "a folder is in the way of this link")
         if dest.kind == "link" and dest.target == entry.target:
             return None
         return Action(entry, "link", "link changed")
-    if dest is None:
-        return Action(entry, "send", "new")
-    if dest.kind == "dir":
-        return Action(entry, "conflict", "a folder is in the way of this file")
     if dest.kind != "file":
         return Action(entry, "send", f"replaces a {dest.kind}")
     local = seconds(entry.mtime_ns)
@@ -74,18 +77,49 @@ def decide(entry: Entry, dest: DestStat | None) -> Action | None:
     return None
 
 
+def trusted(
+    listings: Mapping[str, Mapping[str, DestStat] | None],
+) -> dict[str, Mapping[str, DestStat] | None]:
+    """Keep a folder's listing only where its parent's listing shows a real folder there.
+
+    Listing a path follows symlinks: a link on the cluster where the tree has a folder would
+    otherwise be planned (and written) through, outside the destination. Such a folder counts
+    as missing: the link is replaced by a real folder first, as rsync does.
+    """
+    out: dict[str, Mapping[str, DestStat] | None] = {}
+    for folder in sorted(listings, key=lambda f: f.count("/") if f else -1):
+        listing = listings[folder]
+        if folder:
+            parent, name = posixpath.split(folder)
+            above = out.get(parent)
+            here = above.get(name) if above else None
+            if here is None or here.kind != "dir":
+                listing = None
+        out[folder] = listing
+    return out
+
+
 # Files are written as `.<name>.<8 hex>.sbm-part` beside their final path and renamed into place,
 # so a killed run leaves only names like this, which the next run that lists the folder removes.
 PART_SUFFIX = ".sbm-part"
-_PART = re.compile(r"^\..+\.[0-9a-f]{8}\.sbm-part$")
+_PART = re.compile(r"\..+\.[0-9a-f]{8}\.sbm-part", re.DOTALL)
+_NAME_MAX = 255  # bytes in one file name on every file system a cluster is likely to have
 
 
 def part_name(name: str) -> str:
-    return f".{name}.{secrets.token_hex(4)}{PART_SUFFIX}"
+    """The temporary's name, its stem cut (by bytes) to fit NAME_MAX as rsync cuts its own."""
+    room = _NAME_MAX - len(f"..{'0' * 8}{PART_SUFFIX}")
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= room:
+        return f".{name}.{secrets.token_hex(4)}{PART_SUFFIX}"
+    while room and raw[room] & 0xC0 == 0x80:  # never cut a UTF-8 character in two
+        room -= 1
+    stem = raw[:room].decode("utf-8", "surrogateescape")
+    return f".{stem}.{secrets.token_hex(4)}{PART_SUFFIX}"
 
 
 def is_part(name: str) -> bool:
-    return bool(_PART.match(name))
+    return bool(_PART.fullmatch(name))
 
 
 @dataclass
@@ -115,10 +149,13 @@ def build(selection: Selection, listings: Mapping[str, Mapping[str, DestStat] | 
     One listing per folder instead of one stat per file is what keeps SFTP fast on slow links.
     """
     plan = Plan()
+    listings = trusted(listings)
+    selected = {e.path for e in selection.entries}
     for folder, listing in listings.items():
         for name in listing or ():
-            if is_part(name):
-                plan.leftovers.append(posixpath.join(folder, name))
+            path = posixpath.join(folder, name)
+            if is_part(name) and path not in selected:  # a user's own file is never a leftover
+                plan.leftovers.append(path)
     for entry in selection.entries:
         parent, name = posixpath.split(entry.path)
         listing = listings.get(parent)
@@ -138,6 +175,7 @@ def attribute_fixes(
     """
     chmods: list[Entry] = []
     dirs: list[tuple[Entry, DestStat | None]] = []
+    listings = trusted(listings)
     for entry in selection.entries:
         kind = entry.kind
         if kind == "link":

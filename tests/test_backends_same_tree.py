@@ -140,3 +140,75 @@ def test_rsync_sftp_and_local_land_identical_trees(
     assert again.code == 0
     assert all(t["files_sent"] == 0 for t in json.loads(again.out)["targets"])
     assert tree(dests["sftp"], folder_and_link_times=True) == full["sftp"]
+
+
+def put_obstacles(dest: Path, outside: Path) -> None:
+    """What an earlier layout left on the cluster where the tree now has something else."""
+    make_tree(dest, {"was a file": "old\n", "kept/inside": "mine\n"})
+    (dest / "was a link").symlink_to(outside)  # a folder goes here: never write through it
+    (dest / "was a folder").mkdir()  # empty: a file goes here
+    (dest / "src").mkdir()
+    (dest / "src" / "model.py").mkdir()  # not empty: rsync refuses to remove it, exit 23
+    (dest / "src" / "model.py" / "notes").write_text("n\n")
+
+
+def test_things_in_the_way_are_replaced_as_rsync_does(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = three_clusters[1]
+    local = make_tree(
+        tmp_path / "project",
+        {
+            "was a file/inner.txt": "i\n",
+            "was a link/through.txt": "t\n",
+            "was a folder": "now a file\n",
+            "src/model.py": "print('model')\n",
+            "ok.txt": "fine\n",
+        },
+    )
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = cluster_roots[server.name]
+    dests = {
+        "rsync": root / "rsync",
+        "sftp": root / "sftp",
+        "local": tmp_path / "local-dest",
+    }
+    for dest in dests.values():
+        put_obstacles(dest, outside)
+    sync_dir = {"alias": "proj", "local": str(local)}
+    config = write_config(
+        tmp_path / "remotes.toml",
+        [
+            ssh_cluster(server, [{**sync_dir, "remote": str(dests["rsync"])}], name="r"),
+            ssh_cluster(
+                server,
+                [{**sync_dir, "remote": str(dests["sftp"])}],
+                name="s",
+                transfer_backend="sftp",
+            ),
+            {
+                "name": "l",
+                "transfer_backend": "sftp",
+                "sync_dirs": [{**sync_dir, "remote": str(dests["local"])}],
+            },
+        ],
+    )
+    run = run_cli(capsys, "sync", "--config", str(config), "--json")
+    assert run.code == 1, run.out + run.err  # the non-empty folder fails each target
+    report = {t["cluster"]: t for t in json.loads(run.out)["targets"]}
+    assert all(t["status"] == "failed" for t in report.values())
+    for cluster in ("s", "l"):
+        assert "src/model.py: cannot replace the folder in the way" in report[cluster]["error"]
+    assert list(outside.iterdir()) == []  # nothing was written through the link
+    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
+    assert trees["sftp"] == trees["rsync"] == trees["local"]
+    landed = trees["sftp"]
+    assert landed["was a link"][0] == "dir" and "was a link/through.txt" in landed
+    assert landed["was a file"][0] == "dir" and "was a file/inner.txt" in landed
+    assert landed["was a folder"][0] == "file"
+    assert landed["src/model.py"][0] == "dir" and "src/model.py/notes" in landed
+    assert "kept/inside" in landed and "ok.txt" in landed

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.plan import DestStat, build, decide, folders, is_part, part_name
+from sbatchman.plan import DestStat, build, decide, folders, is_part, part_name, trusted
 from sbatchman.selection import Entry, Selection
 
 NS = 1_000_000_000
@@ -24,7 +24,7 @@ def file(path: str = "a.py", size: int = 10, mtime: float = 1000.4) -> Entry:
         (DestStat("file", 10, 1001), ("skip-newer", "remote is newer")),
         (DestStat("file", 10, 1000), None),  # same second (local has .4): unchanged
         (DestStat("file", 11, 1000), ("send", "size differs")),
-        (DestStat("dir", 0, 1000), ("conflict", "a folder is in the way of this file")),
+        (DestStat("dir", 0, 1000), ("send", "replaces a folder")),
         (DestStat("link", 3, 1000, target="x"), ("send", "replaces a link")),
     ],
 )
@@ -59,3 +59,47 @@ def test_build_uses_listings_and_finds_leftovers() -> None:
     assert [(a.entry.path, a.op) for a in plan.actions] == [("d/b.py", "send")]
     assert plan.leftovers == [f"d/{leftover}"]
     assert is_part(leftover) and not is_part(".a.py.swp")
+
+
+def test_something_in_the_way_is_replaced_first() -> None:
+    folder = Entry("d", "dir", 0, 0, 0o755)
+    for kind in ("file", "link", "other"):
+        action = decide(folder, DestStat(kind, 1, 0))  # type: ignore[arg-type]
+        assert action is not None
+        assert (action.op, action.reason, action.clear) == ("mkdir", f"replaces a {kind}", kind)
+    link = decide(Entry("l", "link", 1, 0, 0o777, "t"), DestStat("dir", 0, 0))
+    assert link is not None and (link.op, link.clear) == ("link", "dir")
+    new = decide(file(), None)
+    assert new is not None and new.clear is None
+
+
+def test_a_listing_through_a_link_or_file_is_not_trusted() -> None:
+    """A link on the cluster where the tree has a folder: what it points at is not ours."""
+    sel = Selection(Path("/src"), (Entry("d", "dir", 0, 0, 0o755), file("d/a.py")))
+    listings = {
+        "": {"d": DestStat("link", 3, 1, target="/elsewhere")},
+        "d": {"a.py": DestStat("file", 10, 5000), part_name("x"): DestStat("file", 1, 1)},
+    }
+    assert trusted(listings)["d"] is None
+    plan = build(sel, listings)
+    assert [(a.entry.path, a.op, a.clear) for a in plan.actions] == [
+        ("d", "mkdir", "link"),
+        ("d/a.py", "send", None),  # the link's target had a newer a.py: irrelevant
+    ]
+    assert plan.leftovers == []  # never delete through the link either
+
+
+def test_leftovers_are_only_our_own_temporaries() -> None:
+    own = part_name("a.py")
+    looks_like = ".x.0123abcd.sbm-part"
+    sel = Selection(Path("/src"), (file(looks_like),))  # a user's file with such a name
+    listings = {"": {own: DestStat("file", 1, 1), looks_like: DestStat("file", 1, 1)}}
+    assert build(sel, listings).leftovers == [own]
+    assert not is_part(looks_like + "\n") and is_part(part_name("new\nline"))
+
+
+def test_temporary_names_fit_in_255_bytes() -> None:
+    long = "東" * 90  # 270 bytes of UTF-8
+    part = part_name(long)
+    assert len(part.encode("utf-8")) <= 255 and is_part(part)  # cut between characters
+    assert part_name("a.py").startswith(".a.py.")

@@ -219,23 +219,6 @@ def test_a_mode_change_alone_reaches_the_cluster(
     assert stat.S_IMODE((dest / "sub").stat().st_mode) == 0o700
 
 
-def test_something_in_the_way_is_a_warning_not_a_crash(
-    three_clusters: list[SshServer],
-    cluster_roots: dict[str, Path],
-    remote_factory: Factory,
-    tmp_path: Path,
-) -> None:
-    server = three_clusters[0]
-    local = make_tree(tmp_path / "p", {"report": "file here", "ok.txt": "fine"})
-    dest = cluster_roots[server.name]
-    (dest / "report").mkdir()  # a folder where the push has a file
-    remote = remote_factory(server, local, str(dest))
-    outcome, _ = remote.push()
-    assert outcome.sent == [("ok.txt", "new")]
-    assert outcome.warnings == ["report: a folder is in the way of this file; not sent"]
-    assert (dest / "report").is_dir()
-
-
 # --------------------------------------------------------------------------- dry run
 
 

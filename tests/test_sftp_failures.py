@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.errors import Interrupted
-from sbatchman.plan import PART_SUFFIX
+from sbatchman.backends.sftp_scan import Scan, _check_errors
+from sbatchman.errors import Interrupted, TransferError
+from sbatchman.plan import PART_SUFFIX, DestStat
 from tests.conftest import SshdFactory
 from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshServer
@@ -292,3 +294,50 @@ def test_a_server_that_allows_one_session_still_gets_everything(
         remote.close()
     assert len(outcome.sent) == 100 and again.sent == []
     assert len(list((server.root / "dest").rglob("*.txt"))) == 100
+
+
+def test_a_server_short_of_file_handles_never_costs_a_newer_remote_file(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """Listing many folders at once on a server with few handles: a folder it cannot list must
+    never count as missing (its files would be re-sent over newer copies)."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    server = sshd_factory("short")
+    local = make_tree(tmp_path / "p", {f"d{i:03d}/f.txt": "local\n" for i in range(150)})
+    for path in local.rglob("*"):
+        set_mtime(path, T0)
+    dest = server.root / "dest"
+    first = Remote(server, local, str(dest), tmp_path / "c.toml")
+    try:
+        first.push()
+    finally:
+        first.close()
+    (dest / "d149/f.txt").write_text("edited on the cluster\n")
+    set_mtime(dest / "d149/f.txt", T0 + 1_000_000_000_000)
+    subprocess.run(["prlimit", "--pid", str(server.pid), "--nofile=80:80"], check=True)
+    second = Remote(server, local, str(dest), tmp_path / "c2.toml")
+    try:
+        outcome, _ = second.push()
+    finally:
+        second.close()
+    assert outcome.sent == [] and outcome.skipped_newer == ["d149/f.txt"]
+    assert (dest / "d149/f.txt").read_text() == "edited on the cluster\n"
+
+
+def test_a_folder_that_cannot_be_listed_fails_unless_something_else_stands_there() -> None:
+    """Only "no such file" means missing; other listing errors fail the push, except where
+    the parent's listing shows a file or link in the way (the plan replaces that)."""
+    in_the_way = Scan(
+        DestStat("dir", 0, 0),
+        {"": {"d": DestStat("file", 1, 0)}, "d": None},
+        {"d": "cannot list the remote folder x/d: Failure"},
+    )
+    _check_errors(in_the_way)
+    real = Scan(
+        DestStat("dir", 0, 0),
+        {"": {"d": DestStat("dir", 0, 0)}, "d": None},
+        {"d": "cannot list the remote folder x/d: Failure"},
+    )
+    with pytest.raises(TransferError, match="cannot list the remote folder x/d: Failure"):
+        _check_errors(real)

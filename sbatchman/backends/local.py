@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from sbatchman.backends import Events, Job, Outcome
+from sbatchman.backends import Events, Job, Outcome, PartialTransfer
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.plan import (
     DestStat,
@@ -84,24 +84,41 @@ class LocalSession:
                 events.sent(action.entry.path, action.entry.size, action.reason)
             return outcome
         try:
-            self._apply(job, root, plan, events, outcome)
+            failures = self._apply(job, root, plan, events, outcome)
             self._fix_attributes(job, root, plan, listings)
         except OSError as err:
             raise TransferError(f"{err.strerror or err} ({err.filename or root})") from None
+        if failures:
+            more = f" (and {len(failures) - 1} more failed)" if len(failures) > 1 else ""
+            sent = len(outcome.sent)
+            raise PartialTransfer(f"{failures[0]}{more}; {sent} file(s) were sent", outcome)
         return outcome
 
-    def _apply(self, job: Job, root: Path, plan: Plan, events: Events, outcome: Outcome) -> None:
+    def _apply(
+        self, job: Job, root: Path, plan: Plan, events: Events, outcome: Outcome
+    ) -> list[str]:
+        """Carry out the plan; returns why each entry that could not be placed failed."""
         root.mkdir(parents=True, exist_ok=True)
         for leftover in plan.leftovers:
             (root / leftover).unlink(missing_ok=True)
         source = job.selection.root
+        failures: list[str] = []
         for action in plan.actions:
             if self.aborted.is_set():
                 raise Interrupted("interrupted")
             entry, dest = action.entry, root / action.entry.path
-            if action.op == "conflict":
-                outcome.warnings.append(f"{entry.path}: {action.reason}; not sent")
-            elif action.op == "mkdir":
+            if action.clear == "dir":  # a folder where a file or link goes: only if empty
+                try:
+                    dest.rmdir()
+                except OSError as err:
+                    failures.append(
+                        f"{entry.path}: cannot replace the folder in the way (not empty?):"
+                        f" {err.strerror}"
+                    )
+                    continue
+            elif action.clear is not None:
+                dest.unlink()  # a file or link where a folder goes; never follows the link
+            if action.op == "mkdir":
                 dest.mkdir(mode=0o700, exist_ok=True)  # its own mode comes last (it may be r-x)
             elif action.op == "link":
                 part = dest.with_name(part_name(dest.name))
@@ -120,6 +137,7 @@ class LocalSession:
                 outcome.sent.append((entry.path, action.reason))
                 outcome.bytes_sent += entry.size
                 events.sent(entry.path, entry.size, action.reason)
+        return failures
 
     def _fix_attributes(
         self,
@@ -132,7 +150,7 @@ class LocalSession:
         chmods, dirs = attribute_fixes(job.selection, listings)
         for entry in chmods:
             os.chmod(root / entry.path, entry.mode)
-        touched = {posixpath.dirname(a.entry.path) for a in plan.actions if a.op != "conflict"}
+        touched = {posixpath.dirname(a.entry.path) for a in plan.actions}
         for entry in reversed(stale_folders(dirs, touched, set())):
             os.chmod(root / entry.path, entry.mode)
             os.utime(root / entry.path, ns=(entry.mtime_ns, entry.mtime_ns))

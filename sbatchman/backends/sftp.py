@@ -17,6 +17,7 @@ from sbatchman.backends import sftp_wire as w
 from sbatchman.backends.sftp_apply import (
     Apply,
     Limits,
+    clear_the_way,
     make_folders,
     make_root,
     remove_leftovers,
@@ -120,9 +121,6 @@ class _Push:
         outcome = Outcome(skipped_newer=plan.skipped_newer)
         for path in outcome.skipped_newer:
             events.skipped(path, "remote is newer")
-        for action in plan.actions:
-            if action.op == "conflict":
-                outcome.warnings.append(f"{action.entry.path}: {action.reason}; not sent")
         events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
         events.phase("sending")
         if job.dry_run:
@@ -143,9 +141,12 @@ class _Push:
             if run.failures:
                 raise TransferError(run.failures[0][1])
         remove_leftovers(run, plan.leftovers)
+        blocked = clear_the_way(run, plan.actions)
         make_folders(run, [a.entry for a in plan.actions if a.op == "mkdir"])
         chmods, dirs = attribute_fixes(self.job.selection, found.listings)
-        moving = [a for a in plan.actions if a.op in ("send", "link")]
+        moving = [
+            a for a in plan.actions if a.op in ("send", "link") and a.entry.path not in blocked
+        ]
         extra = self.pool.take_idle(SPREAD - 1) if len(moving) >= SPREAD_FROM else []
         helpers = [run.helper(wire, _limits(wire)) for wire in extra]
         clean = False

@@ -135,6 +135,39 @@ def remove_leftovers(run: Apply, leftovers: Sequence[str]) -> None:
     run.wire.pump()
 
 
+def clear_the_way(run: Apply, actions: Sequence[Action]) -> set[str]:
+    """Remove what stands where the plan puts something of another kind, as rsync does.
+
+    A file or link where a folder goes is removed (REMOVE never follows a link); a folder where
+    a file or link goes is removed only if empty. Returns the entries that must not be sent.
+    """
+    blocked: set[str] = set()
+    for action in actions:
+        if action.clear is None:
+            continue
+        rel = action.entry.path
+
+        def on_reply(reply: w.Reply, rel: str = rel, folder: bool = action.clear == "dir") -> None:
+            if reply.ok():
+                run.touched(rel)
+                return
+            blocked.add(rel)
+            if folder:
+                run.fail(
+                    rel, f"cannot replace the folder in the way (not empty?): {w.describe(reply)}"
+                )
+            else:
+                run.failed_dirs.add(rel)
+                run.fail(
+                    rel, f"cannot remove what is in the way of this folder: {w.describe(reply)}"
+                )
+
+        kind = w.RMDIR if action.clear == "dir" else w.REMOVE
+        run.wire.call(kind, w.path(run.remote(rel)), on_reply)
+    run.wire.pump()
+    return blocked
+
+
 def make_folders(run: Apply, new: Sequence[Entry]) -> None:
     """New folders, level by level: a level's MKDIRs go together once its parents exist.
 

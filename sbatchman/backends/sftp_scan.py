@@ -19,6 +19,7 @@ from sbatchman.selection import Selection
 # Folders listed at once: each holds a handle on the server and up to two READDIR replies
 # (about 100 names each) in flight, which must fit the channel's receive window.
 MAX_LISTING = 128
+FIRST_LISTING = 16  # before the server has stated its handle limit (limits@openssh.com)
 
 
 def root_path(remote: str) -> str:
@@ -65,7 +66,7 @@ class Scan:
 
     root: DestStat | None = None
     listings: dict[str, Listing | None] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # folder -> why it could not be read
 
 
 def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) -> Scan:
@@ -79,7 +80,7 @@ def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) 
             return
         code, message = reply.status()
         if code != w.NO_SUCH_FILE:
-            result.errors.append(f"cannot read the remote folder {root}: {message}")
+            result.errors[""] = f"cannot read the remote folder {root}: {message}"
 
     wire.call(w.STAT, w.path(root), on_root)
     pending = iter(folders)
@@ -89,7 +90,7 @@ def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) 
     def more() -> bool:
         # Listing requests are sent as background: a folder is done at its first EOF, and the
         # read-ahead still in flight then must not cost the scan another round trip.
-        while running[0] < MAX_LISTING and not all_started[0]:
+        while running[0] < _at_once(wire) and not all_started[0]:
             folder = next(pending, None)
             if folder is None:
                 all_started[0] = True
@@ -101,10 +102,34 @@ def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) 
     wire.pump(more)
     if result.root is not None and result.root.kind != "dir":
         raise TransferError(f"the remote path {root} exists and is not a folder")
-    if result.errors:
-        raise TransferError(result.errors[0])
+    _check_errors(result)
     _read_links(wire, root, selection, result)
     return result
+
+
+def _at_once(wire: w.Wire) -> int:
+    """Listings open at once: half the handles the server allows, once it has said how many
+    (its answer comes with the first replies); until then a few, so a server with a low
+    handle limit never answers "Failure" to a folder that exists."""
+    if wire.limits is None:
+        return FIRST_LISTING if "limits@openssh.com" in wire.extensions else MAX_LISTING
+    handles = wire.limits[3]
+    return max(4, min(MAX_LISTING, handles // 2)) if handles else MAX_LISTING
+
+
+def _check_errors(result: Scan) -> None:
+    """A folder that could not be listed fails the push, never counts as missing: planning
+    its files as new would overwrite copies that are newer on the cluster. The exception is a
+    folder that is not one (its parent's listing shows a file or link there): the plan
+    replaces that, as rsync does."""
+    for folder, message in result.errors.items():
+        if not folder:
+            raise TransferError(message)
+        parent, name = posixpath.split(folder)
+        above = result.listings.get(parent)
+        here = above.get(name) if above else None
+        if here is not None and here.kind == "dir":
+            raise TransferError(message)
 
 
 class _Lister:
@@ -132,9 +157,10 @@ class _Lister:
         handle = reply.handle()
         if handle is None:
             code, message = reply.status()
-            if code == w.PERMISSION_DENIED:
-                self.result.errors.append(f"cannot list the remote folder {self.path}: {message}")
-            # Missing, or not a folder (the plan reports what is in the way): nothing listed.
+            if code != w.NO_SUCH_FILE:  # judged once every listing is in: see _check_errors
+                self.result.errors[self.folder] = (
+                    f"cannot list the remote folder {self.path}: {message}"
+                )
             self.finish(None)
             return
         self.handle = handle
@@ -156,7 +182,7 @@ class _Lister:
             else:
                 code, message = reply.status()
                 if code != w.EOF:
-                    self.result.errors.append(
+                    self.result.errors[self.folder] = (
                         f"cannot list the remote folder {self.path}: {message}"
                     )
                 self.finish(self.listing)
