@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
@@ -70,6 +71,9 @@ class Reporter(Protocol):
 
     def notice(self, message: str) -> None: ...
     def events(self, target: Target) -> Events: ...
+    def prompting(self) -> AbstractContextManager[None]:
+        """Around the phase that may ask the user something: live output must hold still."""
+        ...
 
 
 def resolve_targets(config: Config, request: Request) -> list[Target]:
@@ -181,11 +185,10 @@ def _connect(
     sessions: dict[str, Session] = {}
     failures: dict[str, SbatchmanError] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, min(request.jobs, len(groups))))
+    futures: dict[str, Future[Session]] = {}
     try:
-        futures = {
-            name: pool.submit(open_session, group[0], settings, quiet, reporter)
-            for name, group in groups.items()
-        }
+        for name, group in groups.items():
+            futures[name] = pool.submit(open_session, group[0], settings, quiet, reporter)
         for name, future in futures.items():
             try:
                 sessions[name] = future.result()
@@ -193,20 +196,31 @@ def _connect(
                 failures[name] = err
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
+        for future in futures.values():  # now, or when a connect still running gets there
+            future.add_done_callback(_close_opened)
+        raise
+    pool.shutdown()
+    try:
+        with reporter.prompting():
+            for name, failure in failures.items():
+                if isinstance(failure, AuthError) and not request.ssh.batch:
+                    try:
+                        sessions[name] = open_session(groups[name][0], settings, request, reporter)
+                        continue
+                    except SbatchmanError as again:
+                        failure = again
+                for target in groups[name]:
+                    results[id(target)] = _ended(target, "failed", str(failure))
+    except KeyboardInterrupt:  # at a prompt: the clusters already connected are closed too
         for session in sessions.values():
             session.close()
         raise
-    pool.shutdown()
-    for name, failure in failures.items():
-        if isinstance(failure, AuthError) and not request.ssh.batch:
-            try:
-                sessions[name] = open_session(groups[name][0], settings, request, reporter)
-                continue
-            except SbatchmanError as again:
-                failure = again
-        for target in groups[name]:
-            results[id(target)] = _ended(target, "failed", str(failure))
     return sessions
+
+
+def _close_opened(future: Future[Session]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
 
 
 def _transfer(

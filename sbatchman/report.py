@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,9 @@ class ConsoleReporter:
                 TransferSpeedColumn(),
                 console=self.err,
                 transient=True,
+                # stdout may be a file (`sync -n > plan.txt`): never reroute it to the bars
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self.progress.start()
         return self
@@ -129,8 +133,26 @@ class ConsoleReporter:
             self.progress = None
 
     def line(self, text: str) -> None:
+        """A listing line for stdout; above the live bars when both share the terminal."""
         with self._lock:
-            (self.progress.console if self.progress else self.out).print(text)
+            if self.progress is not None and self.out.is_terminal:
+                self.progress.console.print(text)
+            else:
+                self.out.print(text)
+
+    @contextmanager
+    def prompting(self) -> Iterator[None]:
+        """Hide the live bars while ssh or sbatchman may prompt: a redraw would erase the
+        question the user is reading."""
+        progress = self.progress
+        if progress is None:
+            yield
+            return
+        progress.stop()
+        try:
+            yield
+        finally:
+            progress.start()
 
     def notice(self, message: str) -> None:
         self.err.print(f"sbatchman: {escape(message)}")

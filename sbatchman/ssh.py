@@ -74,12 +74,14 @@ def policy_argv(options: SshOptions) -> list[str]:
     """The -o options every connection gets, jump hosts included: host-key policy and timeouts."""
     # Never trust a host key silently: unknown keys fail unless the user said accept-new.
     checking = "accept-new" if options.accept_new_host_keys else "yes"
+    # ssh gives up after 4 silent intervals, a little after rsync's own --timeout of
+    # stall_timeout: the stall is then reported as one ("no data moved"), not as ssh dying.
     interval = max(1, int(options.stall_timeout // 3))
     argv = [
         "-o", f"StrictHostKeyChecking={checking}",
         "-o", f"ConnectTimeout={max(1, round(options.connect_timeout))}",
         "-o", f"ServerAliveInterval={interval}",
-        "-o", "ServerAliveCountMax=3",
+        "-o", "ServerAliveCountMax=4",
     ]  # fmt: skip
     if options.batch:
         argv += ["-o", "BatchMode=yes"]
@@ -189,12 +191,33 @@ def cause(stderr: str) -> str:
     return lines[-1] if lines else "ssh failed with no message"
 
 
+def batch_needs(who: str, allowed: str) -> str | None:
+    """What a refused batch login would have needed, in the SFTP backend's words; None when
+    the server takes keys only (a wrong key is no batch-mode matter)."""
+    methods = allowed.split(",")
+    needs = [
+        text
+        for method, text in (
+            ("keyboard-interactive", "a keyboard-interactive (2FA) answer"),
+            ("password", "a password"),
+        )
+        if method in methods
+    ]
+    if not needs:
+        return None
+    return (
+        f"{who} needs {' or '.join(needs)} but running in batch mode (--batch or no terminal);"
+        " run in a terminal without --batch"
+    )
+
+
 class Master:
     """A ControlMaster connection kept open for the run, in a folder only this user can enter."""
 
     def __init__(self, cluster: Cluster, settings: Settings, options: SshOptions) -> None:
         assert cluster.host is not None
         self.host = cluster.host
+        self.who = f"{cluster.user}@{cluster.host}" if cluster.user else cluster.host
         # The socket lets anyone who can reach it run commands as us on the cluster, so it
         # lives in a folder only we can enter. mkdtemp makes it 0700; we check rather than
         # trust, because a hostile TMPDIR could hand us something else.
@@ -216,7 +239,18 @@ class Master:
         return [*self.base, "-o", f"ControlPath={self.socket}", "-o", "ControlMaster=no"]
 
     def open(self) -> None:
-        """Authenticate now, in the foreground, so any prompt happens before transfers start."""
+        """Authenticate now, in the foreground, so any prompt happens before transfers start.
+
+        Whatever ends it early (a failure, Ctrl-C at a prompt) closes the master and removes
+        the private folder: no ssh process or socket outlives the run.
+        """
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         argv = [
             *self.base,
             "-o", f"ControlPath={self.socket}",
@@ -233,20 +267,18 @@ class Master:
                     timeout=self.options.connect_timeout + 120,
                 ).returncode  # fmt: skip
             except subprocess.TimeoutExpired:
-                self.close()
                 raise ConnectError("connection timed out") from None
             err.seek(0)
             message = err.read()
         if rc != 0:
             if _needs_probe(message):
                 message = self._probe() or message
-            self.close()
-            text = cause(message)
-            if self.options.batch and _DENIED.search(message):
+            denied = _DENIED.search(message)
+            if self.options.batch and denied:
                 # Maybe a passphrase, password or 2FA code would do: the caller may retry
                 # this cluster interactively.
-                raise AuthError(f"{text}; no prompt in batch mode")
-            raise ConnectError(text)
+                raise AuthError(batch_needs(self.who, denied[1]) or cause(message))
+            raise ConnectError(cause(message))
 
     def _probe(self) -> str | None:
         """ssh's messages for a second try that stops where the first failed, with -v added.

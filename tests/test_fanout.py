@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sbatchman.plan import is_part
 from tests.conftest import SshdFactory
 from tests.support.delayproxy import SilentServer, refused_port
 from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
@@ -124,10 +125,15 @@ def test_quiet_prints_only_failures_and_verbose_every_file(
     assert "b.py" not in verbose.out  # unchanged: not sent, not listed
 
 
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])
 def test_ctrl_c_stops_transfers_leaves_no_partial_file_and_exits_130(
-    sshd_factory: SshdFactory, tmp_path: Path, isolated_env: object
+    sshd_factory: SshdFactory,
+    tmp_path: Path,
+    isolated_env: object,
+    backend: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    server = sshd_factory("slowpoke")
+    server = sshd_factory(f"slowpoke-{backend}")
     proj = tmp_path / "proj"
     proj.mkdir()
     big = proj / "big.bin"
@@ -139,7 +145,13 @@ def test_ctrl_c_stops_transfers_leaves_no_partial_file_and_exits_130(
     dest = server.root / "dest"
     config = write_config(
         tmp_path / "c.toml",
-        [ssh_cluster(server, [{"alias": "p", "local": str(proj), "remote": str(dest)}])],
+        [
+            ssh_cluster(
+                server,
+                [{"alias": "p", "local": str(proj), "remote": str(dest)}],
+                transfer_backend=backend,
+            )
+        ],
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"],
@@ -157,9 +169,52 @@ def test_ctrl_c_stops_transfers_leaves_no_partial_file_and_exits_130(
     assert proc.returncode == 130, err
     report = json.loads(out)
     assert report["targets"][0]["status"] == "interrupted"
-    landed = {p.name for p in dest.rglob("*")}
-    for name in landed:
-        assert not name.startswith("."), f"temporary file left behind: {name}"
     expected = {p.name: p.stat().st_size for p in proj.iterdir()}
+    temporaries = [p for p in dest.iterdir() if p.name.startswith(".")]
     for path in dest.iterdir():
-        assert path.stat().st_size == expected[path.name], f"partial file at {path}"
+        if path not in temporaries:
+            assert path.stat().st_size == expected[path.name], f"partial file at {path}"
+    if backend == "rsync":  # rsync deletes its temporary on SIGTERM
+        assert temporaries == []
+    else:  # the connection is cut at once; the next run removes what it left
+        assert all(is_part(p.name) for p in temporaries)
+        for path in proj.iterdir():
+            path.unlink()
+        (proj / "small.txt").write_text("s\n")
+        again = run_cli(capsys, "sync", "--config", str(config))
+        assert again.code == 0, again.err
+        assert not [p for p in dest.iterdir() if p.name.startswith(".")]
+
+
+def test_ctrl_c_while_connecting_leaves_no_ssh_master_behind(
+    three_clusters: list[SshServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One cluster connected (its ssh master running), another still connecting: Ctrl-C must
+    close the master and remove its private socket folder, not leave them for 10 minutes."""
+    proj = make_tree(tmp_path / "proj", {"a.py": "a\n"})
+    sockets = tmp_path / "tmp"
+    sockets.mkdir()
+    live = ssh_cluster(three_clusters[0], [{"alias": "p", "local": str(proj), "remote": "x"}])
+    with SilentServer() as silent:
+        dead = dead_cluster("silent", silent.port, three_clusters[0].ssh_config, proj)
+        config = write_config(tmp_path / "c.toml", [live, dead])
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sbatchman", "sync", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "TMPDIR": str(sockets)},
+        )
+        deadline = time.monotonic() + 30
+        while not list(sockets.glob("sbm-*/c")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert list(sockets.glob("sbm-*/c")), "the live cluster's master never came up"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert list(sockets.iterdir()) == []  # every private folder, and its socket, is gone
+    masters = subprocess.run(
+        ["pgrep", "-f", f"ControlPath={sockets}"], capture_output=True, text=True, check=False
+    )
+    assert masters.stdout == "", "an ssh master outlived the run"

@@ -69,6 +69,34 @@ def test_progress_counts_each_byte_once(tmp_path: Path) -> None:
         assert task.fields["files"] == "2/2 files"
 
 
+def target(tmp_path: Path) -> Target:
+    cfg = parse("[[clusters]]\nname='c'\n[[clusters.sync_dirs]]\nalias='p'\n", tmp_path / "c")
+    cluster = cfg.clusters[0]
+    rules = merge_excludes(cfg.settings, cluster, cluster.sync_dirs[0])
+    return Target(cluster, cluster.sync_dirs[0], "sftp", rules, False)
+
+
+def test_dry_run_lines_reach_stdout_even_with_bars_on_the_terminal(tmp_path: Path) -> None:
+    """`sync -n > plan.txt` at a terminal: the bars stay on stderr, the plan lands in the file."""
+    out, planned = console(terminal=False)
+    err, screen = console(terminal=True)
+    with ConsoleReporter(Style(dry_run=True), out=out, err=err) as reporter:
+        assert reporter.progress is not None
+        reporter.events(target(tmp_path)).sent("a.py", 3, "new")
+    assert planned.getvalue() == "would send c/p: a.py (new)\n"
+    assert "a.py" not in screen.getvalue()
+
+
+def test_bars_hold_still_while_prompting(tmp_path: Path) -> None:
+    err, _ = console(terminal=True)
+    with ConsoleReporter(Style(), out=console()[0], err=err) as reporter:
+        assert reporter.progress is not None
+        reporter.events(target(tmp_path))
+        with reporter.prompting():
+            assert not reporter.progress.live.is_started
+        assert reporter.progress.live.is_started
+
+
 def test_human_bytes() -> None:
     assert [human_bytes(n) for n in (0, 1023, 1024, 5 << 20, 3 << 30)] == [
         "0 B",
