@@ -22,6 +22,7 @@ from sbatchman.rules import (
     BUILTIN_IGNORE_FILE,
     GITIGNORE,
     IGNORE_FILE,
+    Note,
     Rule,
     by_rule,
     compile_exclude,
@@ -76,7 +77,7 @@ def _parse_ignore_file(
                 raise ConfigError(
                     f"bad pattern {show(text)} in {source}: {err.why}; {err.fix}"
                 ) from None
-            problems.append(f"{source}: pattern {show(text)} is ignored ({err.why})")
+            problems.append(Note(f"{source}: pattern {show(text)} is ignored ({err.why})"))
             continue
         out.append(IgnoreLine.of(Rule(text, source), pat, folder))
     return out
@@ -225,7 +226,9 @@ def folder_lines(
         label = f"{rel}/{name}" if rel else name
         path = os.path.join(abs_dir, name)
         if os.path.islink(path):
-            problems.append(f"{label}: is a symlink, so its rules are not read (git does the same)")
+            problems.append(
+                Note(f"{label}: is a symlink, so its rules are not read (git does the same)")
+            )
             continue
         data = _read_ignore_file(path, label)
         if data is not None:

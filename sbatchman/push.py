@@ -18,7 +18,7 @@ from sbatchman.backends import Events, Job, Outcome, PartialTransfer, Session
 from sbatchman.config import Cluster, Config, Settings, SyncDir
 from sbatchman.errors import AuthError, ConfigError, Interrupted, SbatchmanError, UsageError
 from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
-from sbatchman.selection import Rule, check_patterns, select
+from sbatchman.selection import Rule, Selection, check_patterns, select
 from sbatchman.ssh import SshOptions
 from sbatchman.sshresolve import require_user
 
@@ -76,8 +76,11 @@ class Reporter(Protocol):
         ...
 
 
-def resolve_targets(config: Config, request: Request) -> list[Target]:
-    """Everything that can be wrong before a connection is opened fails here, as exit 2."""
+def resolve_targets(config: Config, request: Request, *, connecting: bool = True) -> list[Target]:
+    """Everything that can be wrong before a connection is opened fails here, as exit 2.
+
+    `connecting=False` (ls) skips what only a connection needs: a user name to log in as.
+    """
     if request.backend is not None and request.backend not in ("rsync", "sftp"):
         raise UsageError(f"unknown backend {request.backend!r}; choose rsync or sftp")
     known = [c.name for c in config.clusters]
@@ -92,7 +95,11 @@ def resolve_targets(config: Config, request: Request) -> list[Target]:
     check_patterns([Rule(p, "-e") for p in request.excludes])
     targets: list[Target] = []
     for cluster in clusters:
-        if not cluster.is_local and any(_chosen(d, request) for d in cluster.sync_dirs):
+        if (
+            connecting
+            and not cluster.is_local
+            and any(_chosen(d, request) for d in cluster.sync_dirs)
+        ):
             require_user(cluster, config.settings, config.path)
         for sync_dir in cluster.sync_dirs:
             if not _chosen(sync_dir, request):
@@ -146,6 +153,10 @@ def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
     returns what finished, the rest marked "interrupted".
     """
     targets = resolve_targets(config, request)
+    # Selecting needs no network, so a bad .sbatchmanignore is a config error (exit 2) before
+    # anything connects; targets that share a folder and rules share one walk.
+    walks: dict[tuple[object, ...], Selection] = {}
+    selections = {id(t): _select(t, walks) for t in targets}
     groups: dict[str, list[Target]] = {}
     for target in targets:
         groups.setdefault(target.cluster.name, []).append(target)
@@ -156,7 +167,9 @@ def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
         for target in targets:
             events[id(target)].phase("connecting")
         sessions.update(_connect(groups, config.settings, request, reporter, results))
-        _transfer([groups[name] for name in sessions], sessions, request, events, results)
+        _transfer(
+            [groups[name] for name in sessions], sessions, request, events, results, selections
+        )
     except KeyboardInterrupt:
         for session in sessions.values():
             session.abort()
@@ -229,6 +242,7 @@ def _transfer(
     request: Request,
     events: dict[int, Events],
     results: dict[int, Result],
+    selections: dict[int, Selection],
 ) -> None:
     """Clusters in parallel (at most --jobs), each cluster's sync_dirs one after another."""
     if not groups:
@@ -238,7 +252,7 @@ def _transfer(
     def run_cluster(group: list[Target]) -> None:
         session = sessions[group[0].cluster.name]
         for target in group:
-            result = _push_one(target, session, request, events[id(target)])
+            result = _push_one(target, selections[id(target)], session, request, events[id(target)])
             with lock:
                 results[id(target)] = result
 
@@ -258,12 +272,20 @@ def _ended(target: Target, status: Status, error: str) -> Result:
     return Result(target.cluster.name, target.sync_dir.alias, target.backend, status, error=error)
 
 
-def _push_one(target: Target, session: Session, request: Request, events: Events) -> Result:
+def _select(target: Target, walks: dict[tuple[object, ...], Selection]) -> Selection:
+    key = (target.sync_dir.local, tuple(r.pattern for r in target.rules), target.gitignore)
+    if key not in walks:
+        walks[key] = select(target.sync_dir.local, target.rules, gitignore=target.gitignore)
+    return walks[key]
+
+
+def _push_one(
+    target: Target, selection: Selection, session: Session, request: Request, events: Events
+) -> Result:
     start = time.monotonic()
     result = Result(target.cluster.name, target.sync_dir.alias, session.name)
     try:
         events.phase("scanning")
-        selection = select(target.sync_dir.local, target.rules, gitignore=target.gitignore)
         job = Job(
             target.cluster, target.sync_dir, target.sync_dir.remote, selection, request.dry_run
         )
@@ -285,6 +307,7 @@ def _push_one(target: Target, session: Session, request: Request, events: Events
             more = len(selection.problems) - 1
             result.status = "failed"
             result.error = selection.problems[0] + (f" (and {more} more)" if more else "")
+    result.warnings += selection.notes
     events.phase("done" if result.status in ("ok", "dry-run") else result.status)
     result.seconds = time.monotonic() - start
     return result

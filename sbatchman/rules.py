@@ -16,6 +16,7 @@ __all__ = [
     "BUILTIN_IGNORE_FILE",
     "GITIGNORE",
     "IGNORE_FILE",
+    "Note",
     "Rule",
     "by_rule",
     "compile_exclude",
@@ -24,6 +25,12 @@ __all__ = [
 
 IGNORE_FILE = ".sbatchmanignore"
 GITIGNORE = ".gitignore"
+
+
+class Note(str):
+    """A finding worth telling that does not fail the push (git would not fail either): a
+    .gitignore line that can never match, an ignore file that is a symlink. Findings travel in
+    one list; this type is what tells the notes from the real problems (unreadable files)."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class Rule:
 # The ignore-file rule sits below every ignore file, so `!.sbatchmanignore` in any of them
 # re-includes it; the .git rule sits with the config excludes, since git never lists .git.
 BUILTIN_IGNORE_FILE = Rule(IGNORE_FILE, "built-in (ignore files stay local unless re-included)")
-BUILTIN_DOT_GIT = Rule(".git", "built-in (gitignore = true never pushes .git)")
+BUILTIN_DOT_GIT = Rule(".git", "built-in (respect_gitignore never pushes .git)")
 
 
 def show(pattern: str) -> str:

@@ -23,7 +23,7 @@ from sbatchman.patterns import to_bytes
 from sbatchman.rules import BUILTIN_DOT_GIT as BUILTIN_DOT_GIT
 from sbatchman.rules import BUILTIN_IGNORE_FILE as BUILTIN_IGNORE_FILE
 from sbatchman.rules import GITIGNORE as GITIGNORE
-from sbatchman.rules import IGNORE_FILE, Rule, by_rule, compile_exclude
+from sbatchman.rules import IGNORE_FILE, Note, Rule, by_rule, compile_exclude
 
 __all__ = [
     "IGNORE_FILE",
@@ -57,7 +57,13 @@ class Selection:
 
     root: Path
     entries: tuple[Entry, ...]
-    problems: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # what could not be read: the push of it fails (rsync: 23)
+    notes: tuple[str, ...] = ()  # worth saying, not a failure (see rules.Note)
+
+    @classmethod
+    def of(cls, root: Path, entries: Sequence[Entry], found: Sequence[str]) -> Selection:
+        notes = tuple(f for f in found if isinstance(f, Note))
+        return cls(root, tuple(entries), tuple(f for f in found if not isinstance(f, Note)), notes)
 
     @property
     def files(self) -> tuple[Entry, ...]:
@@ -196,12 +202,12 @@ def select(root: Path, excludes: Sequence[Rule], *, gitignore: bool = False) -> 
     problems = list(ctx.problems)
     entries: list[Entry] = []
     if ctx.blocked is not None:
-        return Selection(root, (), tuple(problems))
+        return Selection.of(root, (), problems)
     try:
         stack = _list(ctx, ctx.root_s, "", b"", ctx.base, problems)
     except (OSError, _Unreadable) as err:
         problems.append(_denied(ctx.root_s, err).replace("(not pushed)", "(nothing pushed)"))
-        return Selection(root, (), tuple(problems))
+        return Selection.of(root, (), problems)
     stack.reverse()
     pop, push, append = stack.pop, stack.extend, entries.append
     while stack:  # depth-first, in name order: parents before children, as documented
@@ -220,7 +226,7 @@ def select(root: Path, excludes: Sequence[Rule], *, gitignore: bool = False) -> 
         append(entry)
         kids.reverse()
         push(kids)
-    return Selection(root, tuple(entries), tuple(problems))
+    return Selection.of(root, entries, problems)
 
 
 # --------------------------------------------------------------------------- explain

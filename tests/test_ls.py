@@ -98,3 +98,73 @@ def test_gitignore_is_off_by_default_and_switchable(
     write_config(config, [{**cluster, "respect_gitignore": True}])
     assert "b.out" not in landed()
     assert "b.out" in landed("--no-gitignore")
+
+
+def test_explain_an_absolute_path_in_one_of_several_sync_dirs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = make_tree(tmp_path / "one", {"src/a.py": "a\n"})
+    two = make_tree(tmp_path / "two", {"b.py": "b\n"})
+    cluster = {
+        "name": "far",
+        "host": "hpc.example.org",  # no user: ls never connects, so it needs none
+        "sync_dirs": [{"alias": "one", "local": str(one)}, {"alias": "two", "local": str(two)}],
+    }
+    config = write_config(tmp_path / "c.toml", [cluster])
+    run = run_cli(capsys, "ls", "--config", str(config), "--explain", str(one / "src/a.py"))
+    assert run.code == 0, run.err
+    assert run.out == "far/one: src/a.py: pushed: no exclude or ignore rule matches it\n"
+    monkeypatch.chdir(one / "src")  # relative to where the user stands, inside a sync_dir
+    run = run_cli(capsys, "ls", "--config", str(config), "--explain", "a.py")
+    assert run.out == "far/one: src/a.py: pushed: no exclude or ignore rule matches it\n"
+    run = run_cli(capsys, "ls", "--config", str(config), "--explain", str(tmp_path / "x"))
+    assert run.code == 2
+    assert run.err == (
+        f"sbatchman: error: {tmp_path / 'x'} is in no selected sync_dir ({one}, {two})\n"
+    )
+
+
+def test_names_are_listed_on_one_line_each(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    proj = make_tree(tmp_path / "p", {"new\nline": "x\n"})
+    config = write_config(
+        tmp_path / "c.toml",
+        [
+            {
+                "name": "l",
+                "sync_dirs": [{"alias": "p", "local": str(proj), "remote": str(tmp_path / "d")}],
+            }
+        ],
+    )
+    run = run_cli(capsys, "ls", "--config", str(config))
+    assert "  new\\#012line\n" in run.out
+
+
+def test_ignore_file_notes_warn_and_bad_own_ignore_file_is_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A .gitignore line git accepts but can never match is a note: the sync still succeeds.
+    A bad line in our own .sbatchmanignore is a config error before anything is sent."""
+    proj = make_tree(tmp_path / "p", {".gitignore": "[oops\n*.o\n", "a.py": "a\n", "b.o": "o"})
+    dest = tmp_path / "d"
+    config = write_config(
+        tmp_path / "c.toml",
+        [
+            {
+                "name": "l",
+                "respect_gitignore": True,
+                "sync_dirs": [{"alias": "p", "local": str(proj), "remote": str(dest)}],
+            }
+        ],
+    )
+    run = run_cli(capsys, "sync", "--config", str(config))
+    assert run.code == 0, run.out + run.err
+    assert "! l/p: .gitignore:1: pattern '[oops' is ignored" in run.out
+    assert sorted(p.name for p in dest.iterdir()) == [".gitignore", "a.py"]
+    (proj / "sub").mkdir()
+    (proj / "sub" / ".sbatchmanignore").write_text("ok\n[oops\n")
+    run = run_cli(capsys, "sync", "--config", str(config))
+    assert run.code == 2
+    assert run.err.startswith("sbatchman: error: bad pattern '[oops' in sub/.sbatchmanignore:2")
+    assert not (dest / "sub").exists()
