@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -61,16 +62,20 @@ def dead_cluster(name: str, port: int, ssh_config: Path, proj: Path) -> dict:
     }
 
 
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])
 def test_three_land_while_refused_and_silent_fail_alone(
     three_clusters: list[SshServer],
     cluster_roots: dict[str, Path],
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
+    backend: str,
 ) -> None:
     proj = make_tree(tmp_path / "proj", {"a.py": "a\n", "sub/b.sh": "#!/bin/sh\n"})
     live = [
         ssh_cluster(
-            s, [{"alias": "proj", "local": str(proj), "remote": str(cluster_roots[s.name])}]
+            s,
+            [{"alias": "proj", "local": str(proj), "remote": str(cluster_roots[s.name] / backend)}],
+            transfer_backend=backend,
         )
         for s in three_clusters
     ]
@@ -91,7 +96,8 @@ def test_three_land_while_refused_and_silent_fail_alone(
     by_cluster = {t["cluster"]: t for t in report["targets"]}
     for server in three_clusters:
         assert by_cluster[server.name]["status"] == "ok"
-        assert (cluster_roots[server.name] / "sub/b.sh").exists()
+        assert by_cluster[server.name]["backend"] == backend
+        assert (cluster_roots[server.name] / backend / "sub/b.sh").exists()
     assert by_cluster["refused"]["error"] == "connection refused"
     assert by_cluster["silent"]["status"] == "failed"
     assert "timed out" in by_cluster["silent"]["error"]
@@ -218,3 +224,68 @@ def test_ctrl_c_while_connecting_leaves_no_ssh_master_behind(
         ["pgrep", "-f", f"ControlPath={sockets}"], capture_output=True, text=True, check=False
     )
     assert masters.stdout == "", "an ssh master outlived the run"
+
+
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])
+def test_a_cluster_that_freezes_mid_transfer_fails_on_its_own_after_the_stall_timeout(
+    sshd_factory: SshdFactory, tmp_path: Path, backend: str
+) -> None:
+    frozen, live = sshd_factory(f"frozen-{backend}"), sshd_factory(f"live-{backend}")
+    big = tmp_path / "big"
+    big.mkdir()
+    with (big / "big.bin").open("wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(1 << 20))
+    small = make_tree(tmp_path / "small", {"a.py": "a\n"})
+    dest = frozen.root / "dest"
+    config = write_config(
+        tmp_path / "c.toml",
+        [
+            ssh_cluster(
+                frozen,
+                [{"alias": "big", "local": str(big), "remote": str(dest)}],
+                transfer_backend=backend,
+            ),
+            ssh_cluster(
+                live,
+                [{"alias": "small", "local": str(small), "remote": str(live.root / "dest")}],
+                transfer_backend=backend,
+            ),
+        ],
+    )
+    argv = [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"]
+    proc = subprocess.Popen(
+        [*argv, "--stall-timeout", "3"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stopped: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            sizes = [p.stat().st_size for p in dest.glob(".*")] if dest.exists() else []
+            if any(size > 4 << 20 for size in sizes):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the push ended before the cluster could freeze"
+        stopped = frozen.session_pids()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        waited = time.monotonic() - frozen_at
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    report = {t["alias"]: t for t in json.loads(out)["targets"]}
+    assert report["small"]["status"] == "ok"
+    assert report["big"]["status"] == "failed"
+    assert "no data" in report["big"]["error"], report["big"]["error"]
+    assert waited < 3 + 15  # the stall timeout, not ssh's own idea of a dead link
+    assert not (dest / "big.bin").exists()  # nothing partial at the final path
