@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from sbatchman.backends import Events, Job, Outcome, PartialTransfer, Session
+from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer, Session
 from sbatchman.config import Cluster, Config, Settings, SyncDir
 from sbatchman.errors import AuthError, ConfigError, Interrupted, SbatchmanError, UsageError
 from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
@@ -293,6 +293,9 @@ def _push_one(
     except PartialTransfer as err:
         _record(result, err.outcome)
         result.status, result.error = "failed", str(err)
+    except InterruptedPart as err:  # what landed before Ctrl-C still counts
+        _record(result, err.outcome)
+        result.status, result.error = "interrupted", str(err)
     except SbatchmanError as err:
         result.status = "interrupted" if isinstance(err, Interrupted) else "failed"
         result.error = str(err)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sbatchman.config import Cluster, SyncDir
-from sbatchman.errors import TransferError
+from sbatchman.errors import Interrupted, TransferError
 from sbatchman.selection import Selection
 
 
@@ -44,6 +44,14 @@ class PartialTransfer(TransferError):
 
     def __init__(self, message: str, outcome: Outcome) -> None:
         super().__init__(message)
+        self.outcome = outcome
+
+
+class InterruptedPart(Interrupted):
+    """Ctrl-C stopped a push after some files landed; `outcome` says which, for the report."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__("interrupted")
         self.outcome = outcome
 
 

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from sbatchman.backends import Events, Job, Outcome, PartialTransfer
-from sbatchman.errors import Interrupted, TransferError
+from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer
+from sbatchman.errors import TransferError
 from sbatchman.plan import (
     DestStat,
     Kind,
@@ -105,7 +105,7 @@ class LocalSession:
         failures: list[str] = []
         for action in plan.actions:
             if self.aborted.is_set():
-                raise Interrupted("interrupted")
+                raise InterruptedPart(outcome)
             entry, dest = action.entry, root / action.entry.path
             if action.clear == "dir":  # a folder where a file or link goes: only if empty
                 try:

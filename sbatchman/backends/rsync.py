@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from sbatchman.backends import Events, Job, Outcome
+from sbatchman.backends import Events, InterruptedPart, Job, Outcome
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.ssh import Master
 
@@ -154,7 +154,16 @@ class RsyncSession:
         events.phase("sending")
         names = b"".join(e.path.encode("utf-8", "surrogateescape") + b"\0"
                          for e in job.selection.entries)  # fmt: skip
-        self._run(self.argv(job, extra), names, events, outcome)
+        try:
+            self._run(self.argv(job, extra), names, events, outcome)
+        except InterruptedPart:
+            # rsync names a file when it starts sending it: the last one was still in flight.
+            if outcome.sent:
+                name, _ = outcome.sent.pop()
+                outcome.bytes_sent -= next(
+                    (e.size for e in job.selection.files if e.path == name), 0
+                )
+            raise
         return outcome
 
     def _run(self, argv: list[str], names: bytes, events: Events, outcome: Outcome) -> None:
@@ -187,7 +196,7 @@ class RsyncSession:
             feeder.join()
             drain.join()
         if self.aborted:
-            raise Interrupted("interrupted")
+            raise InterruptedPart(outcome)
         if rc != 0:
             raise TransferError(_failure(rc, b"".join(errors).decode("utf-8", "replace")))
 
