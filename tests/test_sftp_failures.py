@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from sbatchman.backends import PartialTransfer
 from sbatchman.backends.sftp_scan import Scan, _check_errors
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.plan import PART_SUFFIX, DestStat
@@ -341,3 +342,46 @@ def test_a_folder_that_cannot_be_listed_fails_unless_something_else_stands_there
     )
     with pytest.raises(TransferError, match="cannot list the remote folder x/d: Failure"):
         _check_errors(real)
+
+
+# --------------------------------------------------------------------------- refused requests
+
+TOP = [f"f{i:02d}.txt" for i in range(70)]  # enough files to spread over several channels
+
+
+@pytest.mark.parametrize(
+    ("denied", "landed", "complaint"),
+    [
+        ("fsetstat", {"ln"}, "could not finish the file: Permission denied"),
+        ("close", {"ln"}, ""),
+        ("rename,posix-rename", set(), ""),
+        ("symlink", {*TOP, "sub/x.py"}, "ln: "),
+        ("mkdir", {*TOP, "ln"}, "sub: cannot create folder"),
+        ("setstat", {*TOP, "sub/x.py", "ln"}, "sub: "),
+    ],
+)
+def test_every_refused_request_fails_its_file_and_leaves_nothing_half_done(
+    sshd_factory: SshdFactory, tmp_path: Path, denied: str, landed: set[str], complaint: str
+) -> None:
+    """OpenSSH's own sftp-server refusing one kind of request (-P): each reply is checked, the
+    file it concerns fails (on every channel), and no temporary or partial file stays."""
+    name = "deny-" + denied.replace(",", "-")
+    server = sshd_factory(name, extra_config={"Subsystem": f"sftp internal-sftp -P {denied}"})
+    local = make_tree(
+        tmp_path / "p", {**{t: f"{t}\n" for t in TOP}, "sub/x.py": "x\n"}, links={"ln": "f00.txt"}
+    )
+    dest = server.root / "dest"
+    dest.mkdir()
+    remote = Remote(server, local, str(dest), tmp_path / "c.toml")
+    try:
+        with pytest.raises(PartialTransfer) as failed:
+            remote.push()
+    finally:
+        remote.close()
+    assert complaint in str(failed.value)
+    found = {
+        p.relative_to(dest).as_posix() for p in dest.rglob("*") if not p.is_dir() or p.is_symlink()
+    }
+    assert found == landed
+    for path in found - {"ln"}:
+        assert (dest / path).read_text() == (local / path).read_text()
