@@ -196,6 +196,19 @@ def attribute_fixes(
     return chmods, dirs
 
 
+def locked_folders(actions: list[Action], dirs: list[tuple[Entry, DestStat | None]]) -> list[Entry]:
+    """Existing folders the push writes into that their owner may not write (a read-only
+    folder pushed earlier). As rsync does, they are made owner-writable first; their real mode
+    comes back with the folder attributes at the end (stale_folders lists them as touched)."""
+    written = {posixpath.dirname(a.entry.path) for a in actions if a.op != "skip-newer"}
+    return [
+        entry
+        for entry, dest in dirs
+        if dest is not None and dest.kind == "dir" and entry.path in written
+        and not dest.mode & 0o200
+    ]  # fmt: skip
+
+
 def stale_folders(
     dirs: list[tuple[Entry, DestStat | None]], touched: set[str], failed: set[str]
 ) -> list[Entry]:

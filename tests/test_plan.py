@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.plan import DestStat, build, decide, folders, is_part, part_name, trusted
+from sbatchman.plan import (
+    Action,
+    DestStat,
+    build,
+    decide,
+    folders,
+    is_part,
+    locked_folders,
+    part_name,
+    trusted,
+)
 from sbatchman.selection import Entry, Selection
 
 NS = 1_000_000_000
@@ -103,3 +113,11 @@ def test_temporary_names_fit_in_255_bytes() -> None:
     part = part_name(long)
     assert len(part.encode("utf-8")) <= 255 and is_part(part)  # cut between characters
     assert part_name("a.py").startswith(".a.py.")
+
+
+def test_read_only_folders_we_write_into_are_unlocked_first() -> None:
+    ro, other = Entry("ro", "dir", 0, 0, 0o555), Entry("other", "dir", 0, 0, 0o555)
+    actions = [Action(file("ro/b.txt"), "send", "new"), Action(file("x.txt"), "send", "new")]
+    dirs = [(ro, DestStat("dir", 0, 0, 0o555)), (other, DestStat("dir", 0, 0, 0o555))]
+    assert locked_folders(actions, dirs) == [ro]  # `other` receives nothing: left alone
+    assert locked_folders(actions, [(ro, DestStat("dir", 0, 0, 0o755))]) == []

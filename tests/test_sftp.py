@@ -219,6 +219,30 @@ def test_a_mode_change_alone_reaches_the_cluster(
     assert stat.S_IMODE((dest / "sub").stat().st_mode) == 0o700
 
 
+def test_a_read_only_folder_takes_new_files_and_stays_read_only(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    remote_factory: Factory,
+    tmp_path: Path,
+) -> None:
+    """rsync makes such a folder writable while it writes, then puts its mode back. (As root
+    the write would pass anyway; as an ordinary user this is what lets it pass.)"""
+    server = three_clusters[2]
+    local = make_tree(tmp_path / "p", {"ro/a.txt": "a\n"})
+    (local / "ro").chmod(0o555)
+    dest = cluster_roots[server.name] / "ro-dest"
+    remote = remote_factory(server, local, str(dest))
+    remote.push()
+    assert stat.S_IMODE((dest / "ro").stat().st_mode) == 0o555
+    (local / "ro").chmod(0o755)
+    (local / "ro" / "b.txt").write_text("b\n")
+    (local / "ro").chmod(0o555)
+    outcome, _ = remote.push()
+    assert outcome.sent == [("ro/b.txt", "new")]
+    assert (dest / "ro" / "b.txt").read_text() == "b\n"
+    assert stat.S_IMODE((dest / "ro").stat().st_mode) == 0o555
+
+
 # --------------------------------------------------------------------------- dry run
 
 

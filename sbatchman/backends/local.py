@@ -24,6 +24,7 @@ from sbatchman.plan import (
     attribute_fixes,
     build,
     folders,
+    locked_folders,
     part_name,
     stale_folders,
 )
@@ -84,7 +85,7 @@ class LocalSession:
                 events.sent(action.entry.path, action.entry.size, action.reason)
             return outcome
         try:
-            failures = self._apply(job, root, plan, events, outcome)
+            failures = self._apply(job, root, plan, listings, events, outcome)
             self._fix_attributes(job, root, plan, listings)
         except OSError as err:
             raise TransferError(f"{err.strerror or err} ({err.filename or root})") from None
@@ -95,10 +96,19 @@ class LocalSession:
         return outcome
 
     def _apply(
-        self, job: Job, root: Path, plan: Plan, events: Events, outcome: Outcome
+        self,
+        job: Job,
+        root: Path,
+        plan: Plan,
+        listings: Mapping[str, Mapping[str, DestStat] | None],
+        events: Events,
+        outcome: Outcome,
     ) -> list[str]:
         """Carry out the plan; returns why each entry that could not be placed failed."""
         root.mkdir(parents=True, exist_ok=True)
+        _, dirs = attribute_fixes(job.selection, listings)
+        for folder in locked_folders(plan.actions, dirs):  # its mode is put back at the end
+            os.chmod(root / folder.path, folder.mode | 0o700)
         for leftover in plan.leftovers:
             (root / leftover).unlink(missing_ok=True)
         source = job.selection.root

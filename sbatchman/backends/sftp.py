@@ -3,7 +3,8 @@
 Used where rsync is missing. It follows the same plan as the local engine (plan.build over one
 listing per folder) and the same safety rules: temporary name, then rename; mode and mtime on
 every file; a dry run that writes nothing at all on the cluster. The wire protocol, the reading
-of the destination and the carrying out of the plan live in sftp_wire, sftp_scan, sftp_apply.
+of the destination and the carrying out of the plan live in sftp_wire, sftp_scan, sftp_folders
+and sftp_apply.
 """
 
 from __future__ import annotations
@@ -14,21 +15,20 @@ import paramiko
 
 from sbatchman.backends import Events, Job, Outcome, PartialTransfer, Session
 from sbatchman.backends import sftp_wire as w
-from sbatchman.backends.sftp_apply import (
-    Apply,
-    Limits,
+from sbatchman.backends.sftp_apply import Apply, Limits, transfer
+from sbatchman.backends.sftp_folders import (
     clear_the_way,
     make_folders,
     make_root,
     remove_leftovers,
     set_folder_attrs,
-    transfer,
+    unlock_folders,
 )
 from sbatchman.backends.sftp_pool import ChannelPool
 from sbatchman.backends.sftp_scan import Scan, root_path, scan
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import Interrupted, TransferError
-from sbatchman.plan import Plan, attribute_fixes, build, folders, stale_folders
+from sbatchman.plan import Plan, attribute_fixes, build, folders, locked_folders, stale_folders
 from sbatchman.ssh import SshOptions
 
 MAX_CHUNK = 256 << 10  # largest WRITE we send, even if the server would take more
@@ -140,10 +140,11 @@ class _Push:
             make_root(run, _ancestors(self.root))
             if run.failures:
                 raise TransferError(run.failures[0][1])
+        chmods, dirs = attribute_fixes(self.job.selection, found.listings)
+        unlock_folders(run, locked_folders(plan.actions, dirs))
         remove_leftovers(run, plan.leftovers)
         blocked = clear_the_way(run, plan.actions)
         make_folders(run, [a.entry for a in plan.actions if a.op == "mkdir"])
-        chmods, dirs = attribute_fixes(self.job.selection, found.listings)
         moving = [
             a for a in plan.actions if a.op in ("send", "link") and a.entry.path not in blocked
         ]

@@ -1,4 +1,4 @@
-"""Carry out a plan over SFTP: folders, files, links and attributes, many of them in flight at once.
+"""Send files and links over SFTP, many of them in flight at once, on one or several channels.
 
 Every file is written to a temporary name beside its final path, given its mode and mtime, closed,
 and only then renamed into place, and each step waits for the server's OK of the one before: a
@@ -97,104 +97,6 @@ class Apply:
         self.wire.call(kind, payload, check)
 
 
-def make_root(run: Apply, ancestors: Sequence[str]) -> None:
-    """Create the missing folders of the destination path, one level per round trip."""
-    exists: dict[str, bool] = {}
-
-    def checker(path: str) -> w.Callback:
-        def on_reply(reply: w.Reply) -> None:
-            found = reply.attrs()
-            exists[path] = found is not None
-            if found is None and reply.status()[0] != w.NO_SUCH_FILE:
-                run.fail(path, f"cannot read {path}: {w.describe(reply)}")
-
-        return on_reply
-
-    for path in ancestors:
-        run.wire.call(w.STAT, w.path(path), checker(path))
-    run.wire.pump()
-    for path in ancestors:
-        if run.failures:
-            return
-        if not exists.get(path):
-            run.call_ok(w.MKDIR, w.path(path) + w.attrs(), path, f"cannot create {path}")
-            run.wire.pump()
-
-
-def remove_leftovers(run: Apply, leftovers: Sequence[str]) -> None:
-    """Temporaries of an earlier, killed run; failing to remove one is worth a warning only."""
-    for rel in leftovers:
-
-        def on_reply(reply: w.Reply, rel: str = rel) -> None:
-            if reply.ok():
-                run.touched(rel)
-            else:
-                run.outcome.warnings.append(f"could not remove leftover {rel}: {w.describe(reply)}")
-
-        run.wire.call(w.REMOVE, w.path(run.remote(rel)), on_reply)
-    run.wire.pump()
-
-
-def clear_the_way(run: Apply, actions: Sequence[Action]) -> set[str]:
-    """Remove what stands where the plan puts something of another kind, as rsync does.
-
-    A file or link where a folder goes is removed (REMOVE never follows a link); a folder where
-    a file or link goes is removed only if empty. Returns the entries that must not be sent.
-    """
-    blocked: set[str] = set()
-    for action in actions:
-        if action.clear is None:
-            continue
-        rel = action.entry.path
-
-        def on_reply(reply: w.Reply, rel: str = rel, folder: bool = action.clear == "dir") -> None:
-            if reply.ok():
-                run.touched(rel)
-                return
-            blocked.add(rel)
-            if folder:
-                run.fail(
-                    rel, f"cannot replace the folder in the way (not empty?): {w.describe(reply)}"
-                )
-            else:
-                run.failed_dirs.add(rel)
-                run.fail(
-                    rel, f"cannot remove what is in the way of this folder: {w.describe(reply)}"
-                )
-
-        kind = w.RMDIR if action.clear == "dir" else w.REMOVE
-        run.wire.call(kind, w.path(run.remote(rel)), on_reply)
-    run.wire.pump()
-    return blocked
-
-
-def make_folders(run: Apply, new: Sequence[Entry]) -> None:
-    """New folders, level by level: a level's MKDIRs go together once its parents exist.
-
-    Each is made owner-writable so its files can be written; its real mode and mtime come last.
-    """
-    levels: dict[int, list[Entry]] = {}
-    for entry in new:
-        levels.setdefault(entry.path.count("/"), []).append(entry)
-    failed = run.failed_dirs
-    for depth in sorted(levels):
-        for entry in levels[depth]:
-            if posixpath.dirname(entry.path) in failed:
-                failed.add(entry.path)
-                continue
-
-            def on_reply(reply: w.Reply, entry: Entry = entry) -> None:
-                if reply.ok():
-                    run.touched(entry.path)
-                else:
-                    failed.add(entry.path)
-                    run.fail(entry.path, f"cannot create folder: {w.describe(reply)}")
-
-            payload = w.path(run.remote(entry.path)) + w.attrs(perm=entry.mode | 0o700)
-            run.wire.call(w.MKDIR, payload, on_reply)
-        run.wire.pump()
-
-
 def transfer(runs: Sequence[Apply], actions: Sequence[Action], chmods: Sequence[Entry]) -> None:
     """Send files and links (temp name, then rename) and fix modes of up-to-date files.
 
@@ -246,16 +148,6 @@ def _transfer(run: Apply, actions: Sequence[Action], chmods: Sequence[Entry]) ->
         return bool(waiting or writers)
 
     run.wire.pump(more)
-
-
-def set_folder_attrs(run: Apply, folders: Sequence[Entry]) -> None:
-    """Mode and mtime of folders, last: writing into a folder changes its mtime."""
-    for entry in folders:
-        payload = w.path(run.remote(entry.path)) + w.attrs(
-            perm=entry.mode, mtime=seconds(entry.mtime_ns)
-        )
-        run.call_ok(w.SETSTAT, payload, entry.path, "cannot set folder mode and time")
-    run.wire.pump()
 
 
 def _link(run: Apply, action: Action) -> None:

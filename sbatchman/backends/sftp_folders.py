@@ -1,0 +1,134 @@
+"""Shape the destination's folders over SFTP before and after the files: the missing path to
+the root, leftovers of a killed run, read-only folders to write into, things of another kind in
+the way, new folders level by level, and (last) every folder's mode and mtime.
+
+Each step keeps all its requests in flight at once and waits for the replies together: a few
+round trips per push, whatever the number of folders.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+
+from sbatchman.backends import sftp_wire as w
+from sbatchman.backends.sftp_apply import Apply
+from sbatchman.plan import Action, seconds
+from sbatchman.selection import Entry
+
+
+def make_root(run: Apply, ancestors: Sequence[str]) -> None:
+    """Create the missing folders of the destination path, one level per round trip."""
+    exists: dict[str, bool] = {}
+
+    def checker(path: str) -> w.Callback:
+        def on_reply(reply: w.Reply) -> None:
+            found = reply.attrs()
+            exists[path] = found is not None
+            if found is None and reply.status()[0] != w.NO_SUCH_FILE:
+                run.fail(path, f"cannot read {path}: {w.describe(reply)}")
+
+        return on_reply
+
+    for path in ancestors:
+        run.wire.call(w.STAT, w.path(path), checker(path))
+    run.wire.pump()
+    for path in ancestors:
+        if run.failures:
+            return
+        if not exists.get(path):
+            run.call_ok(w.MKDIR, w.path(path) + w.attrs(), path, f"cannot create {path}")
+            run.wire.pump()
+
+
+def remove_leftovers(run: Apply, leftovers: Sequence[str]) -> None:
+    """Temporaries of an earlier, killed run; failing to remove one is worth a warning only."""
+    for rel in leftovers:
+
+        def on_reply(reply: w.Reply, rel: str = rel) -> None:
+            if reply.ok():
+                run.touched(rel)
+            else:
+                run.outcome.warnings.append(f"could not remove leftover {rel}: {w.describe(reply)}")
+
+        run.wire.call(w.REMOVE, w.path(run.remote(rel)), on_reply)
+    run.wire.pump()
+
+
+def unlock_folders(run: Apply, folders: Sequence[Entry]) -> None:
+    """Make read-only folders we write into owner-writable (see plan.locked_folders)."""
+    for entry in folders:
+        run.changed.add(entry.path)  # so its real mode is put back at the end
+        payload = w.path(run.remote(entry.path)) + w.attrs(perm=entry.mode | 0o700)
+        run.call_ok(w.SETSTAT, payload, entry.path, "cannot make the folder writable")
+    run.wire.pump()
+
+
+def clear_the_way(run: Apply, actions: Sequence[Action]) -> set[str]:
+    """Remove what stands where the plan puts something of another kind, as rsync does.
+
+    A file or link where a folder goes is removed (REMOVE never follows a link); a folder where
+    a file or link goes is removed only if empty. Returns the entries that must not be sent.
+    """
+    blocked: set[str] = set()
+    for action in actions:
+        if action.clear is None:
+            continue
+        rel = action.entry.path
+
+        def on_reply(reply: w.Reply, rel: str = rel, folder: bool = action.clear == "dir") -> None:
+            if reply.ok():
+                run.touched(rel)
+                return
+            blocked.add(rel)
+            if folder:
+                run.fail(
+                    rel, f"cannot replace the folder in the way (not empty?): {w.describe(reply)}"
+                )
+            else:
+                run.failed_dirs.add(rel)
+                run.fail(
+                    rel, f"cannot remove what is in the way of this folder: {w.describe(reply)}"
+                )
+
+        kind = w.RMDIR if action.clear == "dir" else w.REMOVE
+        run.wire.call(kind, w.path(run.remote(rel)), on_reply)
+    run.wire.pump()
+    return blocked
+
+
+def make_folders(run: Apply, new: Sequence[Entry]) -> None:
+    """New folders, level by level: a level's MKDIRs go together once its parents exist.
+
+    Each is made owner-writable so its files can be written; its real mode and mtime come last.
+    """
+    levels: dict[int, list[Entry]] = {}
+    for entry in new:
+        levels.setdefault(entry.path.count("/"), []).append(entry)
+    failed = run.failed_dirs
+    for depth in sorted(levels):
+        for entry in levels[depth]:
+            if posixpath.dirname(entry.path) in failed:
+                failed.add(entry.path)
+                continue
+
+            def on_reply(reply: w.Reply, entry: Entry = entry) -> None:
+                if reply.ok():
+                    run.touched(entry.path)
+                else:
+                    failed.add(entry.path)
+                    run.fail(entry.path, f"cannot create folder: {w.describe(reply)}")
+
+            payload = w.path(run.remote(entry.path)) + w.attrs(perm=entry.mode | 0o700)
+            run.wire.call(w.MKDIR, payload, on_reply)
+        run.wire.pump()
+
+
+def set_folder_attrs(run: Apply, folders: Sequence[Entry]) -> None:
+    """Mode and mtime of folders, last: writing into a folder changes its mtime."""
+    for entry in folders:
+        payload = w.path(run.remote(entry.path)) + w.attrs(
+            perm=entry.mode, mtime=seconds(entry.mtime_ns)
+        )
+        run.call_ok(w.SETSTAT, payload, entry.path, "cannot set folder mode and time")
+    run.wire.pump()
