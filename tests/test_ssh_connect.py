@@ -130,6 +130,28 @@ def test_resolution_defaults_and_key_path(tmp_path: Path) -> None:
     assert plain.known_hosts_name == "elsewhere.example"
 
 
+def test_include_and_match_resolve_as_openssh_does(tmp_path: Path) -> None:
+    """Include (relative to ~/.ssh, as OpenSSH reads it), Match blocks and first-value-wins,
+    through the same resolution both backends use."""
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "hpc.conf").write_text(
+        "Host leo\n  HostName login.leo.example\n  User inc\n"
+    )
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Include {tmp_path}/conf.d/*.conf\n"
+        "Match host login.leo.example\n  Port 2222\n  User matched\n"
+        "Host *\n  Port 22\n  User fallback\n"
+    )
+    settings = Settings(ssh_config=config)
+    leo = resolve_cluster(make_cluster("c", "leo"), settings, BATCH)
+    assert (leo.hostname, leo.port, leo.user) == ("login.leo.example", 2222, "inc")
+    other = resolve_cluster(make_cluster("c", "other.example"), settings, BATCH)
+    assert (other.hostname, other.port, other.user) == ("other.example", 22, "fallback")
+    toml = resolve_cluster(make_cluster("c", "leo", user="me", port=2022), settings, BATCH)
+    assert (toml.port, toml.user) == (2022, "me")  # the TOML wins over both
+
+
 # --- jump hosts ------------------------------------------------------------------------------
 
 
