@@ -227,6 +227,21 @@ def glob_regex(pat: bytes, flavour: Flavour) -> bytes:
     return b"".join(out)
 
 
+def _slashes_outside_classes(pat: bytes) -> int:
+    """Path separators of a wildcard pattern: its '/' bytes, less those inside a [class]."""
+    count, i = 0, 0
+    while i < len(pat):
+        c = pat[i]
+        if c == _BSLASH:
+            i += 2
+        elif c == _LBRACK:
+            i = _parse_class(pat, i, "rsync")[2]
+        else:
+            count += c == _SLASH
+            i += 1
+    return count
+
+
 @dataclass(frozen=True, slots=True)
 class RsyncPattern:
     """One `--exclude` pattern, as rsync's add_rule() + rule_matches() see it.
@@ -281,12 +296,17 @@ def compile_rsync(pattern: str) -> RsyncPattern:
     if not slash_cnt and not wild2:
         return RsyncPattern(True, dir_only, None if dir_only else rx, rx)
     min_depth, max_depth = 1, None
+    real = _slashes_outside_classes(body) if wild else body.count(b"/")
     if anchored:
         core = b"/" + rx
         if not wild2:  # neither '*', '?' nor a class matches '/': exactly this many parts
-            min_depth = max_depth = slash_cnt
+            min_depth = max_depth = real + 1
     elif wild2_prefix:
         core = rx  # rsync matches it against "/" + path
+    elif real < slash_cnt and not wild2:
+        # rsync matches the last slash_cnt+1 components, counting a '/' inside a class too;
+        # no class matches '/', so such a pattern never matches anything.
+        core = b"(?!)"
     else:
         core = b".*/" + rx  # at the start or after any '/': the end of the path
         if not wild2:

@@ -32,6 +32,9 @@ DIR_NAMES = ["d1", "d2", "a", "ab", "x.bin"]
 FILE_NAMES = ["a", "b", "ab", "ba", "x.bin", "y.txt", ".h", "a*", "sp ", "é"]
 LINK_TARGETS = ["a", "d1", "../d1", "nowhere", "/tmp"]
 
+# A deeper check: SBATCHMAN_ORACLE_SCALE=10 python -m pytest tests/test_selection_oracle.py
+SCALE = int(os.environ.get("SBATCHMAN_ORACLE_SCALE", "1"))
+
 COMPONENTS = [
     "a", "b", "ab", "d1", "d2", "x.bin", ".h", "é",
     "*", "?", "??", "*.bin", "[ab]", "[!a]*", "[^d]?", "a*", "*b", "d?", "\\*", "a\\*",
@@ -69,9 +72,14 @@ def components(draw: st.DrawFn) -> list[str]:
     return draw(st.lists(pool, min_size=n, max_size=n))
 
 
+SLASH_CLASSES = ["[!/]", "[a/]", "a[!/]", "[^/]*"]  # rsync counts their '/' as a separator
+
+
 @st.composite
 def rsync_patterns(draw: st.DrawFn) -> str:
     comps = draw(components())
+    if draw(st.integers(0, 7)) == 0:
+        comps[draw(st.integers(0, len(comps) - 1))] = draw(st.sampled_from(SLASH_CLASSES))
     lead = draw(st.sampled_from(["", "", "", "/"]))
     trail = draw(st.sampled_from(["", "", "/"]))
     return lead + "/".join(comps) + trail
@@ -208,7 +216,7 @@ def bucket(n: int) -> str:
 
 
 @pytest.mark.skipif(RSYNC is None, reason="rsync not installed")
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=rsync_cases())
 def test_config_excludes_agree_with_rsync(case: tuple[Tree, list[str]]) -> None:
     tree, patterns = case
@@ -258,7 +266,7 @@ def write_git_case(
 
 
 @pytest.mark.skipif(GIT is None, reason="git not installed")
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=git_cases())
 def test_ignore_files_agree_with_git(
     case: GitCase,
@@ -334,7 +342,7 @@ def test_git_quirks(tmp_path: Path, content: bytes) -> None:
 # --------------------------------------------------------------------------- explain
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=git_cases(), patterns=st.lists(rsync_patterns(), max_size=2), gi=st.booleans())
 def test_explain_agrees_with_select(case: GitCase, patterns: list[str], gi: bool) -> None:
     tree, ignores, _, _ = case
