@@ -33,6 +33,9 @@ def awkward_tree(root: Path) -> Path:
             'with space/it\'s "quoted" $(x).txt': "q\n",
             "unicodé/ünï 東京.txt": "u\n",
             "empty file": "",
+            "logs/.sbatchmanignore": "*.log\n!keep.log\n",
+            "logs/run.log": "ignored",
+            "logs/keep.log": "kept\n",
         },
         links={
             "latest": "src/model.py",
@@ -132,7 +135,15 @@ def test_rsync_sftp_and_local_land_identical_trees(
     content_only = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
     assert not any(name.endswith((".pyc", ".o", "HEAD")) for name in full["sftp"])
     expected = tree(local, folder_and_link_times=False)
-    for excluded in ("src/model.pyc", "build", "build/out.o", ".git", ".git/HEAD"):
+    for excluded in (
+        "src/model.pyc",
+        "build",
+        "build/out.o",
+        ".git",
+        ".git/HEAD",
+        "logs/.sbatchmanignore",
+        "logs/run.log",
+    ):
         expected.pop(excluded)
     assert content_only["sftp"] == expected
 
