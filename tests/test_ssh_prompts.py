@@ -216,3 +216,49 @@ def test_password_only_sshd_in_batch_fails_at_once(
     )
     assert time.monotonic() - start < 6
     assert not master.folder.exists()
+
+
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])
+def test_two_factor_bastion_asks_once_for_three_aliases_through_sync(
+    sshd_factory: SshdFactory, tmp_path: Path, backend: str
+) -> None:
+    """The common HPC setup: 2FA on the bastion, the cluster behind it. The real command,
+    on a terminal, asks for the code once for a cluster with three aliases, on both backends,
+    and every alias lands through the one forwarded connection."""
+    target = sshd_factory(f"behind-{backend}")
+    bastion = start_auth_server(tmp_path / "bastion", "keyboard-interactive", forward=True)
+    try:
+        ssh_config = auth_server_config(bastion, "mfa", tmp_path / "ssh_config")
+        with ssh_config.open("a") as out:
+            out.write(config_block(target, name="cluster", ProxyJump="mfa", BatchMode="no"))
+        dirs = []
+        for alias in ("one", "two", "three"):
+            local = tmp_path / alias
+            local.mkdir()
+            (local / f"{alias}.py").write_text(f"{alias}\n")
+            remote = target.root / alias
+            dirs.append(
+                f'[[clusters.sync_dirs]]\nalias = "{alias}"\nlocal = "{local}"\n'
+                f'remote = "{remote}"\n'
+            )
+        config = tmp_path / "remotes.toml"
+        config.write_text(
+            f'[[clusters]]\nname = "c"\nhost = "cluster"\nssh_config = "{ssh_config}"\n'
+            f'transfer_backend = "{backend}"\n' + "".join(dirs)
+        )
+        script = python_lines(
+            [
+                "import sys",
+                "from sbatchman.cli import main",
+                f"main(['sync', '--config', {str(config)!r}])",
+            ]
+        )
+        result = run_in_pty(script, {r"Verification code: ": CODE}, timeout=60)
+    finally:
+        bastion.stop()
+    assert result.returncode == 0, result.output
+    assert result.prompts == ["Verification code: "]
+    assert bastion.log.logged_in == 1
+    assert bastion.log.forwarded == [("127.0.0.1", target.port)]  # one connection, reused
+    for alias in ("one", "two", "three"):
+        assert (target.root / alias / f"{alias}.py").read_text() == f"{alias}\n"

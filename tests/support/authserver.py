@@ -1,9 +1,11 @@
 """A tiny SSH server (paramiko's server API) that asks for a 2FA code or a password.
 
 sshd cannot ask keyboard-interactive questions without PAM, and PAM would need a real
-password for the test user, so this test double plays the 2FA cluster. It only logs in: no
-shell, no SFTP. Like `sshd.py` it listens on 127.0.0.1 with its own ed25519 host key and writes
-a known_hosts line for itself; it records how many questions it asked and what came back.
+password for the test user, so this test double plays the 2FA cluster. It logs in and, with
+`forward=True`, plays a 2FA bastion: it forwards `direct-tcpip` channels (ssh -J / ProxyJump)
+to real sshd servers behind it. No shell, no SFTP of its own. Like `sshd.py` it listens on
+127.0.0.1 with its own ed25519 host key and writes a known_hosts line for itself; it records
+how many questions it asked, what came back, and where it forwarded.
 """
 
 from __future__ import annotations
@@ -30,13 +32,25 @@ class AuthLog:
     answers: list[list[str]] = field(default_factory=list)
     passwords: list[str] = field(default_factory=list)
     logged_in: int = 0
+    forwarded: list[tuple[str, int]] = field(default_factory=list)
 
 
 class _Interface(paramiko.ServerInterface):
-    def __init__(self, methods: str, user: str, log: AuthLog) -> None:
+    def __init__(self, methods: str, user: str, log: AuthLog, forward: bool) -> None:
         self.methods = methods
         self.user = user
         self.log = log
+        self.forward = forward
+        self.destinations: dict[int, tuple[str, int]] = {}
+
+    def check_channel_direct_tcpip_request(
+        self, chanid: int, origin: tuple[str, int], destination: tuple[str, int]
+    ) -> int:
+        if not self.forward or destination[0] not in ("127.0.0.1", "localhost"):
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        self.destinations[chanid] = destination
+        self.log.forwarded.append(destination)
+        return paramiko.OPEN_SUCCEEDED
 
     def get_allowed_auths(self, username: str) -> str:
         return self.methods
@@ -92,7 +106,9 @@ class AuthServer:
         self._thread.join(timeout=5)
 
 
-def start_auth_server(workdir: Path, methods: str = "keyboard-interactive") -> AuthServer:
+def start_auth_server(
+    workdir: Path, methods: str = "keyboard-interactive", *, forward: bool = False
+) -> AuthServer:
     """Serve logins that need `methods` (comma list, as sshd's AuthenticationMethods words)."""
     workdir.mkdir(parents=True, exist_ok=True)
     key_path = generate_key(workdir / "host_ed25519", comment="host@authserver")
@@ -117,8 +133,12 @@ def start_auth_server(workdir: Path, methods: str = "keyboard-interactive") -> A
             transport = paramiko.Transport(conn)
             transport.add_server_key(host_key)
             transports.append(transport)
+            interface = _Interface(methods, user, log, forward)
             with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
-                transport.start_server(server=_Interface(methods, user, log))
+                transport.start_server(server=interface)
+                threading.Thread(
+                    target=_forwarder, args=(transport, interface), daemon=True
+                ).start()
 
     thread = threading.Thread(target=serve, name="authserver", daemon=True)
     thread.start()
@@ -133,6 +153,33 @@ def start_auth_server(workdir: Path, methods: str = "keyboard-interactive") -> A
         _transports=transports,
         _thread=thread,
     )
+
+
+def _forwarder(transport: paramiko.Transport, interface: _Interface) -> None:
+    """Connect each accepted direct-tcpip channel to its destination and copy both ways."""
+    while transport.is_active():
+        channel = transport.accept(timeout=0.5)
+        if channel is None:
+            continue
+        destination = interface.destinations.pop(channel.get_id(), None)
+        if destination is None:
+            channel.close()
+            continue
+        try:
+            upstream = socket.create_connection(destination, timeout=10)
+        except OSError:
+            channel.close()
+            continue
+        for source, sink in ((channel, upstream), (upstream, channel)):
+            threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+
+def _pump(source: paramiko.Channel | socket.socket, sink: paramiko.Channel | socket.socket) -> None:
+    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+        sink.shutdown(socket.SHUT_WR) if isinstance(sink, socket.socket) else sink.shutdown_write()
 
 
 def auth_server_config(server: AuthServer, name: str, path: Path) -> Path:
