@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sbatchman.selection import Rule, Selection, explain, select
+from sbatchman.selection import IGNORE_FILE, Rule, Selection, explain, select
 
 RSYNC = shutil.which("rsync")
 GIT = shutil.which("git")
@@ -284,6 +284,31 @@ def test_ignore_files_agree_with_git(
         event(f"git: excluded {bucket(n_excluded(root, sel))}")
         event(f"git: sync_dir {'root' if not sync else 'sub'}")
         assert ours == theirs
+
+
+@pytest.mark.skipif(GIT is None, reason="git not installed")
+@settings(max_examples=100 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=git_cases())
+def test_sbatchmanignore_means_what_the_same_gitignore_means_to_git(case: GitCase) -> None:
+    """Our own ignore files, with no git anywhere: the same lines as .gitignore files in a
+    real repository select the same files (the ignore files themselves aside)."""
+    tree, ignores, _, _ = case
+    with scratch() as tmp:
+        env = git_env(tmp / "home")
+        repo = tmp / "repo"
+        write_git_case(repo, tree, ignores, [], env)
+        plain = tmp / "plain"
+        plain.mkdir()
+        write_tree(plain, tree)
+        for d, lines in ignores.items():
+            (plain / d / IGNORE_FILE).write_text("".join(line + "\n" for line in lines))
+        sel = select(plain, [])
+        names = (IGNORE_FILE, ".gitignore")
+        ours = {e.path for e in sel.entries if e.kind != "dir"}
+        theirs = git_oracle(repo, env)
+        assert {p for p in ours if p.rsplit("/", 1)[-1] not in names} == {
+            p for p in theirs if p.rsplit("/", 1)[-1] not in names
+        }
 
 
 # --------------------------------------------------------------------------- known quirks
