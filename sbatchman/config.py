@@ -119,8 +119,16 @@ def load(path: Path | None = None) -> Config:
         ) from None
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory, not a config file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read config {path}: {err}") from None
+    except UnicodeDecodeError as err:
+        before = err.object[: err.start]
+        line = before.count(b"\n") + 1
+        column = err.start - (before.rfind(b"\n") + 1) + 1
+        raise ConfigError(
+            f"{path}:{line}:{column}: not UTF-8 (byte {err.object[err.start]:#04x});"
+            " TOML files are UTF-8: re-save it as UTF-8"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
     return parse(text, path)
 
 

@@ -171,6 +171,16 @@ def test_env_variable_moves_the_config(tmp_path: Path, monkeypatch: pytest.Monke
     assert default_config_path() == tmp_path / "x.toml"
 
 
+def test_a_file_that_is_not_utf8_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"[global]\nlocal_base = 'caf\xe9'\n")
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert str(err.value) == (
+        f"{path}:2:18: not UTF-8 (byte 0xe9); TOML files are UTF-8: re-save it as UTF-8"
+    )
+
+
 def test_syntax_error_has_file_line_column(tmp_path: Path) -> None:
     message = fail("[global]\ntransfer_backend = 'rsync'\ncommon_excludes = [\n", tmp_path)
     assert message.startswith(f"{tmp_path / 'remotes-config.toml'}:4:1: TOML syntax error: ")
