@@ -291,3 +291,36 @@ def test_a_cluster_that_freezes_mid_transfer_fails_on_its_own_after_the_stall_ti
     assert "no data" in report["big"]["error"], report["big"]["error"]
     assert waited < 3 + 15  # the stall timeout, not ssh's own idea of a dead link
     assert not (dest / "big.bin").exists()  # nothing partial at the final path
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_jobs_bounds_how_many_clusters_are_contacted_at_once(
+    three_clusters: list[SshServer], tmp_path: Path, jobs: int
+) -> None:
+    """Three clusters that accept and then never answer: with -j 1 the second is contacted
+    only once the first has timed out; with -j 3 all three at once."""
+    proj = make_tree(tmp_path / "proj", {"a.py": "a\n"})
+    cfg = three_clusters[0].ssh_config
+    with SilentServer() as s1, SilentServer() as s2, SilentServer() as s3:
+        silent = [s1, s2, s3]
+        config = write_config(
+            tmp_path / "c.toml",
+            [dead_cluster(f"silent{i}", s.port, cfg, proj) for i, s in enumerate(silent)],
+        )
+        argv = [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "-q"]
+        proc = subprocess.Popen(
+            [*argv, "-j", str(jobs), "--connect-timeout", "3"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while sum(s.accepted for s in silent) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)  # well inside the 3 s connect timeout of the first contact
+        contacted = sum(1 for s in silent if s.accepted)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert contacted == jobs
+    assert out.count("timed out") == 3  # every one was tried in the end
