@@ -248,3 +248,34 @@ def test_missing_rsync_falls_back_and_says_so(
     )
     assert "local" in run.out
     assert (local_config.parent / "dest/proj/run.sh").exists()
+
+
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])
+def test_a_reader_that_leaves_does_not_stop_the_sync(tmp_path: Path, backend: str) -> None:
+    """`sbatchman sync -v | head -1`: rich would exit 1 from the printing worker thread,
+    half-way through the push; the lines are dropped instead and the push completes."""
+    proj = make_tree(tmp_path / "proj", {f"f{i:04d}.txt": "x\n" for i in range(2000)})
+    dest = tmp_path / "dest"
+    config = write_config(
+        tmp_path / "c.toml",
+        [
+            {
+                "name": "l",
+                "transfer_backend": backend,
+                "sync_dirs": [{"alias": "p", "local": str(proj), "remote": str(dest)}],
+            }
+        ],
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sbatchman", "sync", "-v", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"l/p: f0")
+    proc.stdout.close()  # the reader goes away, as `head -1` does
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == b""
+    assert len(list(dest.iterdir())) == 2000
