@@ -122,6 +122,28 @@ def is_part(name: str) -> bool:
     return bool(_PART.fullmatch(name))
 
 
+def listing_failure(
+    listings: Mapping[str, Mapping[str, DestStat] | None], errors: Mapping[str, str]
+) -> str | None:
+    """The first folder that could not be listed and really is one, or None.
+
+    Such a folder must fail the push, never count as missing: its files would be planned as
+    new and overwrite copies that are newer on the cluster. A folder that is not one (the
+    parent's trusted listing shows a file or link there, or nothing) is replaced or made by
+    the plan, as rsync does, so its error does not matter.
+    """
+    valid = trusted(listings)
+    for folder, message in errors.items():
+        if not folder:
+            return message
+        parent, name = posixpath.split(folder)
+        above = valid.get(parent)
+        here = above.get(name) if above else None
+        if here is not None and here.kind == "dir":
+            return message
+    return None
+
+
 @dataclass
 class Plan:
     """Everything one push has to do, in an order that is safe to carry out front to back."""
@@ -152,9 +174,13 @@ def build(selection: Selection, listings: Mapping[str, Mapping[str, DestStat] | 
     listings = trusted(listings)
     selected = {e.path for e in selection.entries}
     for folder, listing in listings.items():
-        for name in listing or ():
+        for name, found in (listing or {}).items():
             path = posixpath.join(folder, name)
-            if is_part(name) and path not in selected:  # a user's own file is never a leftover
+            if (
+                is_part(name)
+                and path not in selected  # a user's own file is never a leftover
+                and found.kind in ("file", "link")  # nor a folder named like one
+            ):
                 plan.leftovers.append(path)
     for entry in selection.entries:
         parent, name = posixpath.split(entry.path)

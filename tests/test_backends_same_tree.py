@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,84 @@ def test_things_in_the_way_are_replaced_as_rsync_does(
     assert landed["was a folder"][0] == "file"
     assert landed["src/model.py"][0] == "dir" and "src/model.py/notes" in landed
     assert "kept/inside" in landed and "ok.txt" in landed
+
+
+def three_ways(server: SshServer, local: Path, dests: dict[str, Path], config: Path) -> Path:
+    """One config pushing `local` through rsync, SFTP and the local copier."""
+    sync_dir = {"alias": "proj", "local": str(local)}
+    return write_config(
+        config,
+        [
+            ssh_cluster(server, [{**sync_dir, "remote": str(dests["rsync"])}], name="r"),
+            ssh_cluster(
+                server,
+                [{**sync_dir, "remote": str(dests["sftp"])}],
+                name="s",
+                transfer_backend="sftp",
+            ),
+            {
+                "name": "l",
+                "transfer_backend": "sftp",
+                "sync_dirs": [{**sync_dir, "remote": str(dests["local"])}],
+            },
+        ],
+    )
+
+
+def test_a_looping_link_in_the_way_is_replaced_everywhere(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = three_clusters[2]
+    local = make_tree(tmp_path / "project", {"a/x.txt": "x\n", "ok.txt": "ok\n"})
+    root = cluster_roots[server.name]
+    dests = {"rsync": root / "loop-r", "sftp": root / "loop-s", "local": tmp_path / "loop-l"}
+    for dest in dests.values():
+        dest.mkdir(parents=True)
+        (dest / "a").symlink_to("a")  # listing it fails with ELOOP
+    run = run_cli(capsys, "sync", "--config", str(three_ways(server, local, dests, tmp_path / "c")))
+    assert run.code == 0, run.out + run.err
+    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
+    assert trees["sftp"] == trees["rsync"] == trees["local"]
+    assert trees["local"]["a"][0] == "dir" and "a/x.txt" in trees["local"]
+
+
+def test_a_failed_replacement_leaves_read_only_folders_read_only_everywhere(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A file that cannot be removed (immutable) where the tree has a folder, inside a 0555
+    folder: that entry fails, the rest lands, and the folder's mode comes back."""
+    server = three_clusters[2]
+    local = make_tree(tmp_path / "project", {"ro/new.txt": "n\n", "ro/blk/in.txt": "i\n"})
+    (local / "ro").chmod(0o555)
+    root = cluster_roots[server.name]
+    dests = {"rsync": root / "imm-r", "sftp": root / "imm-s", "local": tmp_path / "imm-l"}
+    locked: list[Path] = []
+    try:
+        for dest in dests.values():
+            (dest / "ro").mkdir(parents=True)
+            (dest / "ro" / "blk").write_text("in the way\n")
+            chattr = subprocess.run(
+                ["chattr", "+i", str(dest / "ro" / "blk")], capture_output=True, check=False
+            )
+            if chattr.returncode != 0:
+                pytest.skip(f"chattr +i is not possible here: {chattr.stderr.decode().strip()}")
+            locked.append(dest / "ro" / "blk")
+            (dest / "ro").chmod(0o555)
+        run = run_cli(
+            capsys, "sync", "--config", str(three_ways(server, local, dests, tmp_path / "c"))
+        )
+    finally:
+        for path in locked:
+            subprocess.run(["chattr", "-i", str(path)], check=False)
+        (local / "ro").chmod(0o755)
+    assert run.code == 1
+    for name, dest in dests.items():
+        assert stat.S_IMODE((dest / "ro").stat().st_mode) == 0o555, name
+        assert (dest / "ro" / "new.txt").read_text() == "n\n", name
+        assert (dest / "ro" / "blk").read_text() == "in the way\n", name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends import Job
+from sbatchman.backends import InterruptedPart, Job
 from sbatchman.backends.rsync import RsyncInfo, RsyncSession, _rsh_quote, _why
 from sbatchman.config import parse
 from sbatchman.selection import Selection, select
@@ -70,3 +70,29 @@ def test_rsync_without_mkpath_still_reaches_a_missing_local_folder(tmp_path: Pat
     assert sorted(p for p, _ in outcome.sent) == ["a.py", "bin/run.sh"]
     assert (dest / "bin/run.sh").stat().st_mode & 0o111
     assert outcome.warnings == ["local rsync has no --mkpath: created the folder separately"]
+
+
+def test_an_interrupted_local_push_counts_only_what_landed(tmp_path: Path) -> None:
+    """rsync names files before they land and runs ahead of the receiver: after Ctrl-C the
+    report must not claim files that are not at the destination."""
+    real = shutil.which("rsync")
+    if real is None:
+        pytest.skip("rsync is not installed")
+    src = make_tree(tmp_path / "src", {f"f{i:05d}": "x" * 20_000 for i in range(2000)})
+    dest = tmp_path / "dest"
+    session = RsyncSession(RsyncInfo(real, (3, 2, 7)), None, 30)
+
+    class StopAt500(Recorder):
+        def sent(self, path: str, nbytes: int, why: str) -> None:
+            super().sent(path, nbytes, why)
+            if len(self.files) == 500:
+                session.abort()
+
+    base = job(tmp_path, str(dest))
+    push = Job(base.cluster, base.sync_dir, str(dest), select(src, ()), False)
+    with pytest.raises(InterruptedPart) as stopped:
+        session.push(push, StopAt500())
+    landed = {p.name for p in dest.iterdir() if not p.name.startswith(".")}
+    counted = {name for name, _ in stopped.value.outcome.sent}
+    assert counted <= landed
+    assert stopped.value.outcome.bytes_sent == 20_000 * len(counted)

@@ -385,3 +385,27 @@ def test_every_refused_request_fails_its_file_and_leaves_nothing_half_done(
     assert found == landed
     for path in found - {"ln"}:
         assert (dest / path).read_text() == (local / path).read_text()
+
+
+def test_a_link_in_the_way_that_cannot_be_removed_is_never_written_through(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """rsync: "could not make way for new directory ... Skipping any contents". So here."""
+    server = sshd_factory("deny-remove", extra_config={"Subsystem": "sftp internal-sftp -P remove"})
+    local = make_tree(tmp_path / "p", {"a/x.txt": "local x\n", "a/b/y.txt": "y\n", "ok": "ok\n"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.txt").write_text("precious\n")
+    dest = server.root / "dest"
+    dest.mkdir()
+    (dest / "a").symlink_to(outside)
+    remote = Remote(server, local, str(dest), tmp_path / "c.toml")
+    try:
+        with pytest.raises(PartialTransfer) as failed:
+            remote.push()
+    finally:
+        remote.close()
+    assert str(failed.value).startswith("a: cannot remove what is in the way of this folder")
+    assert sorted(p.name for p in outside.iterdir()) == ["x.txt"]
+    assert (outside / "x.txt").read_text() == "precious\n"
+    assert (dest / "ok").read_text() == "ok\n"

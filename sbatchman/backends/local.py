@@ -24,6 +24,7 @@ from sbatchman.plan import (
     attribute_fixes,
     build,
     folders,
+    listing_failure,
     locked_folders,
     part_name,
     stale_folders,
@@ -34,6 +35,21 @@ def destination(remote: str) -> Path:
     """A local cluster's relative paths are under the home folder, as a login would see them."""
     path = Path(remote)
     return path if path.is_absolute() else Path.home() / path
+
+
+def _listings(
+    root: Path, wanted: list[str]
+) -> tuple[dict[str, Mapping[str, DestStat] | None], dict[str, str]]:
+    """Each wanted folder's listing (None: missing) and why the others could not be read."""
+    listings: dict[str, Mapping[str, DestStat] | None] = {}
+    errors: dict[str, str] = {}
+    for folder in wanted:
+        try:
+            listings[folder] = _listing(root / folder)
+        except OSError as err:  # judged by plan.listing_failure once all are in
+            listings[folder] = None
+            errors[folder] = f"cannot list {root / folder}: {err.strerror or err}"
+    return listings, errors
 
 
 def _listing(folder: Path) -> dict[str, DestStat] | None:
@@ -71,7 +87,12 @@ class LocalSession:
     def push(self, job: Job, events: Events) -> Outcome:
         root = destination(job.remote)
         events.phase("scanning")
-        listings = {f: _listing(root / f) for f in folders(job.selection)}
+        if root.exists() and not root.is_dir():
+            raise TransferError(f"the remote path {root} exists and is not a folder")
+        listings, errors = _listings(root, folders(job.selection))
+        failure = listing_failure(listings, errors)
+        if failure is not None:
+            raise TransferError(failure)
         plan = build(job.selection, listings)
         outcome = Outcome(skipped_newer=plan.skipped_newer)
         for path in outcome.skipped_newer:
@@ -84,9 +105,12 @@ class LocalSession:
                 outcome.bytes_sent += action.entry.size
                 events.sent(action.entry.path, action.entry.size, action.reason)
             return outcome
+        failed: set[str] = set()  # entries that could not be placed, and all inside them
         try:
-            failures = self._apply(job, root, plan, listings, events, outcome)
-            self._fix_attributes(job, root, plan, listings)
+            try:
+                failures = self._apply(job, root, plan, listings, failed, events, outcome)
+            finally:  # modes of folders unlocked for writing come back whatever happened
+                self._fix_attributes(job, root, plan, listings, failed)
         except OSError as err:
             raise TransferError(f"{err.strerror or err} ({err.filename or root})") from None
         if failures:
@@ -101,6 +125,7 @@ class LocalSession:
         root: Path,
         plan: Plan,
         listings: Mapping[str, Mapping[str, DestStat] | None],
+        failed: set[str],
         events: Events,
         outcome: Outcome,
     ) -> list[str]:
@@ -117,17 +142,24 @@ class LocalSession:
             if self.aborted.is_set():
                 raise InterruptedPart(outcome)
             entry, dest = action.entry, root / action.entry.path
-            if action.clear == "dir":  # a folder where a file or link goes: only if empty
-                try:
+            if posixpath.dirname(entry.path) in failed:  # never write through what stayed
+                failed.add(entry.path)
+                failures.append(f"{entry.path}: its folder could not be made")
+                continue
+            try:
+                if action.clear == "dir":  # a folder where a file or link goes: only if empty
                     dest.rmdir()
-                except OSError as err:
-                    failures.append(
-                        f"{entry.path}: cannot replace the folder in the way (not empty?):"
-                        f" {err.strerror}"
-                    )
-                    continue
-            elif action.clear is not None:
-                dest.unlink()  # a file or link where a folder goes; never follows the link
+                elif action.clear is not None:
+                    dest.unlink()  # a file or link where a folder goes; never follows a link
+            except OSError as err:
+                failed.add(entry.path)
+                what = (
+                    "the folder in the way (not empty?)"
+                    if action.clear == "dir"
+                    else ("what is in the way of this folder")
+                )
+                failures.append(f"{entry.path}: cannot replace {what}: {err.strerror}")
+                continue
             if action.op == "mkdir":
                 dest.mkdir(mode=0o700, exist_ok=True)  # its own mode comes last (it may be r-x)
             elif action.op == "link":
@@ -155,13 +187,14 @@ class LocalSession:
         root: Path,
         plan: Plan,
         listings: Mapping[str, Mapping[str, DestStat] | None],
+        failed: set[str],
     ) -> None:
         """What rsync -pt also corrects: modes of unchanged files, then folders deepest first."""
         chmods, dirs = attribute_fixes(job.selection, listings)
         for entry in chmods:
             os.chmod(root / entry.path, entry.mode)
         touched = {posixpath.dirname(a.entry.path) for a in plan.actions}
-        for entry in reversed(stale_folders(dirs, touched, set())):
+        for entry in reversed(stale_folders(dirs, touched, failed)):
             os.chmod(root / entry.path, entry.mode)
             os.utime(root / entry.path, ns=(entry.mtime_ns, entry.mtime_ns))
 

@@ -157,12 +157,7 @@ class RsyncSession:
         try:
             self._run(self.argv(job, extra), names, events, outcome)
         except InterruptedPart:
-            # rsync names a file when it starts sending it: the last one was still in flight.
-            if outcome.sent:
-                name, _ = outcome.sent.pop()
-                outcome.bytes_sent -= next(
-                    (e.size for e in job.selection.files if e.path == name), 0
-                )
+            _keep_landed(job, self.master is None, outcome)
             raise
         return outcome
 
@@ -253,6 +248,33 @@ class RsyncSession:
     def close(self) -> None:
         if self.master is not None:
             self.master.close()
+
+
+def _keep_landed(job: Job, local: bool, outcome: Outcome) -> None:
+    """After Ctrl-C, say what landed. rsync names a file when it starts sending it and runs a
+    few files ahead of the receiver: on a local cluster each named file is checked at its
+    destination; over ssh that would cost another transfer, so the count stays "started" and
+    the report says so."""
+    sizes = {e.path: (e.size, e.mtime_ns // 1_000_000_000) for e in job.selection.files}
+    if local:
+        root = Path(_local_dest(job.remote))
+
+        def landed(name: str) -> bool:
+            try:
+                st = (root / name).lstat()
+            except OSError:
+                return False
+            return (st.st_size, int(st.st_mtime)) == sizes.get(name)
+
+        kept = [(name, why) for name, why in outcome.sent if landed(name)]
+    else:
+        kept = outcome.sent
+        outcome.warnings.append(
+            "interrupted: the files counted are those rsync had started; the last few may not"
+            " have landed (the next sync sends whatever is missing)"
+        )
+    outcome.sent = kept
+    outcome.bytes_sent = sum(sizes.get(name, (0, 0))[0] for name, _ in kept)
 
 
 def _feed(pipe: IO[bytes], data: bytes) -> None:

@@ -145,9 +145,14 @@ class _Push:
         remove_leftovers(run, plan.leftovers)
         blocked = clear_the_way(run, plan.actions)
         make_folders(run, [a.entry for a in plan.actions if a.op == "mkdir"])
-        moving = [
-            a for a in plan.actions if a.op in ("send", "link") and a.entry.path not in blocked
-        ]
+        moving = []
+        for action in plan.actions:
+            if action.op not in ("send", "link") or action.entry.path in blocked:
+                continue
+            if posixpath.dirname(action.entry.path) in run.failed_dirs:  # never write through
+                run.fail(action.entry.path, "its folder could not be made")
+                continue
+            moving.append(action)
         extra = self.pool.take_idle(SPREAD - 1) if len(moving) >= SPREAD_FROM else []
         helpers = [run.helper(wire, _limits(wire)) for wire in extra]
         clean = False

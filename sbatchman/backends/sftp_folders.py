@@ -108,6 +108,8 @@ def make_folders(run: Apply, new: Sequence[Entry]) -> None:
     failed = run.failed_dirs
     for depth in sorted(levels):
         for entry in levels[depth]:
+            if entry.path in failed:  # what stood in its way could not be removed
+                continue
             if posixpath.dirname(entry.path) in failed:
                 failed.add(entry.path)
                 continue

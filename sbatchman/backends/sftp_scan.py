@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sbatchman.backends import sftp_wire as w
 from sbatchman.errors import TransferError
-from sbatchman.plan import DestStat, Kind, trusted
+from sbatchman.plan import DestStat, Kind, listing_failure
 from sbatchman.selection import Selection
 
 # Folders listed at once: each holds a handle on the server and up to two READDIR replies
@@ -118,19 +118,10 @@ def _at_once(wire: w.Wire) -> int:
 
 
 def _check_errors(result: Scan) -> None:
-    """A folder that could not be listed fails the push, never counts as missing: planning
-    its files as new would overwrite copies that are newer on the cluster. The exception is a
-    folder that is not one (its parent's listing shows a file or link there): the plan
-    replaces that, as rsync does."""
-    valid = trusted(result.listings)  # a folder under a link in the way is not ours either
-    for folder, message in result.errors.items():
-        if not folder:
-            raise TransferError(message)
-        parent, name = posixpath.split(folder)
-        above = valid.get(parent)
-        here = above.get(name) if above else None
-        if here is not None and here.kind == "dir":
-            raise TransferError(message)
+    """Fail on a folder that could not be listed (see plan.listing_failure)."""
+    failure = listing_failure(result.listings, result.errors)
+    if failure is not None:
+        raise TransferError(failure)
 
 
 class _Lister:
