@@ -226,6 +226,11 @@ def folder_lines(
         label = f"{rel}/{name}" if rel else name
         path = os.path.join(abs_dir, name)
         if os.path.islink(path):
+            if name == IGNORE_FILE:  # pushing without the user's own rules could leak secrets
+                raise ConfigError(
+                    f"{label} is a symlink, and ignore files are read only as regular files"
+                    " (git does the same); replace the link with a copy of the file"
+                )
             problems.append(
                 Note(f"{label}: is a symlink, so its rules are not read (git does the same)")
             )

@@ -60,9 +60,12 @@ def _as_given(root: Path, path: str) -> str | None:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    absolute = os.path.abspath(path)
+    """Whether `path` is in the sync_dir, also when either is reached through a symlink
+    (on many clusters and laptops /home is a link to another file system)."""
+    head, name = os.path.split(os.path.abspath(path))
+    paths = {os.path.abspath(path), os.path.join(os.path.realpath(head), name)}
     bases = {os.path.abspath(root), os.path.realpath(root)}
-    return any(os.path.commonpath([base, absolute]) == base for base in bases)
+    return any(os.path.commonpath([base, p]) == base for base in bases for p in paths)
 
 
 def show_name(name: str) -> str:

@@ -232,7 +232,8 @@ def _slashes_outside_classes(pat: bytes) -> int:
     count, i = 0, 0
     while i < len(pat):
         c = pat[i]
-        if c == _BSLASH:
+        if c == _BSLASH:  # an escaped '/' is still a separator: wildmatch reads it literally
+            count += i + 1 < len(pat) and pat[i + 1] == _SLASH
             i += 2
         elif c == _LBRACK:
             i = _parse_class(pat, i, "rsync")[2]

@@ -6,6 +6,7 @@ and hands progress to a Reporter, so the CLI, tests and scripts all drive the sa
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Sequence
@@ -154,9 +155,9 @@ def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
     """
     targets = resolve_targets(config, request)
     # Selecting needs no network, so a bad .sbatchmanignore is a config error (exit 2) before
-    # anything connects; targets that share a folder and rules share one walk.
-    walks: dict[tuple[object, ...], Selection] = {}
-    selections = {id(t): _select(t, walks) for t in targets}
+    # anything connects. Each push walks its folder again when its turn comes: connecting
+    # (and a 2FA prompt) can take long, and files change meanwhile.
+    _check_selections(targets)
     groups: dict[str, list[Target]] = {}
     for target in targets:
         groups.setdefault(target.cluster.name, []).append(target)
@@ -167,9 +168,7 @@ def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
         for target in targets:
             events[id(target)].phase("connecting")
         sessions.update(_connect(groups, config.settings, request, reporter, results))
-        _transfer(
-            [groups[name] for name in sessions], sessions, request, events, results, selections
-        )
+        _transfer([groups[name] for name in sessions], sessions, request, events, results)
     except KeyboardInterrupt:
         for session in sessions.values():
             session.abort()
@@ -213,8 +212,9 @@ def _connect(
             future.add_done_callback(_close_opened)
         raise
     pool.shutdown()
+    retry = any(isinstance(f, AuthError) for f in failures.values()) and not request.ssh.batch
     try:
-        with reporter.prompting():
+        with reporter.prompting() if retry else contextlib.nullcontext():
             for name, failure in failures.items():
                 if isinstance(failure, AuthError) and not request.ssh.batch:
                     try:
@@ -242,7 +242,6 @@ def _transfer(
     request: Request,
     events: dict[int, Events],
     results: dict[int, Result],
-    selections: dict[int, Selection],
 ) -> None:
     """Clusters in parallel (at most --jobs), each cluster's sync_dirs one after another."""
     if not groups:
@@ -252,7 +251,7 @@ def _transfer(
     def run_cluster(group: list[Target]) -> None:
         session = sessions[group[0].cluster.name]
         for target in group:
-            result = _push_one(target, selections[id(target)], session, request, events[id(target)])
+            result = _push_one(target, session, request, events[id(target)])
             with lock:
                 results[id(target)] = result
 
@@ -272,20 +271,23 @@ def _ended(target: Target, status: Status, error: str) -> Result:
     return Result(target.cluster.name, target.sync_dir.alias, target.backend, status, error=error)
 
 
-def _select(target: Target, walks: dict[tuple[object, ...], Selection]) -> Selection:
-    key = (target.sync_dir.local, tuple(r.pattern for r in target.rules), target.gitignore)
-    if key not in walks:
-        walks[key] = select(target.sync_dir.local, target.rules, gitignore=target.gitignore)
-    return walks[key]
+def _check_selections(targets: Sequence[Target]) -> None:
+    """Walk each distinct folder + rules once, for the ConfigErrors only a walk can find."""
+    seen: set[tuple[object, ...]] = set()
+    for target in targets:
+        key = (target.sync_dir.local, tuple(r.pattern for r in target.rules), target.gitignore)
+        if key not in seen:
+            seen.add(key)
+            select(target.sync_dir.local, target.rules, gitignore=target.gitignore)
 
 
-def _push_one(
-    target: Target, selection: Selection, session: Session, request: Request, events: Events
-) -> Result:
+def _push_one(target: Target, session: Session, request: Request, events: Events) -> Result:
     start = time.monotonic()
     result = Result(target.cluster.name, target.sync_dir.alias, session.name)
+    selection = Selection(target.sync_dir.local, ())
     try:
         events.phase("scanning")
+        selection = select(target.sync_dir.local, target.rules, gitignore=target.gitignore)
         job = Job(
             target.cluster, target.sync_dir, target.sync_dir.remote, selection, request.dry_run
         )

@@ -164,11 +164,13 @@ class ConsoleReporter:
         if progress is None:
             yield
             return
+        overflow = progress.live.vertical_overflow  # rich's stop() changes it for good
         progress.stop()
         try:
             yield
         finally:
             progress.start()
+            progress.live.vertical_overflow = overflow
 
     def notice(self, message: str) -> None:
         self.err.print(f"sbatchman: {escape(message)}")

@@ -236,9 +236,14 @@ def _relative_parts(ctx: Context, path: str) -> tuple[list[str], bool]:
     """Split a user-given path into components below the sync_dir (absolute paths allowed)."""
     want_dir = path.endswith("/")
     if os.path.isabs(path):
-        for base in (os.path.abspath(ctx.root_s), os.path.realpath(ctx.root_s)):
-            if os.path.commonpath([base, path]) == base:
-                path = os.path.relpath(path, base)
+        given = path
+        for base, candidate in (
+            (base, candidate)
+            for base in (os.path.abspath(ctx.root_s), os.path.realpath(ctx.root_s))
+            for candidate in (os.path.abspath(given), _real_parent(given))
+        ):
+            if os.path.commonpath([base, candidate]) == base:
+                path = os.path.relpath(candidate, base) + ("/" if want_dir else "")
                 break
         else:
             raise UsageError(f"{path} is not inside the sync_dir {ctx.root_s}; give a path in it")
@@ -248,6 +253,13 @@ def _relative_parts(ctx: Context, path: str) -> tuple[list[str], bool]:
     if not parts:
         raise UsageError(f"'{path}' is the sync_dir itself; give a path inside it")
     return parts, want_dir
+
+
+def _real_parent(path: str) -> str:
+    """`path` with the links above it resolved but not the last name (which may be a link
+    inside the tree, to be judged as itself)."""
+    head, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.realpath(head), name)
 
 
 def _kind_of(mode: int) -> str:

@@ -80,10 +80,11 @@ def write_starter(path: Path, project: Path) -> Path:
     if path.exists():
         raise ConfigError(f"{path} already exists; not overwriting it (edit it, or move it away)")
     demo_root = Path(user_data_dir("sbatchman")) / "demo-cluster"
-    if demo_root.resolve().is_relative_to(project.resolve()):
+    demo, here = demo_root.resolve(), project.resolve()
+    if demo.is_relative_to(here) or here.is_relative_to(demo):
         raise ConfigError(
-            f"{project} holds the demo cluster's folder {demo_root}, so the demo would copy"
-            " itself; run `sbatchman config init` from a project folder instead"
+            f"{project} and the demo cluster's folder {demo_root} overlap, so the demo would"
+            " copy itself; run `sbatchman config init` from a project folder instead"
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

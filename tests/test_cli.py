@@ -193,6 +193,12 @@ def test_a_copy_inside_its_own_source_is_refused(
     run = run_cli(capsys, "config", "init")
     assert run.code == 2
     assert "run `sbatchman config init` from a project folder" in one_error_line(run.err)
+    inside = isolated_env.home / ".local/share/sbatchman/demo-cluster/project/x"
+    inside.mkdir(parents=True)
+    monkeypatch.chdir(inside)  # and from inside the demo's own copy
+    run = run_cli(capsys, "config", "init")
+    assert run.code == 2
+    assert "overlap" in one_error_line(run.err)
     assert not isolated_env.config.exists()
 
     proj = make_tree(tmp_path / "proj", {"a.py": "a\n"})

@@ -168,3 +168,25 @@ def test_ignore_file_notes_warn_and_bad_own_ignore_file_is_exit_2(
     assert run.code == 2
     assert run.err.startswith("sbatchman: error: bad pattern '[oops' in sub/.sbatchmanignore:2")
     assert not (dest / "sub").exists()
+
+
+def test_explain_through_a_symlinked_home(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/home is often a link to /gpfs: a path given through the link is the same file."""
+    real = make_tree(tmp_path / "gpfs" / "proj", {"sub/x.log": "x\n", "latest": "l\n"})
+    (tmp_path / "home").symlink_to(tmp_path / "gpfs")
+    config = write_config(
+        tmp_path / "c.toml",
+        [{"name": "l", "sync_dirs": [{"alias": "p", "local": str(real)}]}],
+        common_excludes=["*.log"],
+    )
+    linked = tmp_path / "home" / "proj" / "sub" / "x.log"
+    run = run_cli(capsys, "ls", "--config", str(config), "--explain", str(linked))
+    assert run.code == 0, run.err
+    assert (
+        run.out == "l/p: sub/x.log: not pushed: excluded by '*.log' from global.common_excludes\n"
+    )
+    monkeypatch.chdir(tmp_path / "home" / "proj" / "sub")
+    run = run_cli(capsys, "ls", "--config", str(config), "--explain", "x.log")
+    assert run.out.startswith("l/p: sub/x.log: not pushed")

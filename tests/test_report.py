@@ -92,9 +92,11 @@ def test_bars_hold_still_while_prompting(tmp_path: Path) -> None:
     with ConsoleReporter(Style(), out=console()[0], err=err) as reporter:
         assert reporter.progress is not None
         reporter.events(target(tmp_path))
+        overflow = reporter.progress.live.vertical_overflow
         with reporter.prompting():
             assert not reporter.progress.live.is_started
         assert reporter.progress.live.is_started
+        assert reporter.progress.live.vertical_overflow == overflow  # bars stay one screen
 
 
 def test_human_bytes() -> None:

@@ -417,11 +417,16 @@ def test_gitfile_work_tree(tmp_path: Path) -> None:
 
 
 def test_symlinked_ignore_file_is_not_read(tmp_path: Path) -> None:
-    make_tree(tmp_path, "rules: *.txt\na.txt\n.sbatchmanignore -> rules")
-    sel = select(tmp_path, [])
+    """git does not read a .gitignore that is a link: a note. Our own file is a config error:
+    pushing without the rules the user wrote could upload what they meant to keep local."""
+    make_tree(tmp_path, "rules: *.txt\na.txt\n.gitignore -> rules")
+    sel = select(tmp_path, [], gitignore=True)
     assert "a.txt" in shown(sel)
     assert sel.problems == ()
-    assert any(".sbatchmanignore" in n and "symlink" in n for n in sel.notes)
+    assert any(".gitignore" in n and "symlink" in n for n in sel.notes)
+    (tmp_path / ".sbatchmanignore").symlink_to("rules")
+    with pytest.raises(ConfigError, match=r"^\.sbatchmanignore is a symlink"):
+        select(tmp_path, [])
 
 
 def test_unreadable_ignore_file_is_config_error(
