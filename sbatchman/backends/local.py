@@ -153,12 +153,11 @@ class LocalSession:
                     dest.unlink()  # a file or link where a folder goes; never follows a link
             except OSError as err:
                 failed.add(entry.path)
-                what = (
-                    "the folder in the way (not empty?)"
-                    if action.clear == "dir"
-                    else ("what is in the way of this folder")
-                )
-                failures.append(f"{entry.path}: cannot replace {what}: {err.strerror}")
+                if action.clear == "dir":
+                    what = "cannot replace the folder in the way (not empty?)"
+                else:
+                    what = "cannot remove what is in the way of this folder"
+                failures.append(f"{entry.path}: {what}: {err.strerror}")
                 continue
             if action.op == "mkdir":
                 dest.mkdir(mode=0o700, exist_ok=True)  # its own mode comes last (it may be r-x)
