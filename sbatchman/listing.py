@@ -14,7 +14,7 @@ from sbatchman.config import Config
 from sbatchman.errors import UsageError
 from sbatchman.push import Request, resolve_targets
 from sbatchman.report import human_bytes
-from sbatchman.selection import explain, select
+from sbatchman.selection import explain, path_below, select
 
 
 def ls_lines(config: Config, request: Request, explain_path: str | None) -> Iterator[str]:
@@ -60,12 +60,7 @@ def _as_given(root: Path, path: str) -> str | None:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    """Whether `path` is in the sync_dir, also when either is reached through a symlink
-    (on many clusters and laptops /home is a link to another file system)."""
-    head, name = os.path.split(os.path.abspath(path))
-    paths = {os.path.abspath(path), os.path.join(os.path.realpath(head), name)}
-    bases = {os.path.abspath(root), os.path.realpath(root)}
-    return any(os.path.commonpath([base, p]) == base for base in bases for p in paths)
+    return path_below(str(root), str(path)) is not None
 
 
 def show_name(name: str) -> str:

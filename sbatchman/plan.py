@@ -238,14 +238,15 @@ def locked_folders(actions: list[Action], dirs: list[tuple[Entry, DestStat | Non
 def stale_folders(
     dirs: list[tuple[Entry, DestStat | None]], touched: set[str], failed: set[str]
 ) -> list[Entry]:
-    """Folders (not the root, as with rsync) that are new, were written into, or whose mode or
-    mtime is not the local one."""
+    """Folders (not the root, as with rsync) that are new (also where something else stood),
+    were written into, or whose mode or mtime is not the local one."""
     out = []
     for entry, dest in dirs:
         if entry.path in failed:
             continue
         if (
             dest is None
+            or dest.kind != "dir"
             or entry.path in touched
             or (
                 dest.kind == "dir"

@@ -236,17 +236,10 @@ def _relative_parts(ctx: Context, path: str) -> tuple[list[str], bool]:
     """Split a user-given path into components below the sync_dir (absolute paths allowed)."""
     want_dir = path.endswith("/")
     if os.path.isabs(path):
-        given = path
-        for base, candidate in (
-            (base, candidate)
-            for base in (os.path.abspath(ctx.root_s), os.path.realpath(ctx.root_s))
-            for candidate in (os.path.abspath(given), _real_parent(given))
-        ):
-            if os.path.commonpath([base, candidate]) == base:
-                path = os.path.relpath(candidate, base) + ("/" if want_dir else "")
-                break
-        else:
+        below = path_below(ctx.root_s, path)
+        if below is None:
             raise UsageError(f"{path} is not inside the sync_dir {ctx.root_s}; give a path in it")
+        path = below + ("/" if want_dir else "")
     parts = [p for p in path.replace(os.sep, "/").split("/") if p not in ("", ".")]
     if ".." in parts:
         raise UsageError(f"'{path}' climbs out with '..'; give a path inside {ctx.root_s}")
@@ -255,11 +248,23 @@ def _relative_parts(ctx: Context, path: str) -> tuple[list[str], bool]:
     return parts, want_dir
 
 
-def _real_parent(path: str) -> str:
-    """`path` with the links above it resolved but not the last name (which may be a link
-    inside the tree, to be judged as itself)."""
-    head, name = os.path.split(os.path.abspath(path))
-    return os.path.join(os.path.realpath(head), name)
+def path_below(root: str, path: str) -> str | None:
+    """`path` (absolute) relative to the sync_dir `root`, or None when it is not inside.
+
+    Links above the sync_dir are followed (on many systems /home is a link to another file
+    system, and either spelling may be in the config or the shell); links inside it are
+    kept as given, since they are entries to be judged themselves, never followed.
+    """
+    given = os.path.abspath(path)
+    for base in {os.path.abspath(root), os.path.realpath(root)}:
+        if os.path.commonpath([base, given]) == base:
+            return os.path.relpath(given, base) if given != base else ""
+    real_root = os.path.realpath(root)
+    parts = given.split("/")
+    for k in range(2, len(parts) + 1):  # the shortest prefix that is the sync_dir itself
+        if os.path.realpath("/".join(parts[:k])) == real_root:
+            return "/".join(parts[k:])
+    return None
 
 
 def _kind_of(mode: int) -> str:

@@ -156,7 +156,7 @@ def test_rsync_sftp_and_local_land_identical_trees(
 
 def put_obstacles(dest: Path, outside: Path) -> None:
     """What an earlier layout left on the cluster where the tree now has something else."""
-    make_tree(dest, {"was a file": "old\n", "kept/inside": "mine\n"})
+    make_tree(dest, {"was a file": "old\n", "kept/inside": "mine\n", "empty now": "old\n"})
     (dest / "was a link").symlink_to(outside)  # a folder goes here: never write through it
     (dest / "was a folder").mkdir()  # empty: a file goes here
     (dest / "src").mkdir()
@@ -181,6 +181,8 @@ def test_things_in_the_way_are_replaced_as_rsync_does(
             "ok.txt": "fine\n",
         },
     )
+    (local / "empty now").mkdir()  # an empty folder where the cluster has a file
+    (local / "empty now").chmod(0o751)
     outside = tmp_path / "outside"
     outside.mkdir()
     root = cluster_roots[server.name]
@@ -224,6 +226,7 @@ def test_things_in_the_way_are_replaced_as_rsync_does(
     assert landed["was a folder"][0] == "file"
     assert landed["src/model.py"][0] == "dir" and "src/model.py/notes" in landed
     assert "kept/inside" in landed and "ok.txt" in landed
+    assert landed["empty now"][:2] == ("dir", 0o751)  # its own mode, as rsync gives it
 
 
 def three_ways(server: SshServer, local: Path, dests: dict[str, Path], config: Path) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -285,3 +287,26 @@ def test_a_reader_that_leaves_does_not_stop_the_sync(tmp_path: Path, backend: st
     assert proc.wait(timeout=60) == 0, err
     assert err == b""
     assert len(list(dest.iterdir())) == 2000
+
+
+def test_non_ascii_names_are_reported_right_in_the_c_locale(tmp_path: Path) -> None:
+    """rsync escapes bytes it finds unprintable in its locale (\\#303\\#251 for é under C)."""
+    proj = make_tree(tmp_path / "proj", {"é.txt": "e\n"})
+    config = write_config(
+        tmp_path / "c.toml",
+        [
+            {
+                "name": "l",
+                "sync_dirs": [{"alias": "p", "local": str(proj), "remote": str(tmp_path / "d")}],
+            }
+        ],
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "sbatchman", "sync", "-v", "--json", "--config", str(config)],
+        capture_output=True,
+        env={**os.environ, "LC_ALL": "C"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["targets"][0]["files"] == [{"path": "é.txt", "why": "new"}]

@@ -174,7 +174,11 @@ def test_explain_through_a_symlinked_home(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/home is often a link to /gpfs: a path given through the link is the same file."""
-    real = make_tree(tmp_path / "gpfs" / "proj", {"sub/x.log": "x\n", "latest": "l\n"})
+    real = make_tree(
+        tmp_path / "gpfs" / "proj",
+        {"sub/x.log": "x\n", "run42/f": "f\n"},
+        links={"latest": "run42"},
+    )
     (tmp_path / "home").symlink_to(tmp_path / "gpfs")
     config = write_config(
         tmp_path / "c.toml",
@@ -190,3 +194,8 @@ def test_explain_through_a_symlinked_home(
     monkeypatch.chdir(tmp_path / "home" / "proj" / "sub")
     run = run_cli(capsys, "ls", "--config", str(config), "--explain", "x.log")
     assert run.out.startswith("l/p: sub/x.log: not pushed")
+    # A link inside the tree is an entry of its own, never followed, whatever the spelling.
+    for spelled in ("home", "gpfs"):
+        path = tmp_path / spelled / "proj" / "latest" / "f"
+        run = run_cli(capsys, "ls", "--config", str(config), "--explain", str(path))
+        assert run.out.startswith("l/p: latest/f: not pushed"), run.out + run.err

@@ -4,12 +4,17 @@ copier and a reporter of the test's own."""
 from __future__ import annotations
 
 import contextlib
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from sbatchman.backends import Events
+import pytest
+
+from sbatchman.backends import Events, InterruptedPart, Job
+from sbatchman.backends.local import LocalSession
 from sbatchman.config import load
 from sbatchman.push import Request, Target, exit_code, sync
+from sbatchman.selection import select
 from tests.support.project import Recorder, make_tree, write_config
 
 
@@ -63,3 +68,32 @@ def test_each_folder_is_walked_when_its_turn_comes(tmp_path: Path) -> None:
     ]
     assert exit_code(results) == 0
     assert sorted(p.name for p in (tmp_path / "d2").iterdir()) == ["b.py"]
+
+
+def test_an_interrupted_local_push_puts_unlocked_folders_back(tmp_path: Path) -> None:
+    """Ctrl-C while files go into a read-only folder: the push reports an interruption (not
+    some later error) and the folder is read-only again."""
+    src = make_tree(tmp_path / "src", {f"ro/f{i}": "x\n" for i in range(5)} | {"zz/g": "g\n"})
+    (src / "ro").chmod(0o555)
+    dest = tmp_path / "dest"
+    (dest / "ro").mkdir(parents=True)
+    (dest / "ro").chmod(0o555)
+    config = write_config(
+        tmp_path / "c.toml",
+        [{"name": "l", "sync_dirs": [{"alias": "p", "local": str(src), "remote": str(dest)}]}],
+    )
+    cluster = load(config).clusters[0]
+    session = LocalSession()
+
+    class StopAfterOne(Recorder):
+        def sent(self, path: str, nbytes: int, why: str) -> None:
+            super().sent(path, nbytes, why)
+            session.abort()
+
+    job = Job(cluster, cluster.sync_dirs[0], str(dest), select(src, ()), False)
+    try:
+        with pytest.raises(InterruptedPart):
+            session.push(job, StopAfterOne())
+        assert stat.S_IMODE((dest / "ro").stat().st_mode) == 0o555
+    finally:
+        (src / "ro").chmod(0o755)

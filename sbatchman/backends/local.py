@@ -7,6 +7,7 @@ a temporary name and rename it into place, then set mode and mtime.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
@@ -29,6 +30,7 @@ from sbatchman.plan import (
     part_name,
     stale_folders,
 )
+from sbatchman.selection import Entry
 
 
 def destination(remote: str) -> Path:
@@ -106,11 +108,17 @@ class LocalSession:
                 events.sent(action.entry.path, action.entry.size, action.reason)
             return outcome
         failed: set[str] = set()  # entries that could not be placed, and all inside them
+        _, dirs = attribute_fixes(job.selection, listings)
+        locked = locked_folders(plan.actions, dirs)
         try:
             try:
-                failures = self._apply(job, root, plan, listings, failed, events, outcome)
-            finally:  # modes of folders unlocked for writing come back whatever happened
-                self._fix_attributes(job, root, plan, listings, failed)
+                failures = self._apply(job, root, plan, locked, failed, events, outcome)
+            except BaseException:  # Ctrl-C or an error: put back what we unlocked, then go on
+                for folder in locked:
+                    with contextlib.suppress(OSError):
+                        os.chmod(root / folder.path, folder.mode)
+                raise
+            self._fix_attributes(job, root, plan, listings, failed)
         except OSError as err:
             raise TransferError(f"{err.strerror or err} ({err.filename or root})") from None
         if failures:
@@ -124,15 +132,14 @@ class LocalSession:
         job: Job,
         root: Path,
         plan: Plan,
-        listings: Mapping[str, Mapping[str, DestStat] | None],
+        locked: list[Entry],
         failed: set[str],
         events: Events,
         outcome: Outcome,
     ) -> list[str]:
         """Carry out the plan; returns why each entry that could not be placed failed."""
         root.mkdir(parents=True, exist_ok=True)
-        _, dirs = attribute_fixes(job.selection, listings)
-        for folder in locked_folders(plan.actions, dirs):  # its mode is put back at the end
+        for folder in locked:  # its own mode is put back at the end
             os.chmod(root / folder.path, folder.mode | 0o700)
         for leftover in plan.leftovers:
             (root / leftover).unlink(missing_ok=True)

@@ -91,9 +91,9 @@ def _rsh_quote(arg: str) -> str:
     return "'" + arg.replace("'", "''") + "'"
 
 
-def _unescape(name: str) -> str:
-    r"""rsync writes unprintable bytes of names as \#ooo (octal)."""
-    return re.sub(r"\\#([0-7]{3})", lambda m: chr(int(m[1], 8)), name)
+def _unescape(line: bytes) -> bytes:
+    r"""rsync writes each byte of a name it deems unprintable (in its locale) as \#ooo."""
+    return re.sub(rb"\\#([0-7]{3})", lambda m: bytes([int(m[1], 8)]), line)
 
 
 def _why(flags: str) -> str:
@@ -184,7 +184,8 @@ class RsyncSession:
             drain.start()
             try:
                 for raw in proc.stdout:
-                    self._line(raw.decode("utf-8", "replace").rstrip("\n"), events, outcome)
+                    line = _unescape(raw.rstrip(b"\n")).decode("utf-8", "surrogateescape")
+                    self._line(line, events, outcome)
                 rc = proc.wait()
             finally:
                 self.running.discard(proc)
@@ -198,7 +199,7 @@ class RsyncSession:
     def _line(self, line: str, events: Events, outcome: Outcome) -> None:
         item = _ITEM.match(line)
         if item:
-            flags, size, name = item[1], int(item[2]), _unescape(item[3])
+            flags, size, name = item[1], int(item[2]), item[3]
             if flags[1] == "f" and flags[0] in "<>":
                 why = _why(flags)
                 outcome.sent.append((name, why))
@@ -207,8 +208,8 @@ class RsyncSession:
             return
         skip = _SKIP.match(line)
         if skip:
-            outcome.skipped_newer.append(_unescape(skip[1]))
-            events.skipped(_unescape(skip[1]), "remote is newer")
+            outcome.skipped_newer.append(skip[1])
+            events.skipped(skip[1], "remote is newer")
 
     def _make_path(self, job: Job) -> None:
         """Create the remote folder with rsync itself: --relative recreates implied folders."""
