@@ -154,6 +154,28 @@ def test_rsync_sftp_and_local_land_identical_trees(
     assert tree(dests["sftp"], folder_and_link_times=True) == full["sftp"]
 
 
+def three_ways(server: SshServer, local: Path, dests: dict[str, Path], config: Path) -> Path:
+    """One config pushing `local` through rsync, SFTP and the local copier."""
+    sync_dir = {"alias": "proj", "local": str(local)}
+    return write_config(
+        config,
+        [
+            ssh_cluster(server, [{**sync_dir, "remote": str(dests["rsync"])}], name="r"),
+            ssh_cluster(
+                server,
+                [{**sync_dir, "remote": str(dests["sftp"])}],
+                name="s",
+                transfer_backend="sftp",
+            ),
+            {
+                "name": "l",
+                "transfer_backend": "sftp",
+                "sync_dirs": [{**sync_dir, "remote": str(dests["local"])}],
+            },
+        ],
+    )
+
+
 def put_obstacles(dest: Path, outside: Path) -> None:
     """What an earlier layout left on the cluster where the tree now has something else."""
     make_tree(dest, {"was a file": "old\n", "kept/inside": "mine\n", "empty now": "old\n"})
@@ -193,24 +215,7 @@ def test_things_in_the_way_are_replaced_as_rsync_does(
     }
     for dest in dests.values():
         put_obstacles(dest, outside)
-    sync_dir = {"alias": "proj", "local": str(local)}
-    config = write_config(
-        tmp_path / "remotes.toml",
-        [
-            ssh_cluster(server, [{**sync_dir, "remote": str(dests["rsync"])}], name="r"),
-            ssh_cluster(
-                server,
-                [{**sync_dir, "remote": str(dests["sftp"])}],
-                name="s",
-                transfer_backend="sftp",
-            ),
-            {
-                "name": "l",
-                "transfer_backend": "sftp",
-                "sync_dirs": [{**sync_dir, "remote": str(dests["local"])}],
-            },
-        ],
-    )
+    config = three_ways(server, local, dests, tmp_path / "remotes.toml")
     run = run_cli(capsys, "sync", "--config", str(config), "--json")
     assert run.code == 1, run.out + run.err  # the non-empty folder fails each target
     report = {t["cluster"]: t for t in json.loads(run.out)["targets"]}
@@ -227,28 +232,6 @@ def test_things_in_the_way_are_replaced_as_rsync_does(
     assert landed["src/model.py"][0] == "dir" and "src/model.py/notes" in landed
     assert "kept/inside" in landed and "ok.txt" in landed
     assert landed["empty now"][:2] == ("dir", 0o751)  # its own mode, as rsync gives it
-
-
-def three_ways(server: SshServer, local: Path, dests: dict[str, Path], config: Path) -> Path:
-    """One config pushing `local` through rsync, SFTP and the local copier."""
-    sync_dir = {"alias": "proj", "local": str(local)}
-    return write_config(
-        config,
-        [
-            ssh_cluster(server, [{**sync_dir, "remote": str(dests["rsync"])}], name="r"),
-            ssh_cluster(
-                server,
-                [{**sync_dir, "remote": str(dests["sftp"])}],
-                name="s",
-                transfer_backend="sftp",
-            ),
-            {
-                "name": "l",
-                "transfer_backend": "sftp",
-                "sync_dirs": [{**sync_dir, "remote": str(dests["local"])}],
-            },
-        ],
-    )
 
 
 def test_a_looping_link_in_the_way_is_replaced_everywhere(
