@@ -6,6 +6,7 @@ arrives as a SbatchmanError and is printed as one line, never as a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -182,10 +183,18 @@ def config_path(config: ConfigOpt = None) -> int:
     return 0
 
 
+def _as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place that turns errors into messages and exit codes."""
     from sbatchman.errors import SbatchmanError
 
+    # A closed terminal (SIGHUP) or a polite kill (SIGTERM) stops a sync as Ctrl-C does:
+    # transfers stopped, no partial file at a final path, ssh masters and their folders gone.
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    previous = {stop: signal.signal(stop, _as_interrupt) for stop in stops}
     try:
         code = app(args=argv, prog_name="sbatchman", standalone_mode=False)
     except SbatchmanError as err:
@@ -204,4 +213,7 @@ def main(argv: list[str] | None = None) -> None:
             message = (formatted() if callable(formatted) else str(err)).rstrip(".")
             command = ctx.command_path if ctx is not None else "sbatchman"
             typer.echo(f"sbatchman: error: {message} (see `{command} --help`)", err=True)
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
     sys.exit(code if isinstance(code, int) else 0)

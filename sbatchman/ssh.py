@@ -79,6 +79,7 @@ def policy_argv(options: SshOptions) -> list[str]:
     interval = max(1, int(options.stall_timeout // 3))
     argv = [
         "-o", f"StrictHostKeyChecking={checking}",
+        "-o", "NoHostAuthenticationForLocalhost=no",  # a tunnel to localhost is checked too
         "-o", f"ConnectTimeout={max(1, round(options.connect_timeout))}",
         "-o", f"ServerAliveInterval={interval}",
         "-o", "ServerAliveCountMax=4",
@@ -137,6 +138,10 @@ _CAUSES = [
     (r"timed out|Connection timed out", "connection timed out"),
     (r"Could not resolve hostname", "unknown host name (check host, or your ~/.ssh/config)"),
     (r"REMOTE HOST IDENTIFICATION HAS CHANGED", "HOST KEY CHANGED: possible attack; nothing sent"),
+    (
+        r"REVOKED HOST KEY|marked as revoked|was revoked|revoked by file",
+        "the host key is REVOKED (in your known_hosts or RevokedHostKeys); nothing sent",
+    ),
     (
         r"No .*host key is known|Host key verification failed",
         "unknown host key; verify it, then rerun with --accept-new-host-keys to store it",

@@ -205,7 +205,11 @@ class _Login:
                 raise ConnectError(f"{self.who}: connection lost during login ({err})") from None
 
     def password(self) -> None:
-        cache_key = f"password:{self.who}:{self.target.port}"
+        # The same user@host:port may be two machines (HostKeyAlias, ProxyJump/Command
+        # routes): a password is only reused where the verified host and the route agree.
+        target = self.target
+        route = f"{target.known_hosts_name}|{target.proxy_jump}|{target.proxy_command}"
+        cache_key = f"password:{self.who}:{target.port}:{route}"
         need = "a password"
         cached = self.secrets.get(cache_key)
         for attempt in range(self.target.password_prompts + (cached is not None)):

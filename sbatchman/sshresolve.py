@@ -109,8 +109,29 @@ def _resolve(host: str, args: list[str], config_args: list[str], options: SshOpt
         found = values.get(key)
         return found[0] if found else default
 
-    def many(key: str) -> list[str]:
-        return [word for value in values.get(key, []) for word in value.split()]
+    def files(key: str) -> list[str]:
+        """A file list as `ssh -G` prints it: space-joined and unquoted, so a path with a
+        space in it comes out in pieces. ssh has expanded every path (absolute, or ~), so a
+        piece that starts otherwise continues the path before it; `none` means no file."""
+        paths: list[str] = []
+        for value in values.get(key, []):
+            if value.strip().lower() == "none":
+                continue
+            for piece in value.split(" "):
+                if paths and not piece.startswith(("/", "~")):
+                    paths[-1] += " " + piece
+                elif piece:
+                    paths.append(piece)
+        return paths
+
+    for unsupported in ("revokedhostkeys", "knownhostscommand"):
+        setting = one(unsupported)
+        if setting and setting.lower() != "none":
+            raise ConnectError(
+                f"{host}: your ssh config sets {unsupported} ({setting}), which the sftp backend"
+                " cannot honour, so it will not connect rather than check less than ssh would;"
+                " use the rsync backend (-b rsync) for this cluster"
+            )
 
     hostname = one("hostname", host)
     port = int(one("port", "22"))
@@ -139,8 +160,8 @@ def _resolve(host: str, args: list[str], config_args: list[str], options: SshOpt
         identity_files=identity_files,
         identities_only=_yes(one("identitiesonly")),
         identity_agent=agent,
-        user_known_hosts=tuple(tokens.path(p) for p in many("userknownhostsfile")),
-        global_known_hosts=tuple(tokens.path(p) for p in many("globalknownhostsfile")),
+        user_known_hosts=tuple(tokens.path(p) for p in files("userknownhostsfile")),
+        global_known_hosts=tuple(tokens.path(p) for p in files("globalknownhostsfile")),
         host_key_alias=one("hostkeyalias") or None,
         hash_known_hosts=_yes(one("hashknownhosts")),
         proxy_jump=None if jump is None or jump.lower() == "none" else jump,

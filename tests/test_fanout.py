@@ -199,11 +199,13 @@ def test_ctrl_c_stops_transfers_leaves_no_partial_file_and_exits_130(
         assert not [p for p in dest.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_ctrl_c_while_connecting_leaves_no_ssh_master_behind(
-    three_clusters: list[SshServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    three_clusters: list[SshServer], tmp_path: Path, stop: signal.Signals
 ) -> None:
-    """One cluster connected (its ssh master running), another still connecting: Ctrl-C must
-    close the master and remove its private socket folder, not leave them for 10 minutes."""
+    """One cluster connected (its ssh master running), another still connecting: Ctrl-C (or
+    a closed terminal, or a polite kill) must close the master and remove its private socket
+    folder, not leave them for 10 minutes."""
     proj = make_tree(tmp_path / "proj", {"a.py": "a\n"})
     sockets = tmp_path / "tmp"
     sockets.mkdir()
@@ -211,8 +213,9 @@ def test_ctrl_c_while_connecting_leaves_no_ssh_master_behind(
     with SilentServer() as silent:
         dead = dead_cluster("silent", silent.port, three_clusters[0].ssh_config, proj)
         config = write_config(tmp_path / "c.toml", [live, dead])
+        argv = [sys.executable, "-m", "sbatchman", "sync", "--config", str(config)]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sbatchman", "sync", "--config", str(config)],
+            [*argv, "--connect-timeout", "4"],  # the silent one's ssh ends by then
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -223,7 +226,7 @@ def test_ctrl_c_while_connecting_leaves_no_ssh_master_behind(
         while not list(sockets.glob("sbm-*/c")) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert list(sockets.glob("sbm-*/c")), "the live cluster's master never came up"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert list(sockets.iterdir()) == []  # every private folder, and its socket, is gone

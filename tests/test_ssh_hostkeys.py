@@ -147,6 +147,54 @@ def test_revoked_key_refused(sshd_factory: SshdFactory, tmp_path: Path) -> None:
     _, settings = setup(server, tmp_path, known)
     with pytest.raises(ConnectError, match=r"REVOKED .*known_hosts:2\)"):
         via_paramiko(make_cluster("h", "hk"), settings, ACCEPT)
+    with pytest.raises(ConnectError, match=r"REVOKED"):  # not "unknown ... --accept-new"
+        via_ssh(make_cluster("h", "hk"), settings, ACCEPT)
+
+
+@BACKENDS
+def test_a_tunnel_to_localhost_is_checked_too(
+    reach: Reach, sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """NoHostAuthenticationForLocalhost yes (common for HPC tunnels) must not switch the
+    check off: a changed key behind a localhost tunnel is still refused."""
+    server = sshd_factory("hk")
+    impostor = other_key_line(tmp_path, f"[127.0.0.1]:{server.port}")
+    _, settings = setup(server, tmp_path, impostor, NoHostAuthenticationForLocalhost="yes")
+    with pytest.raises(ConnectError, match="CHANGED"):
+        reach(make_cluster("h", "hk"), settings, ACCEPT)
+
+
+@BACKENDS
+def test_known_hosts_files_with_spaces_and_none(
+    reach: Reach, sshd_factory: SshdFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ssh -G` prints file lists unquoted: a path with a space must stay one path, and
+    `none` means no file (never a file called ./none)."""
+    server = sshd_factory("hk")
+    spaced = tmp_path / "sp ace" / "kh"
+    spaced.parent.mkdir()
+    spaced.write_text(host_key_line(server))
+    _, settings = setup(server, tmp_path, UserKnownHostsFile=f'"{spaced}"')
+    reach(make_cluster("h", "hk"), settings, STRICT)  # verified from the spaced file
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "none").write_text(host_key_line(server))  # a trap: must not be read
+    _, settings = setup(server, tmp_path, UserKnownHostsFile="none")
+    with pytest.raises(ConnectError, match="unknown host key"):
+        reach(make_cluster("h", "hk"), settings, STRICT)
+
+
+@BACKENDS
+def test_revoked_host_keys_file_is_honoured_or_refused(
+    reach: Reach, sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """ssh honours RevokedHostKeys; the sftp backend cannot, so it refuses to connect
+    rather than check less than ssh would."""
+    server = sshd_factory("hk")
+    revoked = tmp_path / "revoked_keys"
+    revoked.write_text(host_key_line(server).split(None, 1)[1])
+    _, settings = setup(server, tmp_path, host_key_line(server), RevokedHostKeys=str(revoked))
+    with pytest.raises(ConnectError, match=r"REVOKED|revokedhostkeys"):
+        reach(make_cluster("h", "hk"), settings, STRICT)
 
 
 def test_host_patterns() -> None:

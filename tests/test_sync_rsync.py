@@ -191,6 +191,7 @@ def test_remote_paths_land_literally_and_nothing_runs(
         for i, name in enumerate(names)
     ]
     dirs.append({"alias": "rel", "local": str(proj), "remote": "relative/dir"})
+    dirs.append({"alias": "colon", "local": str(proj), "remote": ":x"})  # not host::daemon
     config = write_config(tmp_path / "c.toml", [ssh_cluster(server, dirs)])
     run = run_cli(capsys, "sync", "--config", str(config))
     assert run.code == 0, run.out + run.err
@@ -198,6 +199,7 @@ def test_remote_paths_land_literally_and_nothing_runs(
     for name in names:
         assert (server.root / name / "x" / "run.sh").is_file(), name
     assert (server.root / "relative/dir/run.sh").is_file()
+    assert (server.root / ":x" / "run.sh").is_file()
 
 
 def test_port_and_key_path_reach_ssh(

@@ -137,7 +137,9 @@ class RsyncSession:
         rsh = " ".join(_rsh_quote(a) for a in self.master.client_argv())
         host = self.master.host
         host = f"[{host}]" if ":" in host else host
-        return [*argv, "-e", rsh, f"{job.selection.root}/", f"{host}:{job.remote}/"]
+        # host::path would mean an rsync daemon: a relative path is spelled ./path
+        remote = job.remote if job.remote.startswith("/") else f"./{job.remote}"
+        return [*argv, "-e", rsh, f"{job.selection.root}/", f"{host}:{remote}/"]
 
     def push(self, job: Job, events: Events) -> Outcome:
         outcome = Outcome()
