@@ -186,6 +186,22 @@ def verify(
     add(store, name, blob, hash_names=hash_names)
 
 
+def check_ip(entries: Sequence[Entry], ip_name: str, blob: bytes) -> None:
+    """CheckHostIP yes: known_hosts must not file another key of this type under the address
+    (OpenSSH refuses then, as it may be DNS spoofing). An unknown address is fine."""
+    keytype = blob_type(blob)
+    for entry in entries:
+        if (
+            entry.marker == ""
+            and host_matches(entry.patterns, ip_name)
+            and blob_type(entry.blob) == keytype
+            and entry.blob != blob
+        ):
+            raise ConnectError(
+                changed_message(ip_name, describe(blob), entry.where, fingerprint(entry.blob))
+            )
+
+
 def unknown_message(name: str, seen: str | None, store: Path | None = None) -> str:
     """The one line for an unknown host key; shared by both backends so they read the same."""
     key = f": {seen}" if seen else ""

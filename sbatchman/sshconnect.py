@@ -247,6 +247,11 @@ def _handshake(transport: ChainedTransport, target: Resolved, options: SshOption
         raise ConnectError(
             f"{where}: no SSH handshake within {timeout:g}s (not an SSH server, or too slow)"
         ) from None
+    if target.check_host_ip and isinstance(transport.sock, socket.socket):
+        ip = transport.sock.getpeername()[0]
+        hostkeys.check_ip(
+            entries, ip if target.port == 22 else f"[{ip}]:{target.port}", key.asbytes()
+        )
     store = target.user_known_hosts[0] if target.user_known_hosts else None
     hostkeys.verify(
         entries,

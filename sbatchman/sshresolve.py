@@ -46,6 +46,7 @@ class Resolved:
     server_alive_interval: int
     address_family: str
     config_args: tuple[str, ...]  # the -F option, handed on to jump hosts as OpenSSH does
+    check_host_ip: bool = False  # OpenSSH's default since 8.5
 
     @property
     def known_hosts_name(self) -> str:
@@ -172,6 +173,7 @@ def _resolve(host: str, args: list[str], config_args: list[str], options: SshOpt
         server_alive_interval=int(one("serveraliveinterval", "0") or 0),
         address_family=one("addressfamily", "any"),
         config_args=tuple(config_args),
+        check_host_ip=_yes(one("checkhostip")),
     )
 
 

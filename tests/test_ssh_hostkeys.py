@@ -258,3 +258,18 @@ def test_jump_host_key_follows_the_same_policy(
     reach(make_cluster("t", "target"), settings, ACCEPT)
     assert host_key_line(bastion) in known_hosts.read_text()
     reach(make_cluster("t", "target"), settings, STRICT)
+
+
+def test_check_host_ip_refuses_another_key_filed_under_the_address(tmp_path: Path) -> None:
+    """CheckHostIP yes (sftp backend; ssh does it itself): the name may be right while the
+    address holds another key, which OpenSSH refuses as possible DNS spoofing."""
+    ours = generate_key(tmp_path / "ours").with_name("ours.pub").read_text().split()
+    theirs = other_key_line(tmp_path, "10.1.2.3")
+    known = tmp_path / "known_hosts"
+    known.write_text(f"login.example {ours[0]} {ours[1]}\n{theirs}")
+    entries = hostkeys.load([known])
+    blob = hostkeys.load([known])[0].blob
+    hostkeys.check_ip(entries, "10.9.9.9", blob)  # an address nobody filed: fine
+    hostkeys.verify(entries, "login.example", blob, accept_new=False, store=None)
+    with pytest.raises(ConnectError, match="CHANGED"):
+        hostkeys.check_ip(entries, "10.1.2.3", blob)
