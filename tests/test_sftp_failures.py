@@ -346,6 +346,18 @@ def test_a_folder_that_cannot_be_listed_fails_unless_something_else_stands_there
 
 # --------------------------------------------------------------------------- refused requests
 
+
+def partial_push(server: SshServer, local: Path, dest: Path, config: Path) -> str:
+    """Push once over SFTP; it must end in PartialTransfer, whose message is returned."""
+    remote = Remote(server, local, str(dest), config)
+    try:
+        with pytest.raises(PartialTransfer) as failed:
+            remote.push()
+    finally:
+        remote.close()
+    return str(failed.value)
+
+
 TOP = [f"f{i:02d}.txt" for i in range(70)]  # enough files to spread over several channels
 
 
@@ -372,13 +384,7 @@ def test_every_refused_request_fails_its_file_and_leaves_nothing_half_done(
     )
     dest = server.root / "dest"
     dest.mkdir()
-    remote = Remote(server, local, str(dest), tmp_path / "c.toml")
-    try:
-        with pytest.raises(PartialTransfer) as failed:
-            remote.push()
-    finally:
-        remote.close()
-    assert complaint in str(failed.value)
+    assert complaint in partial_push(server, local, dest, tmp_path / "c.toml")
     found = {
         p.relative_to(dest).as_posix() for p in dest.rglob("*") if not p.is_dir() or p.is_symlink()
     }
@@ -399,13 +405,8 @@ def test_a_link_in_the_way_that_cannot_be_removed_is_never_written_through(
     dest = server.root / "dest"
     dest.mkdir()
     (dest / "a").symlink_to(outside)
-    remote = Remote(server, local, str(dest), tmp_path / "c.toml")
-    try:
-        with pytest.raises(PartialTransfer) as failed:
-            remote.push()
-    finally:
-        remote.close()
-    assert str(failed.value).startswith("a: cannot remove what is in the way of this folder")
+    failed = partial_push(server, local, dest, tmp_path / "c.toml")
+    assert failed.startswith("a: cannot remove what is in the way of this folder")
     assert sorted(p.name for p in outside.iterdir()) == ["x.txt"]
     assert (outside / "x.txt").read_text() == "precious\n"
     assert (dest / "ok").read_text() == "ok\n"
