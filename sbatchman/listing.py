@@ -60,7 +60,7 @@ def _as_given(root: Path, path: str) -> str | None:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    return path_below(str(root), str(path)) is not None
+    return path_below(str(root), str(path)) is not None  # links above root followed
 
 
 def show_name(name: str) -> str:

@@ -110,11 +110,11 @@ def part_name(name: str) -> str:
     """The temporary's name, its stem cut (by bytes) to fit NAME_MAX as rsync cuts its own."""
     room = _NAME_MAX - len(f"..{'0' * 8}{PART_SUFFIX}")
     raw = name.encode("utf-8", "surrogateescape")
-    if len(raw) <= room:
-        return f".{name}.{secrets.token_hex(4)}{PART_SUFFIX}"
-    while room and raw[room] & 0xC0 == 0x80:  # never cut a UTF-8 character in two
-        room -= 1
-    stem = raw[:room].decode("utf-8", "surrogateescape")
+    stem = name
+    if len(raw) > room:
+        while room and raw[room] & 0xC0 == 0x80:  # never cut a UTF-8 character in two
+            room -= 1
+        stem = raw[:room].decode("utf-8", "surrogateescape")
     return f".{stem}.{secrets.token_hex(4)}{PART_SUFFIX}"
 
 

@@ -216,7 +216,7 @@ def _connect(
     try:
         with reporter.prompting() if retry else contextlib.nullcontext():
             for name, failure in failures.items():
-                if isinstance(failure, AuthError) and not request.ssh.batch:
+                if retry and isinstance(failure, AuthError):
                     try:
                         sessions[name] = open_session(groups[name][0], settings, request, reporter)
                         continue
