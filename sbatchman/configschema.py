@@ -36,8 +36,11 @@ def valid_seconds(value: float) -> bool:
 
 
 def seconds(value: Any) -> Any:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return float(value) if ok and valid_seconds(float(value)) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and not 0 < value <= MAX_SECONDS:
+        return None  # before float(): a 400-digit integer does not fit in one
+    return float(value) if valid_seconds(float(value)) else None
 
 
 def string(value: Any) -> Any:

@@ -105,6 +105,20 @@ def test_a_timeout_key_outside_the_rule_is_one_line(tmp_path: Path, key: str, va
     assert message.startswith(f"global.{key}: must be {SECONDS_RULE}, not ")
 
 
+def test_integers_too_big_for_a_float_are_one_line(tmp_path: Path) -> None:
+    message = fail("[global]\nstall_timeout = 1" + "0" * 400 + "\n", tmp_path)
+    assert message.startswith(f"global.stall_timeout: must be {SECONDS_RULE}, not int 1000")
+    message = fail("[global]\nstall_timeout = 1" + "0" * 5000 + "\n", tmp_path)
+    assert message.endswith(
+        "c.toml:2:17: a number of more than 4300 digits, which no setting takes"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse("[[clusters]]\nname = 'a'\nport = 1" + "0" * 5000 + "\n", tmp_path / "c.toml")
+    assert str(err.value) == (
+        f"{tmp_path / 'c.toml'}:3:8: a number of more than 4300 digits, which no setting takes"
+    )
+
+
 @pytest.mark.parametrize("value", ["0.5", "3", str(MAX_SECONDS)])
 def test_a_timeout_inside_the_rule_loads(tmp_path: Path, value: str) -> None:
     settings = parse(f"[global]\nconnect_timeout = {value}\n", tmp_path / "c.toml").settings
