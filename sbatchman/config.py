@@ -101,7 +101,7 @@ def default_config_path() -> Path:
     """Where the config lives unless `--config` or SBATCHMAN_CONFIG say otherwise."""
     env = os.environ.get(CONFIG_ENV)
     if env:
-        return Path(env).expanduser()
+        return _expand(env, f"${CONFIG_ENV}")
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("sbatchman")) / CONFIG_NAME
@@ -148,6 +148,15 @@ def parse(text: str, path: Path) -> Config:
             f"{path}:{line}:{column}: a number of more than 4300 digits, which no setting takes"
         ) from None
     return _Parser(path).config(raw)
+
+
+def _expand(text: str, where: str) -> Path:
+    """`~` and `~user` as the shell expands them; an unknown user is the config's mistake."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # no such user, or no home to expand `~` to
+        head = text.split("/", 1)[0]
+        raise ConfigError(f"{where}: {text!r}: cannot expand {head}: write the full path") from None
 
 
 def _syntax_message(path: Path, message: str, text: str) -> str:
@@ -229,12 +238,17 @@ class _Parser:
         return Settings(
             **g,
             local_base=self.local_path(base, None, "global.local_base") if base else None,
-            ssh_config=Path(ssh_config).expanduser() if ssh_config else None,
+            ssh_config=_expand(ssh_config, f"{self.path}: global.ssh_config")
+            if ssh_config
+            else None,
         )
+
+    def expand(self, text: str | None, where: str) -> Path | None:
+        return _expand(text, f"{self.path}: {where}") if text else None
 
     def local_path(self, text: str, base: Path | None, where: str) -> Path:
         """A relative path is taken from `base`, else from the folder sbatchman runs in."""
-        path = Path(text).expanduser()
+        path = _expand(text, f"{self.path}: {where}")
         if not path.is_absolute():
             try:
                 path = (base or Path.cwd()) / path
@@ -282,13 +296,13 @@ class _Parser:
             host=c.get("host"),
             port=c.get("port"),
             user=c.get("user"),
-            key_path=Path(key_path).expanduser() if key_path else None,
+            key_path=self.expand(key_path, f"{where}.key_path"),
             transfer_backend=c.get("transfer_backend"),
             excludes=c.get("excludes", ()),
             sync_excludes=c.get("sync_excludes", ()),
             fetch_excludes=c.get("fetch_excludes", ()),
             respect_gitignore=c.get("respect_gitignore"),
-            ssh_config=Path(ssh_config).expanduser() if ssh_config else None,
+            ssh_config=self.expand(ssh_config, f"{where}.ssh_config"),
             sync_dirs=tuple(d for d in sync_dirs if isinstance(d, SyncDir)),
             fetch_dirs=tuple(d for d in fetch_dirs if isinstance(d, FetchDir)),
             where=where,

@@ -52,6 +52,24 @@ def nonempty_string(value: Any) -> Any:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def label(value: Any) -> Any:
+    """A cluster name or alias: an alias is also the default local and remote folder name."""
+    text = nonempty_string(value)
+    return text if text is not None and "\0" not in text else None
+
+
+def path(value: Any) -> Any:
+    """A non-empty path; a NUL cannot be in a file name, and would fail deep in os calls."""
+    text = nonempty_string(value)
+    return text if text is not None and "\0" not in text else None
+
+
+def remote_path(value: Any) -> Any:
+    """Like `path`, but empty is allowed: it means the login directory."""
+    text = string(value)
+    return text if text is not None and "\0" not in text else None
+
+
 def string_list(value: Any) -> Any:
     ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
     return tuple(value) if ok else None
@@ -80,6 +98,9 @@ def backend(value: Any) -> Any:
 EXPECTED: dict[Checker, str] = {
     string: "a string",
     nonempty_string: "a non-empty string",
+    label: "a non-empty string (no NUL character)",
+    path: "a non-empty path (no NUL character)",
+    remote_path: "a path (no NUL character)",
     string_list: "a list of strings",
     boolean: "true or false",
     port: "a port number (1-65535)",
@@ -93,29 +114,29 @@ GLOBAL_KEYS: dict[str, Checker] = {
     "common_excludes": string_list,
     "sync_excludes": string_list,
     "fetch_excludes": string_list,
-    "local_base": nonempty_string,
+    "local_base": path,
     "respect_gitignore": boolean,
-    "ssh_config": nonempty_string,
+    "ssh_config": path,
     "connect_timeout": seconds,
     "stall_timeout": seconds,
 }
 CLUSTER_KEYS: dict[str, Checker] = {
-    "name": nonempty_string,
+    "name": label,
     "host": nonempty_string,
     "port": port,
     "user": nonempty_string,
-    "key_path": nonempty_string,
+    "key_path": path,
     "transfer_backend": backend,
     "excludes": string_list,
     "sync_excludes": string_list,
     "fetch_excludes": string_list,
     "respect_gitignore": boolean,
-    "ssh_config": nonempty_string,
+    "ssh_config": path,
 }
 DIR_KEYS: dict[str, Checker] = {
-    "alias": nonempty_string,
-    "local": nonempty_string,
-    "remote": string,
+    "alias": label,
+    "local": path,
+    "remote": remote_path,
     "excludes": string_list,
 }
 SYNC_DIR_KEYS = {**DIR_KEYS, "respect_gitignore": boolean}

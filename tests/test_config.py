@@ -11,6 +11,8 @@ from sbatchman.errors import ConfigError
 from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
 from sbatchman.selection import Rule
 
+NO_USER = "sbatchman-no-such-user"
+
 GOOD = """
 [global]
 transfer_backend = "sftp"
@@ -170,6 +172,12 @@ def test_missing_file_says_where_and_how(tmp_path: Path) -> None:
 def test_env_variable_moves_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SBATCHMAN_CONFIG", str(tmp_path / "x.toml"))
     assert default_config_path() == tmp_path / "x.toml"
+    monkeypatch.setenv("SBATCHMAN_CONFIG", f"~{NO_USER}/x.toml")
+    with pytest.raises(ConfigError) as err:
+        default_config_path()
+    assert str(err.value) == (
+        f"$SBATCHMAN_CONFIG: '~{NO_USER}/x.toml': cannot expand ~{NO_USER}: write the full path"
+    )
 
 
 def test_a_file_that_is_not_utf8_names_line_and_column(tmp_path: Path) -> None:
@@ -248,6 +256,31 @@ def test_syntax_error_has_file_line_column(tmp_path: Path) -> None:
         (
             "[[clusters]]\nname='a'\nidentity_file='k'\n",
             "clusters[0].identity_file: unknown key 'identity_file'; did you mean 'key_path'?",
+        ),
+        # A NUL would end in a ValueError deep in an os call; an unknown ~user in RuntimeError.
+        (
+            "[[clusters]]\nname='a'\n[[clusters.sync_dirs]]\nalias='x'\nlocal=\"a\\u0000b\"\n",
+            "clusters[0].sync_dirs[0].local: must be a non-empty path (no NUL character),"
+            " not str 'a\\x00b'",
+        ),
+        (
+            "[[clusters]]\nname='a'\n[[clusters.sync_dirs]]\nalias='x'\nremote=\"/t/\\u0000\"\n",
+            "clusters[0].sync_dirs[0].remote: must be a path (no NUL character), not str"
+            " '/t/\\x00'",
+        ),
+        (
+            "[[clusters]]\nname='a'\n[[clusters.sync_dirs]]\nalias=\"x\\u0000\"\n",
+            "clusters[0].sync_dirs[0].alias: must be a non-empty string (no NUL character), not"
+            " str 'x\\x00'",
+        ),
+        (
+            f"[[clusters]]\nname='a'\nkey_path='~{NO_USER}/k'\n",
+            f"clusters[0].key_path: '~{NO_USER}/k': cannot expand ~{NO_USER}: write the full path",
+        ),
+        (
+            f"[[clusters]]\nname='a'\n[[clusters.sync_dirs]]\nalias='x'\nlocal='~{NO_USER}'\n",
+            f"clusters[0].sync_dirs[0].local: '~{NO_USER}': cannot expand ~{NO_USER}: write the"
+            " full path",
         ),
         (  # `dirs` is read as fetch_dirs' old name, but never offered as a suggestion
             "[[clusters]]\nname='a'\ndir=[]\n",
