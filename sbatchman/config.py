@@ -139,9 +139,11 @@ def parse(text: str, path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(_syntax_message(path, str(err), text)) from None
-    except ValueError:  # tomllib's int() refuses numbers of more than 4300 digits
+    except ValueError as err:  # tomllib's int() refuses numbers of more than 4300 digits
         found = re.search(r"[0-9][0-9_]{4299,}", text)
-        start = found.start() if found else 0
+        if not found:
+            raise ConfigError(f"{path}: TOML syntax error: {err}") from None
+        start = found.start()
         line = text.count("\n", 0, start) + 1
         column = start - (text.rfind("\n", 0, start) + 1) + 1
         raise ConfigError(
