@@ -54,6 +54,15 @@ def _config_file(config: Path | None) -> Path:
     return config.expanduser() if config is not None else default_config_path()
 
 
+def _seconds(value: float | None) -> float | None:
+    """The config's rule for seconds, so a flag and its config key accept the same values."""
+    from sbatchman.configschema import SECONDS_RULE, valid_seconds
+
+    if value is not None and not valid_seconds(value):
+        raise typer.BadParameter(f"must be {SECONDS_RULE}, not {value}")
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"sbatchman {__version__}")
@@ -104,12 +113,16 @@ def sync(
     ] = False,
     connect_timeout: Annotated[
         Optional[float],  # noqa: UP045
-        typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a connection."),
+        typer.Option(
+            "--connect-timeout", callback=_seconds, help="Seconds to wait for a connection."
+        ),
     ] = None,
     stall_timeout: Annotated[
         Optional[float],  # noqa: UP045
         typer.Option(
-            "--stall-timeout", min=0.1, help="Fail a cluster after this long with no progress."
+            "--stall-timeout",
+            callback=_seconds,
+            help="Fail a cluster after this long with no progress.",
         ),
     ] = None,
 ) -> int:

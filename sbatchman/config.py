@@ -7,15 +7,16 @@ of the program can trust the objects. Locations are written the way users read t
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sbatchman import configschema as v
+from sbatchman.configschema import Checker
 from sbatchman.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -23,7 +24,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on 3.10
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-BACKENDS = ("rsync", "sftp")
 CONFIG_ENV = "SBATCHMAN_CONFIG"
 CONFIG_NAME = "remotes-config.toml"
 
@@ -101,7 +101,7 @@ def default_config_path() -> Path:
     """Where the config lives unless `--config` or SBATCHMAN_CONFIG say otherwise."""
     env = os.environ.get(CONFIG_ENV)
     if env:
-        return Path(env).expanduser()
+        return _expand(env, f"${CONFIG_ENV}")
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("sbatchman")) / CONFIG_NAME
@@ -133,11 +133,32 @@ def load(path: Path | None = None) -> Config:
 
 
 def parse(text: str, path: Path) -> Config:
+    # Editors on Windows start UTF-8 files with a byte order mark; TOML has no place for it.
+    text = text.removeprefix("\ufeff")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(_syntax_message(path, str(err), text)) from None
+    except ValueError as err:  # tomllib's int() refuses numbers of more than 4300 digits
+        found = re.search(r"[0-9][0-9_]{4299,}", text)
+        if not found:
+            raise ConfigError(f"{path}: TOML syntax error: {err}") from None
+        start = found.start()
+        line = text.count("\n", 0, start) + 1
+        column = start - (text.rfind("\n", 0, start) + 1) + 1
+        raise ConfigError(
+            f"{path}:{line}:{column}: a number of more than 4300 digits, which no setting takes"
+        ) from None
     return _Parser(path).config(raw)
+
+
+def _expand(text: str, where: str) -> Path:
+    """`~` and `~user` as the shell expands them; an unknown user is the config's mistake."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # no such user, or no home to expand `~` to
+        head = text.split("/", 1)[0]
+        raise ConfigError(f"{where}: {text!r}: cannot expand {head}: write the full path") from None
 
 
 def _syntax_message(path: Path, message: str, text: str) -> str:
@@ -153,86 +174,6 @@ def _syntax_message(path: Path, message: str, text: str) -> str:
         line, col = str(len(lines)), str(len(lines[-1]) + 1)
     reason = (message[: found.start()] + message[found.end() :]).strip()
     return f"{path}:{line}:{col}: TOML syntax error: {reason}"
-
-
-# A key's checker turns its raw value into the typed one or returns None when the type is wrong.
-Checker = Callable[[Any], Any]
-
-
-def _string(value: Any) -> Any:
-    return value if isinstance(value, str) else None
-
-
-def _nonempty_string(value: Any) -> Any:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _string_list(value: Any) -> Any:
-    ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    return tuple(value) if ok else None
-
-
-def _bool(value: Any) -> Any:
-    return value if isinstance(value, bool) else None
-
-
-def _port(value: Any) -> Any:
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
-    return value if ok else None
-
-
-def _positive(value: Any) -> Any:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    return float(value) if ok else None
-
-
-def _backend(value: Any) -> Any:
-    return value if value in BACKENDS else None
-
-
-_EXPECTED: dict[Checker, str] = {
-    _string: "a string",
-    _nonempty_string: "a non-empty string",
-    _string_list: "a list of strings",
-    _bool: "true or false",
-    _port: "a port number (1-65535)",
-    _positive: "a positive number of seconds",
-    _backend: "one of " + ", ".join(f'"{b}"' for b in BACKENDS),
-}
-
-_GLOBAL_KEYS: dict[str, Checker] = {
-    "transfer_backend": _backend,
-    "common_excludes": _string_list,
-    "sync_excludes": _string_list,
-    "fetch_excludes": _string_list,
-    "local_base": _nonempty_string,
-    "respect_gitignore": _bool,
-    "ssh_config": _nonempty_string,
-    "connect_timeout": _positive,
-    "stall_timeout": _positive,
-}
-_CLUSTER_KEYS: dict[str, Checker] = {
-    "name": _nonempty_string,
-    "host": _nonempty_string,
-    "port": _port,
-    "user": _nonempty_string,
-    "key_path": _nonempty_string,
-    "transfer_backend": _backend,
-    "excludes": _string_list,
-    "sync_excludes": _string_list,
-    "fetch_excludes": _string_list,
-    "respect_gitignore": _bool,
-    "ssh_config": _nonempty_string,
-}
-_DIR_KEYS: dict[str, Checker] = {
-    "alias": _nonempty_string,
-    "local": _nonempty_string,
-    "remote": _string,
-    "excludes": _string_list,
-}
-_SYNC_DIR_KEYS = {**_DIR_KEYS, "respect_gitignore": _bool}
-_TABLES = {"global": "[global]", "clusters": "[[clusters]]"}
-_CLUSTER_TABLES = {"sync_dirs": "[[clusters.sync_dirs]]", "fetch_dirs": "[[clusters.fetch_dirs]]"}
 
 
 class _Parser:
@@ -258,16 +199,16 @@ class _Parser:
             place = f"{where}.{key}" if where else key
             checker = keys.get(key)
             if checker is None:
-                raise self.fail(place, _unknown(key, [*keys, *tables]))
+                raise self.fail(place, v.unknown_key(key, [*keys, *tables]))
             typed = checker(value)
             if typed is None:
                 got = type(value).__name__
-                raise self.fail(place, f"must be {_EXPECTED[checker]}, not {got} {value!r}")
+                raise self.fail(place, f"must be {v.EXPECTED[checker]}, not {got} {value!r}")
             checked[key] = typed
         return checked
 
     def config(self, raw: dict[str, Any]) -> Config:
-        top = self.table(raw, "", {}, _TABLES)
+        top = self.table(raw, "", {}, v.TABLES)
         settings = self.settings(top.get("global", {}))
         clusters_raw = top.get("clusters", [])
         if not isinstance(clusters_raw, list):
@@ -278,30 +219,45 @@ class _Parser:
             self.cluster(c, f"clusters[{i}]", settings) for i, c in enumerate(clusters_raw)
         )
         seen: dict[str, str] = {}
-        for cluster in clusters:
+        for cluster, raw_cluster in zip(clusters, clusters_raw, strict=True):
+            named = "name" in raw_cluster
+            place = f"{cluster.where}.{'name' if named else 'host'}"
             if cluster.name in seen:
+                how = "names must be unique"
+                if not named:
+                    how = 'a cluster without a name is named after its host: add name = "..."'
                 raise self.fail(
-                    f"{cluster.where}.name",
-                    f"duplicate cluster name {cluster.name!r} (also {seen[cluster.name]}.name);"
-                    " names must be unique",
+                    place,
+                    f"duplicate cluster name {cluster.name!r} (also {seen[cluster.name]}); {how}",
                 )
-            seen[cluster.name] = cluster.where
+            seen[cluster.name] = place
         return Config(self.path, settings, clusters)
 
     def settings(self, raw: Any) -> Settings:
-        g = self.table(raw, "global", _GLOBAL_KEYS, {})
+        g = self.table(raw, "global", v.GLOBAL_KEYS, {})
         base = g.pop("local_base", None)
         ssh_config = g.pop("ssh_config", None)
         return Settings(
             **g,
-            local_base=self.local_path(base) if base else None,
-            ssh_config=Path(ssh_config).expanduser() if ssh_config else None,
+            local_base=self.local_path(base, None, "global.local_base") if base else None,
+            ssh_config=_expand(ssh_config, f"{self.path}: global.ssh_config")
+            if ssh_config
+            else None,
         )
 
-    def local_path(self, text: str, base: Path | None = None) -> Path:
-        path = Path(text).expanduser()
+    def expand(self, text: str | None, where: str) -> Path | None:
+        return _expand(text, f"{self.path}: {where}") if text else None
+
+    def local_path(self, text: str, base: Path | None, where: str) -> Path:
+        """A relative path is taken from `base`, else from the folder sbatchman runs in."""
+        path = _expand(text, f"{self.path}: {where}")
         if not path.is_absolute():
-            path = (base or Path.cwd()) / path
+            try:
+                path = (base or Path.cwd()) / path
+            except OSError as err:  # the current folder was removed under us
+                raise self.fail(
+                    where, f"{text!r} is relative, but the current folder is gone ({err.strerror})"
+                ) from None
         return path
 
     def remote_path(self, text: str, where: str) -> str:
@@ -319,24 +275,36 @@ class _Parser:
         return text
 
     def cluster(self, raw: Any, where: str, settings: Settings) -> Cluster:
-        c = self.table(raw, where, _CLUSTER_KEYS, _CLUSTER_TABLES)
-        if "name" not in c:
+        c = self.table(raw, where, v.CLUSTER_KEYS, v.CLUSTER_TABLES)
+        for key, what in (("host", "host name"), ("user", "user name")):
+            problem = v.ssh_name_problem(c[key], what) if key in c else None
+            if problem:
+                raise self.fail(f"{where}.{key}", problem)
+        if "name" not in c and "host" not in c:
             raise self.fail(f"{where}.name", 'missing; every cluster needs a name = "..."')
+        name: str = c["name"] if "name" in c else c["host"]
+        if "dirs" in c and "fetch_dirs" in c:
+            raise self.fail(
+                f"{where}.dirs",
+                "the old name of fetch_dirs, and this cluster has fetch_dirs too;"
+                " move these into [[clusters.fetch_dirs]]",
+            )
+        fetch_key = "dirs" if "dirs" in c else "fetch_dirs"
         sync_dirs = self.dirs(c.get("sync_dirs", []), f"{where}.sync_dirs", settings)
-        fetch_dirs = self.dirs(c.get("fetch_dirs", []), f"{where}.fetch_dirs", settings)
+        fetch_dirs = self.dirs(c.get(fetch_key, []), f"{where}.{fetch_key}", settings)
         key_path, ssh_config = c.get("key_path"), c.get("ssh_config")
         return Cluster(
-            name=c["name"],
+            name=name,
             host=c.get("host"),
             port=c.get("port"),
             user=c.get("user"),
-            key_path=Path(key_path).expanduser() if key_path else None,
+            key_path=self.expand(key_path, f"{where}.key_path"),
             transfer_backend=c.get("transfer_backend"),
             excludes=c.get("excludes", ()),
             sync_excludes=c.get("sync_excludes", ()),
             fetch_excludes=c.get("fetch_excludes", ()),
             respect_gitignore=c.get("respect_gitignore"),
-            ssh_config=Path(ssh_config).expanduser() if ssh_config else None,
+            ssh_config=self.expand(ssh_config, f"{where}.ssh_config"),
             sync_dirs=tuple(d for d in sync_dirs if isinstance(d, SyncDir)),
             fetch_dirs=tuple(d for d in fetch_dirs if isinstance(d, FetchDir)),
             where=where,
@@ -348,28 +316,26 @@ class _Parser:
             raise self.fail(
                 where, f"must be an array of tables: write each one as [[clusters.{kind}]]"
             )
-        fetch = kind == "fetch_dirs"
+        fetch = kind != "sync_dirs"
         out: list[SyncDir | FetchDir] = []
-        seen: dict[str, str] = {}
+        seen: dict[str, str] = {}  # alias -> the key that gave it
         for i, item in enumerate(raw):
             here = f"{where}[{i}]"
-            d = self.table(item, here, _DIR_KEYS if fetch else _SYNC_DIR_KEYS, {})
-            alias = d.get("alias")
+            d = self.table(item, here, v.DIR_KEYS if fetch else v.SYNC_DIR_KEYS, {})
+            alias, place = d.get("alias"), f"{here}.alias"
             if alias is None:
-                if not fetch:
-                    raise self.fail(f"{here}.alias", 'missing; every folder needs an alias = "..."')
-                # The original sbatchman's fetch_dirs have no alias: name one after the folder.
-                if "remote" not in d:
-                    raise self.fail(f"{here}.remote", 'missing; give remote = "..." or an alias')
-                alias = d["remote"].rstrip("/").rsplit("/", 1)[-1] or d["remote"]
-            elif alias in seen:
-                raise self.fail(
-                    f"{here}.alias",
-                    f"duplicate alias {alias!r} in this cluster (also {seen[alias]}); rename one",
-                )
+                # The original sbatchman writes folders without alias when the field was left
+                # empty: name them after their remote folder, as it does.
+                alias, place = self.folder_name(d, here, fetch), f"{here}.remote"
+            # Its fetch pairs may share a folder name (two app1 folders in two places).
+            if not (fetch and place.endswith(".remote")):
+                if alias in seen:
+                    raise self.fail(place, self.clash(alias, place, seen[alias]))
+                seen[alias] = place
+            if "local" in d:
+                local = self.local_path(d["local"], None, f"{here}.local")
             else:
-                seen[alias] = here
-            local = self.local_path(d.get("local", alias), settings.local_base)
+                local = self.local_path(alias, settings.local_base, place)
             remote = self.remote_path(d.get("remote", alias), f"{here}.remote")
             excludes = d.get("excludes", ())
             if fetch:
@@ -380,8 +346,27 @@ class _Parser:
                 )
         return out
 
+    @staticmethod
+    def clash(alias: str, place: str, other: str) -> str:
+        if place.endswith(".alias") and other.endswith(".alias"):
+            also = other.rsplit(".", 1)[0]
+            return f"duplicate alias {alias!r} in this cluster (also {also}); rename one"
+        return (
+            f"duplicate alias {alias!r} in this cluster (also {other}; a folder without alias"
+            ' is named after its remote); add alias = "..." to one'
+        )
 
-def _unknown(key: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(sorted(known))
-    return f"unknown key {key!r}; {hint}"
+    def folder_name(self, d: dict[str, Any], here: str, fetch: bool) -> str:
+        """The alias a folder without one gets: the last part of its remote path."""
+        if "remote" not in d:
+            if fetch:
+                raise self.fail(f"{here}.remote", 'missing; give remote = "..." or an alias')
+            raise self.fail(f"{here}.alias", 'missing; every folder needs an alias = "..."')
+        name = d["remote"].rstrip("/").rsplit("/", 1)[-1]
+        if name in ("", ".", "..", "~"):
+            raise self.fail(
+                f"{here}.alias",
+                f"missing, and remote {d['remote']!r} ends in no folder name to call it;"
+                ' add alias = "..."',
+            )
+        return str(name)

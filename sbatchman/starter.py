@@ -38,7 +38,7 @@ EXAMPLE = """
 #
 # [[clusters.sync_dirs]]
 # alias = "myproject"
-# local = "~/code/myproject"
+# local = "~/code/myproject"      # relative paths are from the folder you run sbatchman in
 # remote = "~/myproject"            # relative paths are under your login directory
 # excludes = ["checkpoints/"]
 """

@@ -11,6 +11,8 @@ from sbatchman.errors import ConfigError
 from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
 from sbatchman.selection import Rule
 
+NO_USER = "sbatchman-no-such-user"
+
 GOOD = """
 [global]
 transfer_backend = "sftp"
@@ -65,9 +67,10 @@ def test_good_config_gives_typed_frozen_objects(tmp_path: Path) -> None:
     assert a.key_path == Path.home() / ".ssh/id_a"
     assert b.port is None and b.user is None  # left to ssh config / defaults
     proj, lib = a.sync_dirs
-    assert proj.local == tmp_path / "proj"
+    assert proj.local == Path.cwd() / "proj"  # a relative local is from the current folder
     assert proj.remote == "work/proj"  # ~/x means under the login directory
-    assert lib.local == tmp_path / "lib" and lib.remote == "lib"  # both default to the alias
+    # Without local, the folder is the alias under local_base.
+    assert lib.local == tmp_path / "lib" and lib.remote == "lib"
     assert proj.where == "clusters[0].sync_dirs[0]"
     assert a.fetch_dirs[0].remote == "/scratch/out"
     with pytest.raises(AttributeError):
@@ -169,6 +172,12 @@ def test_missing_file_says_where_and_how(tmp_path: Path) -> None:
 def test_env_variable_moves_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SBATCHMAN_CONFIG", str(tmp_path / "x.toml"))
     assert default_config_path() == tmp_path / "x.toml"
+    monkeypatch.setenv("SBATCHMAN_CONFIG", f"~{NO_USER}/x.toml")
+    with pytest.raises(ConfigError) as err:
+        default_config_path()
+    assert str(err.value) == (
+        f"$SBATCHMAN_CONFIG: '~{NO_USER}/x.toml': cannot expand ~{NO_USER}: write the full path"
+    )
 
 
 def test_a_file_that_is_not_utf8_names_line_and_column(tmp_path: Path) -> None:
@@ -199,15 +208,15 @@ def test_syntax_error_has_file_line_column(tmp_path: Path) -> None:
             "global.common_excludes: must be a list of strings, not str '.git'",
         ),
         (
-            "[[clusters]]\nname='a'\nport='22'\n",
-            "clusters[0].port: must be a port number (1-65535), not str '22'",
+            "[[clusters]]\nname='a'\nport='22a'\n",
+            "clusters[0].port: must be a port number (1-65535), not str '22a'",
         ),
         (
             "[[clusters]]\nname='a'\ntransfer_backend='scp'\n",
             'clusters[0].transfer_backend: must be one of "rsync", "sftp", not str \'scp\'',
         ),
         (
-            "[[clusters]]\nhost='h'\n",
+            "[[clusters]]\nport=22\n",
             'clusters[0].name: missing; every cluster needs a name = "..."',
         ),
         (
@@ -235,9 +244,64 @@ def test_syntax_error_has_file_line_column(tmp_path: Path) -> None:
             "[[clusters]]\nname='a'\n[[clusters.fetch_dirs]]\nlocal='x'\n",
             'clusters[0].fetch_dirs[0].remote: missing; give remote = "..." or an alias',
         ),
+        # ssh_config users write `hostname`; difflib alone finds `name` closer.
+        (
+            "[[clusters]]\nname='a'\nhostname='h'\n",
+            "clusters[0].hostname: unknown key 'hostname'; did you mean 'host'?",
+        ),
+        (
+            "[[clusters]]\nname='a'\nUser='me'\n",
+            "clusters[0].User: unknown key 'User'; did you mean 'user'?",
+        ),
+        (
+            "[[clusters]]\nname='a'\nidentity_file='k'\n",
+            "clusters[0].identity_file: unknown key 'identity_file'; did you mean 'key_path'?",
+        ),
+        # A NUL would end in a ValueError deep in an os call; an unknown ~user in RuntimeError.
+        (
+            "[[clusters]]\nname='a'\n[[clusters.sync_dirs]]\nalias='x'\nlocal=\"a\\u0000b\"\n",
+            "clusters[0].sync_dirs[0].local: must be a non-empty path (no NUL character),"
+            " not str 'a\\x00b'",
+        ),
+        (
+            "[[clusters]]\nname='a'\n[[clusters.sync_dirs]]\nalias='x'\nremote=\"/t/\\u0000\"\n",
+            "clusters[0].sync_dirs[0].remote: must be a path (no NUL character), not str"
+            " '/t/\\x00'",
+        ),
+        (
+            "[[clusters]]\nname='a'\n[[clusters.sync_dirs]]\nalias=\"x\\u0000\"\n",
+            "clusters[0].sync_dirs[0].alias: must be a non-empty string (no NUL character), not"
+            " str 'x\\x00'",
+        ),
+        (
+            f"[[clusters]]\nname='a'\nkey_path='~{NO_USER}/k'\n",
+            f"clusters[0].key_path: '~{NO_USER}/k': cannot expand ~{NO_USER}: write the full path",
+        ),
+        (
+            f"[[clusters]]\nname='a'\n[[clusters.sync_dirs]]\nalias='x'\nlocal='~{NO_USER}'\n",
+            f"clusters[0].sync_dirs[0].local: '~{NO_USER}': cannot expand ~{NO_USER}: write the"
+            " full path",
+        ),
+        (  # `dirs` is read as fetch_dirs' old name, but never offered as a suggestion
+            "[[clusters]]\nname='a'\ndir=[]\n",
+            "clusters[0].dir: unknown key 'dir'; known keys: excludes, fetch_dirs,"
+            " fetch_excludes, host, key_path, name, port, respect_gitignore, ssh_config,"
+            " sync_dirs, sync_excludes, transfer_backend, user",
+        ),
     ],
 )
 def test_bad_config_gives_one_line_with_place(tmp_path: Path, text: str, expected: str) -> None:
     message = fail(text, tmp_path)
     assert message == f"{tmp_path / 'remotes-config.toml'}: {expected}"
     assert "\n" not in message
+
+
+def test_a_byte_order_mark_is_not_a_syntax_error(tmp_path: Path) -> None:
+    """Windows editors start UTF-8 files with one; tomllib alone says `1:1 Invalid statement`."""
+    path = tmp_path / "c.toml"
+    path.write_bytes("\ufeff[[clusters]]\nname = 'a'\n".encode())
+    assert load(path).clusters[0].name == "a"
+    path.write_bytes("\ufeff[[clusters]]\nname = 'a'\nport = \n".encode())
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert str(err.value).startswith(f"{path}:3:8: TOML syntax error: ")  # places unchanged
