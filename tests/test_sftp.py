@@ -27,6 +27,7 @@ from sbatchman.errors import TransferError
 from sbatchman.plan import PART_SUFFIX
 from sbatchman.selection import select
 from sbatchman.ssh import SshOptions
+from sbatchman.temporaries import Temporaries
 from tests.support.project import Recorder, make_tree, ssh_cluster, write_config
 from tests.support.sshd import SshServer
 
@@ -271,7 +272,7 @@ def test_dry_run_writes_nothing_and_lists_what_the_real_run_sends(
     set_mtime(dest / "src" / "model.py", T0 - 10_000_000_000)
     (dest / "unicodé" / "ünï.txt").write_text("edited on the cluster")
     shutil.rmtree(dest / "empty")
-    leftover = dest / "many" / f".f002.txt.0123abcd{PART_SUFFIX}"
+    leftover = dest / "many" / Temporaries(created=1_000).name("f002.txt")  # abandoned
     leftover.write_text("partial")
     before = state(dest)
 
