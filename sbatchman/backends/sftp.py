@@ -199,7 +199,7 @@ class _Push:
                     " but never confirmed"
                 )
             sent = len(outcome.sent)
-            raise LinkLost(f"{err}; {sent} file(s) had landed", outcome) from None
+            raise LinkLost(f"{err}; {sent} file(s) were sent", outcome) from None
         if self.stop.is_set():
             raise InterruptedPart(outcome)
         return outcome
