@@ -33,6 +33,10 @@ def _grow(path: Path) -> None:
         out.write(b"more data appended during the upload\n")
 
 
+def _remove(path: Path) -> None:
+    path.unlink()
+
+
 def _touch(path: Path) -> None:
     set_mtime(path, T0 + 86_400_000_000_000)  # same bytes, another time
 
@@ -41,6 +45,7 @@ CHANGES: dict[str, tuple[Change, str]] = {
     "truncated": (_truncate, f"it shrank from {BIG} to 0 bytes"),
     "grown": (_grow, f"it grew from {BIG} to"),
     "touched": (_touch, "its modification time changed"),
+    "removed": (_remove, "it was removed"),  # only before it is opened: once open, it reads on
 }
 
 
@@ -85,9 +90,11 @@ def _push_changing(remote: Remote, events: ChangeOnce) -> str:
     return str(failed.value)
 
 
-@pytest.mark.parametrize(
-    ("when", "how"), [("progress", k) for k in CHANGES] + [("totals", "truncated")]
-)
+WHEN = [("progress", how) for how in CHANGES if how != "removed"]
+WHEN += [("totals", "truncated"), ("totals", "removed")]
+
+
+@pytest.mark.parametrize(("when", "how"), WHEN)
 def test_a_file_that_changes_while_it_is_sent_fails_and_the_cluster_keeps_its_copy(
     three_clusters: list[SshServer],
     cluster_roots: dict[str, Path],
@@ -110,8 +117,11 @@ def test_a_file_that_changes_while_it_is_sent_fails_and_the_cluster_keeps_its_co
         assert not [p for p in dest.rglob("*") if p.name.endswith(PART_SUFFIX)]
 
         again, _ = remote.push()  # the file holds still now: it lands whole
-        assert [p for p, _ in again.sent] == ["big.bin"]
-        assert (dest / "big.bin").read_bytes() == (local / "big.bin").read_bytes()
+        if how == "removed":
+            assert again.sent == []
+        else:
+            assert [p for p, _ in again.sent] == ["big.bin"]
+            assert (dest / "big.bin").read_bytes() == (local / "big.bin").read_bytes()
     finally:
         remote.close()
 
@@ -132,8 +142,11 @@ def test_the_local_copier_fails_a_file_that_changed_after_the_walk(
     assert (dest / "big.bin").read_bytes() == b"the old version"
     assert sorted(p.name for p in dest.iterdir()) == ["big.bin", "small.txt", "sub"]
     again, _ = remote.push()
-    assert [p for p, _ in again.sent] == ["big.bin"]
-    assert (dest / "big.bin").read_bytes() == (local / "big.bin").read_bytes()
+    if how == "removed":
+        assert again.sent == []
+    else:
+        assert [p for p, _ in again.sent] == ["big.bin"]
+        assert (dest / "big.bin").read_bytes() == (local / "big.bin").read_bytes()
 
 
 # --------------------------------------------------------------------------- times

@@ -48,6 +48,8 @@ class Source:
         except OSError as err:
             if err.errno == errno.ELOOP:  # O_NOFOLLOW met a link: never read through it
                 raise Changed("it is now a link") from None
+            if err.errno == errno.ENOENT:
+                raise Changed("it was removed") from None
             raise
         self.entry = entry
         self.offset = 0
