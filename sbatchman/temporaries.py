@@ -74,7 +74,7 @@ class Temporaries:
     """The temporary names of one push, and its judgement of the ones it finds.
 
     The fields can be given (tests make other runs' names with them); a real push takes this
-    process, this machine and the current time.
+    process, this machine and, for each name, the time it is made (a push may run for long).
     """
 
     def __init__(
@@ -85,7 +85,7 @@ class Temporaries:
         origin_id: str | None = None,
         push: str | None = None,
     ) -> None:
-        self.created = int(time.time()) if created is None else created
+        self.created = created
         self.pid = os.getpid() if pid is None else pid
         self.origin = origin() if origin_id is None else origin_id
         self.push = secrets.token_hex(4) if push is None else push
@@ -99,7 +99,8 @@ class Temporaries:
             while room and raw[room] & 0xC0 == 0x80:  # never cut a UTF-8 character in two
                 room -= 1
             stem = raw[:room].decode("utf-8", "surrogateescape")
-        unsigned = f".{stem}.{self.created:x}-{self.origin}-{self.pid:x}-{self.push}"
+        created = int(time.time()) if self.created is None else self.created
+        unsigned = f".{stem}.{created:x}-{self.origin}-{self.pid:x}-{self.push}"
         return f"{unsigned}-{_check(unsigned)}{SUFFIX}"
 
     def abandoned(self, name: str, now: float | None = None) -> bool:
