@@ -97,6 +97,56 @@ def test_two_pushes_into_one_folder_at_once_both_land(
     assert _temporaries(dest) == []
 
 
+class HeldBeforeSending(Recorder):
+    """Stops the pushing thread once it has planned (before it makes any folder)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def phase(self, name: str) -> None:
+        if name == "sending" and not self.holding.is_set():
+            self.holding.set()
+            assert self.release.wait(WAIT_S)
+
+
+def test_two_pushes_into_one_new_folder_both_make_its_folders(
+    three_clusters: list[SshServer], cluster_roots: dict[str, Path], tmp_path: Path
+) -> None:
+    """Both found no folders; B makes them all while A waits, then A's MKDIRs meet them:
+    a folder that exists by then is as good as made, as with rsync."""
+    server = three_clusters[1]
+    local = make_tree(tmp_path / "p", {f"d{i % 3}/e{i % 2}/f{i}.txt": f"{i}\n" for i in range(12)})
+    dest = cluster_roots[server.name] / "new"
+    dest.mkdir()
+    first = Remote(server, local, str(dest), tmp_path / "a.toml")
+    second = Remote(server, local, str(dest), tmp_path / "b.toml")
+    held = HeldBeforeSending()
+    results: list[object] = []
+
+    def push_first() -> None:
+        try:
+            results.append(first.push(events=held)[0])
+        except BaseException as err:
+            results.append(err)
+
+    worker = threading.Thread(target=push_first)
+    try:
+        worker.start()
+        assert held.holding.wait(WAIT_S)
+        outcome_b, _ = second.push()
+        held.release.set()
+        worker.join(WAIT_S)
+    finally:
+        held.release.set()
+        first.close()
+        second.close()
+    assert len(outcome_b.sent) == 12
+    assert len(results) == 1 and not isinstance(results[0], BaseException), results
+    assert pushed_view(dest) == pushed_view(local)
+
+
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
