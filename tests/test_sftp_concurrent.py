@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,9 @@ import pytest
 from sbatchman.backends import InterruptedPart, PartialTransfer
 from sbatchman.plan import PART_SUFFIX, part_name
 from sbatchman.temporaries import MAX_AGE_S, Temporaries
-from tests.conftest import SshdFactory
 from tests.support.project import Recorder, make_tree
 from tests.support.sftpkit import Remote, pushed_view
-from tests.support.sshd import SshServer
+from tests.support.sshd import SshdFactory, SshServer
 
 WAIT_S = 60  # generous bound for a gate; reaching it is a failure, not a timing
 
@@ -194,7 +194,7 @@ def test_only_abandoned_temporaries_are_removed(
 class AfterFiles(Recorder):
     """Calls `act` (in the pushing thread) once `count` files have landed."""
 
-    def __init__(self, count: int, act: object) -> None:
+    def __init__(self, count: int, act: Callable[[], None] | None) -> None:
         super().__init__()
         self.count = count
         self.act = act
@@ -204,7 +204,7 @@ class AfterFiles(Recorder):
         super().sent(path, nbytes, why)
         if len(self.files) == self.count:
             self.fired.set()
-            if callable(self.act):
+            if self.act is not None:
                 self.act()
 
 

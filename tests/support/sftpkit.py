@@ -69,7 +69,7 @@ class Remote:
     """
 
     def __init__(self, server: SshServer | None, local: Path, remote: str, config: Path) -> None:
-        dirs = [{"alias": "a", "local": str(local), "remote": remote}]
+        dirs: list[dict[str, object]] = [{"alias": "a", "local": str(local), "remote": remote}]
         if server is None:
             write_config(config, [{"name": "here", "transfer_backend": "sftp", "sync_dirs": dirs}])
         else:
