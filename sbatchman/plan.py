@@ -7,13 +7,12 @@ one place is what makes them agree with each other and with rsync.
 from __future__ import annotations
 
 import posixpath
-import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from sbatchman.selection import Entry, Selection
+from sbatchman.temporaries import SUFFIX, Temporaries, is_temporary
 
 Kind = Literal["dir", "file", "link", "other"]
 Op = Literal["mkdir", "send", "link", "skip-newer"]
@@ -99,27 +98,18 @@ def trusted(
     return out
 
 
-# Files are written as `.<name>.<8 hex>.sbm-part` beside their final path and renamed into place,
-# so a killed run leaves only names like this, which the next run that lists the folder removes.
-PART_SUFFIX = ".sbm-part"
-_PART = re.compile(r"\..+\.[0-9a-f]{8}\.sbm-part", re.DOTALL)
-_NAME_MAX = 255  # bytes in one file name on every file system a cluster is likely to have
+# Files are written under a temporary name and renamed into place; sbatchman.temporaries says
+# which such names a push may remove (only provably abandoned ones, never another run's).
+PART_SUFFIX = SUFFIX
 
 
 def part_name(name: str) -> str:
-    """The temporary's name, its stem cut (by bytes) to fit NAME_MAX as rsync cuts its own."""
-    room = _NAME_MAX - len(f"..{'0' * 8}{PART_SUFFIX}")
-    raw = name.encode("utf-8", "surrogateescape")
-    stem = name
-    if len(raw) > room:
-        while room and raw[room] & 0xC0 == 0x80:  # never cut a UTF-8 character in two
-            room -= 1
-        stem = raw[:room].decode("utf-8", "surrogateescape")
-    return f".{stem}.{secrets.token_hex(4)}{PART_SUFFIX}"
+    """A temporary name for `name`, as a push of this process writes it now."""
+    return Temporaries().name(name)
 
 
 def is_part(name: str) -> bool:
-    return bool(_PART.fullmatch(name))
+    return is_temporary(name)
 
 
 def listing_failure(
@@ -165,23 +155,30 @@ def folders(selection: Selection) -> list[str]:
     return ["", *(e.path for e in selection.entries if e.kind == "dir")]
 
 
-def build(selection: Selection, listings: Mapping[str, Mapping[str, DestStat] | None]) -> Plan:
+def build(
+    selection: Selection,
+    listings: Mapping[str, Mapping[str, DestStat] | None],
+    temporaries: Temporaries | None = None,
+) -> Plan:
     """Compare the selection with destination listings (None: that folder does not exist yet).
 
     One listing per folder instead of one stat per file is what keeps SFTP fast on slow links.
+    `temporaries` (the push's own) judges which temporaries found are abandoned leftovers.
     """
     plan = Plan()
     listings = trusted(listings)
     selected = {e.path for e in selection.entries}
+    judge = temporaries or Temporaries()
     for folder, listing in listings.items():
         for name, found in (listing or {}).items():
-            path = posixpath.join(folder, name)
             if (
-                is_part(name)
-                and path not in selected  # a user's own file is never a leftover
-                and found.kind in ("file", "link")  # nor a folder named like one
+                name.endswith(SUFFIX)
+                and found.kind in ("file", "link")  # never a folder named like one
+                and judge.abandoned(name)
             ):
-                plan.leftovers.append(path)
+                path = posixpath.join(folder, name)
+                if path not in selected:  # a user's own file is never a leftover
+                    plan.leftovers.append(path)
     for entry in selection.entries:
         parent, name = posixpath.split(entry.path)
         listing = listings.get(parent)

@@ -18,8 +18,10 @@ from sbatchman.plan import (
     trusted,
 )
 from sbatchman.selection import Entry, Selection
+from sbatchman.temporaries import Temporaries
 
 NS = 1_000_000_000
+OLD = Temporaries(created=1_000)  # a run of 1970: its temporaries are abandoned by age
 
 
 def file(path: str = "a.py", size: int = 10, mtime: float = 1000.4) -> Entry:
@@ -60,7 +62,7 @@ def test_build_uses_listings_and_finds_leftovers() -> None:
         (Entry("d", "dir", 0, 0, 0o755), file("d/a.py"), file("d/b.py", mtime=5000.0)),
     )
     assert folders(sel) == ["", "d"]
-    leftover = part_name("a.py")
+    leftover = OLD.name("a.py")
     listings = {
         "": {"d": DestStat("dir", 0, 1)},
         "d": {"a.py": DestStat("file", 10, 1000), leftover: DestStat("file", 3, 1)},
@@ -99,11 +101,19 @@ def test_a_listing_through_a_link_or_file_is_not_trusted() -> None:
     assert plan.leftovers == []  # never delete through the link either
 
 
-def test_leftovers_are_only_our_own_temporaries() -> None:
-    own = part_name("a.py")
-    looks_like = ".x.0123abcd.sbm-part"
-    sel = Selection(Path("/src"), (file(looks_like),))  # a user's file with such a name
-    listings = {"": {own: DestStat("file", 1, 1), looks_like: DestStat("file", 1, 1)}}
+def test_leftovers_are_only_abandoned_temporaries() -> None:
+    own = OLD.name("a.py")
+    looks_like = ".x.0123abcd.sbm-part"  # a user's file (and the old style of temporaries)
+    live = part_name("b.py")  # being written by a push of this very process
+    sel = Selection(Path("/src"), (file(looks_like),))
+    listings = {
+        "": {
+            own: DestStat("file", 1, 1),
+            looks_like: DestStat("file", 1, 1),
+            live: DestStat("file", 1, 1),
+            OLD.name("d"): DestStat("dir", 0, 1),  # a folder named like one stays too
+        }
+    }
     assert build(sel, listings).leftovers == [own]
     assert not is_part(looks_like + "\n") and is_part(part_name("new\nline"))
 

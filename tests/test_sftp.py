@@ -9,7 +9,6 @@ production way: `open_sftp` on a config read from TOML.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -19,42 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends import Job, Outcome
-from sbatchman.backends.sftp import SftpSession, open_sftp
+from sbatchman.backends.sftp import SftpSession
 from sbatchman.backends.sftp_wire import Wire
-from sbatchman.config import load
 from sbatchman.errors import TransferError
 from sbatchman.plan import PART_SUFFIX
-from sbatchman.selection import select
-from sbatchman.ssh import SshOptions
-from tests.support.project import Recorder, make_tree, ssh_cluster, write_config
+from sbatchman.temporaries import Temporaries
+from tests.support.project import make_tree
+from tests.support.sftpkit import T0, Remote, pushed_view, set_mtime, state
 from tests.support.sshd import SshServer
-
-BATCH = SshOptions(batch=True, connect_timeout=10, stall_timeout=30)
-
-
-class Remote:
-    """One sync_dir on one server, pushed through an SFTP session opened from a TOML config."""
-
-    def __init__(self, server: SshServer, local: Path, remote: str, config: Path) -> None:
-        write_config(
-            config,
-            [ssh_cluster(server, [{"alias": "a", "local": str(local), "remote": remote}])],
-        )
-        self.config = load(config)
-        self.cluster = self.config.clusters[0]
-        self.sync_dir = self.cluster.sync_dirs[0]
-        self.session = open_sftp(self.cluster, self.config.settings, BATCH)
-
-    def push(self, *, dry_run: bool = False) -> tuple[Outcome, Recorder]:
-        events = Recorder()
-        selection = select(self.sync_dir.local, ())
-        job = Job(self.cluster, self.sync_dir, self.sync_dir.remote, selection, dry_run)
-        return self.session.push(job, events), events
-
-    def close(self) -> None:
-        self.session.close()
-
 
 Factory = Callable[[SshServer, Path, str], Remote]
 
@@ -71,46 +42,6 @@ def remote_factory(tmp_path: Path) -> Iterator[Factory]:
     yield make
     for remote in opened:
         remote.close()
-
-
-def state(root: Path) -> dict[str, tuple[object, ...]]:
-    """Everything observable about a tree: kind, mode, size, mtime in ns, content, link target."""
-    out: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            rel = path.relative_to(root).as_posix()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns)
-            else:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns, digest)
-    return out
-
-
-def pushed_view(root: Path) -> dict[str, tuple[object, ...]]:
-    """What a push must reproduce: files' mode, size, mtime second and content; link targets;
-    folders and their modes."""
-    out: dict[str, tuple[object, ...]] = {}
-    for rel, facts in state(root).items():
-        if facts[0] == "file":
-            _, mode, size, mtime_ns, digest = facts
-            out[rel] = ("file", mode, size, int(str(mtime_ns)) // 1_000_000_000, digest)
-        elif facts[0] == "dir":
-            out[rel] = ("dir", facts[1])
-        else:
-            out[rel] = facts
-    return out
-
-
-def set_mtime(path: Path, ns: int) -> None:
-    os.utime(path, ns=(ns, ns), follow_symlinks=False)
-
-
-T0 = 1_700_000_000 * 1_000_000_000  # a fixed past time, so "newer" cases are deterministic
 
 
 def project(root: Path) -> Path:
@@ -271,7 +202,7 @@ def test_dry_run_writes_nothing_and_lists_what_the_real_run_sends(
     set_mtime(dest / "src" / "model.py", T0 - 10_000_000_000)
     (dest / "unicodé" / "ünï.txt").write_text("edited on the cluster")
     shutil.rmtree(dest / "empty")
-    leftover = dest / "many" / f".f002.txt.0123abcd{PART_SUFFIX}"
+    leftover = dest / "many" / Temporaries(created=1_000).name("f002.txt")  # abandoned
     leftover.write_text("partial")
     before = state(dest)
 

@@ -28,8 +28,8 @@ from sbatchman.errors import Interrupted, TransferError
 from sbatchman.plan import PART_SUFFIX, DestStat
 from tests.conftest import SshdFactory
 from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.sftpkit import T0, Remote, set_mtime
 from tests.support.sshd import SshServer
-from tests.test_sftp import T0, Remote, set_mtime
 
 REPO = Path(__file__).resolve().parents[1]
 

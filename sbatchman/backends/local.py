@@ -2,7 +2,8 @@
 
 Used when rsync is not installed or not chosen, so the quickstart works on a bare machine. Same
 plan as SFTP: list each destination folder once, decide with plan.decide, write each file under
-a temporary name and rename it into place, then set mode and mtime.
+a temporary name and rename it into place, then set mode and mtime. The same rules as SFTP for
+temporaries (sbatchman.temporaries) and for files that change while they are copied (sources).
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import shutil
 import stat
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer
+from sbatchman.backends.sources import Changed, copy_file
 from sbatchman.errors import TransferError
 from sbatchman.plan import (
     DestStat,
@@ -27,10 +28,10 @@ from sbatchman.plan import (
     folders,
     listing_failure,
     locked_folders,
-    part_name,
     stale_folders,
 )
 from sbatchman.selection import Entry
+from sbatchman.temporaries import Temporaries
 
 
 def destination(remote: str) -> Path:
@@ -95,7 +96,8 @@ class LocalSession:
         failure = listing_failure(listings, errors)
         if failure is not None:
             raise TransferError(failure)
-        plan = build(job.selection, listings)
+        temporaries = Temporaries()
+        plan = build(job.selection, listings, temporaries)
         outcome = Outcome(skipped_newer=plan.skipped_newer)
         for path in outcome.skipped_newer:
             events.skipped(path, "remote is newer")
@@ -112,7 +114,9 @@ class LocalSession:
         locked = locked_folders(plan.actions, dirs)
         try:
             try:
-                failures = self._apply(job, root, plan, locked, failed, events, outcome)
+                failures = self._apply(
+                    job, root, plan, locked, failed, events, outcome, temporaries
+                )
             except BaseException:  # Ctrl-C or an error: put back what we unlocked, then go on
                 for folder in locked:
                     with contextlib.suppress(OSError):
@@ -136,6 +140,7 @@ class LocalSession:
         failed: set[str],
         events: Events,
         outcome: Outcome,
+        temporaries: Temporaries,
     ) -> list[str]:
         """Carry out the plan; returns why each entry that could not be placed failed."""
         root.mkdir(parents=True, exist_ok=True)
@@ -169,17 +174,19 @@ class LocalSession:
             if action.op == "mkdir":
                 dest.mkdir(mode=0o700, exist_ok=True)  # its own mode comes last (it may be r-x)
             elif action.op == "link":
-                part = dest.with_name(part_name(dest.name))
+                part = dest.with_name(temporaries.name(dest.name))
                 os.symlink(entry.target or "", part)
                 os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
                 os.replace(part, dest)
             elif action.op == "send":
-                part = dest.with_name(part_name(dest.name))
+                part = dest.with_name(temporaries.name(dest.name))
                 try:
-                    shutil.copyfile(source / entry.path, part, follow_symlinks=False)
-                    os.chmod(part, entry.mode)
-                    os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns))
+                    copy_file(source, entry, part)
                     os.replace(part, dest)
+                except Changed as err:
+                    failed.add(entry.path)
+                    failures.append(f"{entry.path}: {err}")
+                    continue
                 finally:
                     part.unlink(missing_ok=True)
                 outcome.sent.append((entry.path, action.reason))

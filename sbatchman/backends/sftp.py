@@ -5,15 +5,21 @@ listing per folder) and the same safety rules: temporary name, then rename; mode
 every file; a dry run that writes nothing at all on the cluster. The wire protocol, the reading
 of the destination and the carrying out of the plan live in sftp_wire, sftp_scan, sftp_folders
 and sftp_apply.
+
+What a push reports is what landed: a file counts once its rename is confirmed, also when the
+connection dies or Ctrl-C stops the push part way (renames sent but never answered are named as
+a count that may also have landed). Ctrl-C lets each push finish the renames of files already
+written and remove its other temporaries, for at most GRACE_S, before the connection is cut.
 """
 
 from __future__ import annotations
 
 import posixpath
+import threading
 
 import paramiko
 
-from sbatchman.backends import Events, Job, Outcome, PartialTransfer, Session
+from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer, Session
 from sbatchman.backends import sftp_wire as w
 from sbatchman.backends.sftp_apply import Apply, Limits, transfer
 from sbatchman.backends.sftp_folders import (
@@ -25,15 +31,18 @@ from sbatchman.backends.sftp_folders import (
     unlock_folders,
 )
 from sbatchman.backends.sftp_pool import ChannelPool
-from sbatchman.backends.sftp_scan import Scan, root_path, scan
+from sbatchman.backends.sftp_scan import Scan, out_of_range, root_path, scan
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.plan import Plan, attribute_fixes, build, folders, locked_folders, stale_folders
 from sbatchman.ssh import SshOptions
+from sbatchman.temporaries import Temporaries
 
 MAX_CHUNK = 256 << 10  # largest WRITE we send, even if the server would take more
 SPREAD = 3  # channels one push spreads its files over (one sftp-server process each)
 SPREAD_FROM = 64  # files to send before more than one channel is worth it
+GRACE_S = 2.0  # Ctrl-C: time pushes get to finish renames and remove temporaries
+NAMED = 5  # files a note names before it only counts the rest
 
 
 def open_sftp(cluster: Cluster, settings: Settings, options: SshOptions) -> Session:
@@ -45,6 +54,10 @@ def open_sftp(cluster: Cluster, settings: Settings, options: SshOptions) -> Sess
 
 class FilesFailed(PartialTransfer):
     """Some files could not be written (the rest were); the connection itself is fine."""
+
+
+class LinkLost(PartialTransfer):
+    """The connection failed part way; `outcome` holds the files that had landed by then."""
 
 
 class SftpSession:
@@ -61,17 +74,34 @@ class SftpSession:
     ) -> None:
         self.transport = transport
         self.pool = ChannelPool(transport, stall_timeout, warm)
+        self.stopping = threading.Event()
         self._aborted = False
+        self._pushes = 0
+        self._idle = threading.Condition()
 
     def push(self, job: Job, events: Events) -> Outcome:
+        with self._idle:
+            self._pushes += 1
+        try:
+            return self._push(job, events)
+        finally:
+            with self._idle:
+                self._pushes -= 1
+                self._idle.notify_all()
+
+    def _push(self, job: Job, events: Events) -> Outcome:
         wire = self.pool.take()
         clean = False
         try:
-            outcome = _Push(self.pool, wire, job, events).run()
+            outcome = _Push(self.pool, wire, job, events, self.stopping).run()
             clean = True
             return outcome
-        except FilesFailed:
+        except (FilesFailed, InterruptedPart):
             clean = True  # the channel is fine; its cleanup requests still get answered
+            raise
+        except LinkLost as err:
+            if self._aborted:
+                raise InterruptedPart(err.outcome) from None
             raise
         except TransferError:
             if self._aborted:
@@ -81,10 +111,20 @@ class SftpSession:
             self.pool.give_back(wire, clean)
 
     def abort(self) -> None:
-        """Stop every push now (Ctrl-C): the connection closes under them, so they fail at once;
-        temporaries they leave are removed by the next run."""
+        """Stop every push (Ctrl-C) without waiting: each finishes the renames of files it has
+        written and removes its other temporaries; the connection is cut once they are done,
+        or after GRACE_S whatever they are doing. A second call cuts it at once."""
+        if self._aborted:
+            self.transport.close()
+            return
         self._aborted = True
+        self.stopping.set()
         self.pool.stop()
+        threading.Thread(target=self._close_when_idle, name="sftp-abort", daemon=True).start()
+
+    def _close_when_idle(self) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: not self._pushes, GRACE_S)
         self.transport.close()
 
     def close(self) -> None:
@@ -106,19 +146,26 @@ def _limits(wire: w.Wire) -> Limits:
 class _Push:
     """One sync_dir to one cluster over one channel: scan, plan, then (unless dry) apply."""
 
-    def __init__(self, pool: ChannelPool, wire: w.Wire, job: Job, events: Events) -> None:
+    def __init__(
+        self, pool: ChannelPool, wire: w.Wire, job: Job, events: Events, stop: threading.Event
+    ) -> None:
         self.pool = pool
         self.wire = wire
         self.job = job
         self.events = events
+        self.stop = stop
         self.root = root_path(job.remote)
 
     def run(self) -> Outcome:
         job, events = self.job, self.events
         events.phase("scanning")
         found = scan(self.wire, self.root, job.selection, folders(job.selection))
-        plan = build(job.selection, found.listings)
+        odd_times = out_of_range(job.selection, found.listings)
+        temporaries = Temporaries()
+        plan = build(job.selection, found.listings, temporaries)
         outcome = Outcome(skipped_newer=plan.skipped_newer)
+        if odd_times:
+            outcome.warnings.append(_times_note(odd_times))
         for path in outcome.skipped_newer:
             events.skipped(path, "remote is newer")
         events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
@@ -129,17 +176,40 @@ class _Push:
                 outcome.bytes_sent += action.entry.size
                 events.sent(action.entry.path, action.entry.size, action.reason)
             return outcome
-        self._apply(plan, found, outcome)
+        if self.stop.is_set():
+            raise InterruptedPart(outcome)
+        run = Apply(
+            self.wire,
+            self.root,
+            job.selection.root,
+            events,
+            outcome,
+            _limits(self.wire),
+            temporaries,
+            self.stop,
+        )
+        try:
+            self._apply(plan, found, run)
+        except PartialTransfer:
+            raise
+        except TransferError as err:
+            if run.renaming:
+                outcome.warnings.append(
+                    f"{run.renaming} more file(s) may have landed: their rename was sent"
+                    " but never confirmed"
+                )
+            sent = len(outcome.sent)
+            raise LinkLost(f"{err}; {sent} file(s) were sent", outcome) from None
+        if self.stop.is_set():
+            raise InterruptedPart(outcome)
         return outcome
 
-    def _apply(self, plan: Plan, found: Scan, outcome: Outcome) -> None:
-        run = Apply(
-            self.wire, self.root, self.job.selection.root, self.events, outcome, _limits(self.wire)
-        )
+    def _apply(self, plan: Plan, found: Scan, run: Apply) -> None:
+        outcome = run.outcome
         if found.root is None:
             make_root(run, _ancestors(self.root))
             if run.failures:
-                raise TransferError(run.failures[0][1])
+                raise FilesFailed(run.failures[0][1], outcome)
         chmods, dirs = attribute_fixes(self.job.selection, found.listings)
         unlock_folders(run, locked_folders(plan.actions, dirs))
         remove_leftovers(run, plan.leftovers)
@@ -157,21 +227,32 @@ class _Push:
         helpers = [run.helper(wire, _limits(wire)) for wire in extra]
         clean = False
         try:
-            transfer([run, *helpers], moving, chmods)
+            if not self.stop.is_set():
+                transfer([run, *helpers], moving, chmods)
             clean = True
         finally:
             for wire in extra:
                 self.pool.give_back(wire, clean)
-        for helper in helpers:
-            run.absorb(helper)
+            for helper in helpers:
+                run.absorb(helper)
         failed = run.failed_dirs | {rel for rel, _ in run.failures}
         set_folder_attrs(run, stale_folders(dirs, run.changed, failed))
-        if run.failures:
+        if run.failures and not self.stop.is_set():
             rel, message = run.failures[0]
             count = len(run.failures)
             others = f" (and {count - 1} more failed)" if count > 1 else ""
             sent = len(outcome.sent)
             raise FilesFailed(f"{rel}: {message}{others}; {sent} file(s) were sent", outcome)
+
+
+def _times_note(paths: list[str]) -> str:
+    """One line for every file whose time the cluster cannot hold (see sftp_scan.out_of_range)."""
+    named = ", ".join(paths[:NAMED])
+    more = f" (and {len(paths) - NAMED} more)" if len(paths) > NAMED else ""
+    return (
+        f"SFTP stores times from 1970 to 2106 only, so these keep the nearest time it can:"
+        f" {named}{more}"
+    )
 
 
 def _ancestors(root: str) -> list[str]:

@@ -2,9 +2,14 @@
 
 Every file is written to a temporary name beside its final path, given its mode and mtime, closed,
 and only then renamed into place, and each step waits for the server's OK of the one before: a
-killed run or a full disk can leave a temporary file (the next run removes it), never a partial
-file under the real name. Replies are checked one by one; a failure fails that file only, and the
-caller hears about all of them at the end.
+killed run or a full disk can leave a temporary file (see sbatchman.temporaries for who removes
+it), never a partial file under the real name. A local file that changes while it is read fails
+instead of landing (see sources). Replies are checked one by one; a failure fails that file
+only, and the caller hears about all of them at the end.
+
+When the push is told to stop (Ctrl-C), no new file is started and no more data is read; files
+whose data is all written still get their close and rename, the others' temporaries are
+removed, so an interruption leaves neither half-written nor finished-but-unrenamed temporaries.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from sbatchman.backends import Events, Outcome
 from sbatchman.backends import sftp_wire as w
 from sbatchman.backends.sftp_scan import join
-from sbatchman.plan import Action, part_name, seconds
+from sbatchman.backends.sources import Changed, Source
+from sbatchman.plan import Action, seconds
 from sbatchman.selection import Entry
+from sbatchman.temporaries import Temporaries
 
 POSIX_RENAME = "posix-rename@openssh.com"
 LSETSTAT = "lsetstat@openssh.com"
@@ -47,15 +53,27 @@ class Apply:
     events: Events
     outcome: Outcome
     limits: Limits
+    temporaries: Temporaries
+    stop: threading.Event  # set on Ctrl-C: finish what is written, start nothing new
     failures: list[tuple[str, str]] = field(default_factory=list)
     changed: set[str] = field(default_factory=set)  # folders whose entries we changed
     failed_dirs: set[str] = field(default_factory=set)  # folders that could not be made
     in_flight_files: int = 0
     in_flight_bytes: int = 0
+    renaming: int = 0  # renames sent and not answered: they may land unseen if the link dies
 
     def helper(self, wire: w.Wire, limits: Limits) -> Apply:
         """State for another channel of the same push; `absorb` merges it back."""
-        return Apply(wire, self.root, self.source, self.events, Outcome(), limits)
+        return Apply(
+            wire,
+            self.root,
+            self.source,
+            self.events,
+            Outcome(),
+            limits,
+            self.temporaries,
+            self.stop,
+        )
 
     def absorb(self, other: Apply) -> None:
         self.outcome.sent += other.outcome.sent
@@ -63,6 +81,12 @@ class Apply:
         self.outcome.warnings += other.outcome.warnings
         self.failures += other.failures
         self.changed |= other.changed
+        self.renaming += other.renaming
+
+    def part(self, dest: str) -> str:
+        """The temporary beside the remote path `dest`."""
+        folder, name = posixpath.split(dest)
+        return posixpath.join(folder, self.temporaries.name(name))
 
     def fail(self, rel: str, message: str) -> None:
         self.failures.append((rel, message))
@@ -75,6 +99,7 @@ class Apply:
 
     def rename(self, part: str, dest: str, callback: w.Callback) -> None:
         """Replace `dest` by `part` in one step (posix-rename), or remove-then-rename."""
+        self.renaming += 1
         if POSIX_RENAME in self.wire.extensions:
             payload = w.string(POSIX_RENAME.encode()) + w.path(part) + w.path(dest)
             self.wire.call(w.EXTENDED, payload, callback)
@@ -134,6 +159,10 @@ def _transfer(run: Apply, actions: Sequence[Action], chmods: Sequence[Entry]) ->
         run.call_ok(w.SETSTAT, payload, entry.path, "cannot set mode")
 
     def more() -> bool:
+        if run.stop.is_set():  # Ctrl-C: files not started never will be, the rest wind down
+            waiting.clear()
+            while writers:
+                writers.popleft().abandon()
         while writers and run.in_flight_bytes < run.limits.write_bytes:
             writer = writers.popleft()
             if writer.write_more():
@@ -158,10 +187,11 @@ def _link(run: Apply, action: Action) -> None:
     """
     entry = action.entry
     dest = run.remote(entry.path)
-    part = posixpath.join(posixpath.dirname(dest), part_name(posixpath.basename(dest)))
+    part = run.part(dest)
 
     def done(reply: w.Reply) -> None:
         run.in_flight_files -= 1
+        run.renaming -= 1
         if reply.ok():
             run.touched(entry.path)
         else:
@@ -192,11 +222,9 @@ class _Upload:
         self.reason = action.reason
         self.want_writes = want_writes
         self.dest = run.remote(self.entry.path)
-        self.part = posixpath.join(
-            posixpath.dirname(self.dest), part_name(posixpath.basename(self.dest))
-        )
+        self.part = run.part(self.dest)
         self.handle = b""
-        self.local: BinaryIO | None = None
+        self.local: Source | None = None
         self.offset = 0
         self.writes = 0
         self.eof = False
@@ -215,10 +243,17 @@ class _Upload:
             self.run.fail(self.entry.path, f"cannot create a file: {w.describe(reply)}")
             return
         self.handle = handle
+        if self.run.stop.is_set():
+            self.error = "interrupted"
+            self.finish()
+            return
         try:
-            self.local = (self.run.source / self.entry.path).open("rb")
+            self.local = Source(self.run.source, self.entry)
+        except Changed as err:
+            self.error = str(err)
         except OSError as err:
             self.error = f"cannot read the local file: {err.strerror or err}"
+        if self.error:
             self.finish()
             return
         if self.write_more():
@@ -236,6 +271,9 @@ class _Upload:
                 return False
             try:
                 data = local.read(run.limits.chunk)
+            except Changed as err:
+                self.error = str(err)
+                data = b""
             except OSError as err:
                 self.error = f"cannot read the local file: {err.strerror or err}"
                 data = b""
@@ -250,6 +288,13 @@ class _Upload:
             run.in_flight_bytes += len(data)
             run.wire.call(w.WRITE, payload, self._written(len(data)))
         return not self.eof
+
+    def abandon(self) -> None:
+        """Stop reading this file (Ctrl-C): its temporary goes once its writes are answered."""
+        self.error = self.error or "interrupted"
+        self.eof = True
+        if not self.writes:
+            self.finish()
 
     def _written(self, size: int) -> w.Callback:
         def on_reply(reply: w.Reply) -> None:
@@ -291,6 +336,7 @@ class _Upload:
     def on_renamed(self, reply: w.Reply) -> None:
         run = self.run
         run.in_flight_files -= 1
+        run.renaming -= 1
         if not reply.ok():
             run.fail(self.entry.path, f"cannot put the file in place: {w.describe(reply)}")
             run.discard(self.part)

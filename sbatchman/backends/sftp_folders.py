@@ -9,10 +9,11 @@ round trips per push, whatever the number of folders.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sbatchman.backends import sftp_wire as w
 from sbatchman.backends.sftp_apply import Apply
+from sbatchman.backends.sftp_scan import kind_of
 from sbatchman.plan import Action, seconds
 from sbatchman.selection import Entry
 
@@ -37,8 +38,41 @@ def make_root(run: Apply, ancestors: Sequence[str]) -> None:
         if run.failures:
             return
         if not exists.get(path):
-            run.call_ok(w.MKDIR, w.path(path) + w.attrs(), path, f"cannot create {path}")
+
+            def refused(reply: w.Reply, path: str = path) -> None:
+                run.fail(path, f"cannot create {path}: {w.describe(reply)}")
+
+            mkdir(run, path, w.attrs(), refused)
             run.wire.pump()
+
+
+def mkdir(
+    run: Apply,
+    path: str,
+    attrs: bytes,
+    refused: w.Callback,
+    made: Callable[[], None] | None = None,
+) -> None:
+    """MKDIR `path`; a folder that another push made meanwhile counts as made (two pushes into
+    one new folder at once), anything else calls `refused` with the MKDIR's reply. OpenSSH says
+    only "Failure" for EEXIST, so only a failure costs the extra LSTAT."""
+
+    def on_mkdir(reply: w.Reply) -> None:
+        if reply.ok():
+            if made is not None:
+                made()
+            return
+
+        def on_lstat(found: w.Reply) -> None:
+            attrs = found.attrs()
+            if attrs is None or kind_of(attrs.mode) != "dir":
+                refused(reply)
+            elif made is not None:
+                made()
+
+        run.wire.call(w.LSTAT, w.path(path), on_lstat)
+
+    run.wire.call(w.MKDIR, w.path(path) + attrs, on_mkdir)
 
 
 def remove_leftovers(run: Apply, leftovers: Sequence[str]) -> None:
@@ -114,15 +148,15 @@ def make_folders(run: Apply, new: Sequence[Entry]) -> None:
                 failed.add(entry.path)
                 continue
 
-            def on_reply(reply: w.Reply, entry: Entry = entry) -> None:
-                if reply.ok():
-                    run.touched(entry.path)
-                else:
-                    failed.add(entry.path)
-                    run.fail(entry.path, f"cannot create folder: {w.describe(reply)}")
+            def refused(reply: w.Reply, entry: Entry = entry) -> None:
+                failed.add(entry.path)
+                run.fail(entry.path, f"cannot create folder: {w.describe(reply)}")
 
-            payload = w.path(run.remote(entry.path)) + w.attrs(perm=entry.mode | 0o700)
-            run.wire.call(w.MKDIR, payload, on_reply)
+            def made(entry: Entry = entry) -> None:
+                run.touched(entry.path)
+
+            attrs = w.attrs(perm=entry.mode | 0o700)
+            mkdir(run, run.remote(entry.path), attrs, refused, made)
         run.wire.pump()
 
 

@@ -9,17 +9,18 @@ from __future__ import annotations
 import posixpath
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sbatchman.backends import sftp_wire as w
 from sbatchman.errors import TransferError
-from sbatchman.plan import DestStat, Kind, listing_failure
+from sbatchman.plan import DestStat, Kind, listing_failure, seconds
 from sbatchman.selection import Selection
 
 # Folders listed at once: each holds a handle on the server and up to two READDIR replies
 # (about 100 names each) in flight, which must fit the channel's receive window.
 MAX_LISTING = 128
 FIRST_LISTING = 16  # before the server has stated its handle limit (limits@openssh.com)
+LATEST = 0xFFFFFFFF  # SFTP v3 times are unsigned 32-bit seconds: 1970 to 2106
 
 
 def root_path(remote: str) -> str:
@@ -206,3 +207,25 @@ def _read_links(wire: w.Wire, root: str, selection: Selection, result: Scan) -> 
     for path, name, listing in remote_links():
         wire.call(w.READLINK, w.path(join(root, path)), reader(name, listing))
     wire.pump()
+
+
+def out_of_range(selection: Selection, listings: dict[str, Listing | None]) -> list[str]:
+    """Entries whose mtime SFTP cannot carry (before 1970, after 2106), which the cluster can
+    only hold as the nearest time it can.
+
+    Where the cluster holds exactly that time, its listing is read as the local time, so the
+    plan sees the time as kept: else a file of 2200 would be sent again on every run and one
+    of 1960 would count as "newer on the cluster" forever.
+    """
+    paths: list[str] = []
+    for entry in selection.entries:
+        local = seconds(entry.mtime_ns)
+        if 0 <= local <= LATEST:
+            continue
+        paths.append(entry.path)
+        parent, name = posixpath.split(entry.path)
+        listing = listings.get(parent)
+        found = listing.get(name) if listing else None
+        if listing and found is not None and found.mtime == min(max(local, 0), LATEST):
+            listing[name] = replace(found, mtime=local)
+    return paths
