@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -49,6 +50,19 @@ GitignoreOpt = Annotated[
 ]
 
 
+@dataclass
+class _Invocation:
+    """What main must know about the command that ran (click hands it down as ctx.obj)."""
+
+    status_is_its_work: bool = False  # sync, config init: lost output does not change it
+
+
+def _did_its_work(ctx: typer.Context) -> None:
+    invocation = ctx.find_object(_Invocation)
+    if invocation is not None:
+        invocation.status_is_its_work = True
+
+
 def _config_file(config: Path | None) -> Path:
     """--config, else $SBATCHMAN_CONFIG, else the platform default; `~` expanded in all."""
     from sbatchman.config import default_config_path
@@ -73,6 +87,7 @@ def _root(
 
 @app.command()
 def sync(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     cluster: ClusterOpt = [],  # noqa: B006 - typer needs a literal default
     alias: AliasOpt = [],  # noqa: B006
@@ -122,6 +137,7 @@ def sync(
     from sbatchman.report import ConsoleReporter, Style
     from sbatchman.ssh import SshOptions
 
+    _did_its_work(ctx)
     reporter = ConsoleReporter(Style(verbose, quiet, json_out, dry_run))
     try:
         cfg = configuration.load(_config_file(config))
@@ -181,8 +197,9 @@ def list_files(
 
 
 @config_app.command("init")
-def config_init(config: ConfigOpt = None) -> int:
+def config_init(ctx: typer.Context, config: ConfigOpt = None) -> int:
     """Write a commented starter config (never overwrites one)."""
+    _did_its_work(ctx)
     from sbatchman.starter import write_starter
 
     path = write_starter(_config_file(config), Path.cwd())
@@ -228,13 +245,14 @@ def main(argv: list[str] | None = None) -> None:
     stops = (signal.SIGTERM, signal.SIGHUP)
     previous = {stop: signal.signal(stop, _as_interrupt) for stop in stops}
     try:
-        code = _run(args)
+        invocation = _Invocation()
+        code = _run(args, invocation)
         out.flush()
         if out.worth_saying():
             assert out.lost is not None
             reason = out.lost.strerror or str(out.lost)
             typer.echo(show_text(f"sbatchman: error: cannot write to stdout: {reason}"), err=True)
-            if not (args[:1] == ["sync"] or args[:2] == ["config", "init"]):
+            if not invocation.status_is_its_work:
                 code = code or 1  # ls, config path, --help: their output is their result
     finally:
         for stop, handler in previous.items():
@@ -245,12 +263,12 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
-def _run(args: list[str]) -> int:
+def _run(args: list[str], invocation: _Invocation) -> int:
     """The command's own exit status; every error as one line on stderr."""
     from sbatchman.names import show_text
 
     try:
-        code = app(args=args, prog_name="sbatchman", standalone_mode=False)
+        code = app(args=args, prog_name="sbatchman", standalone_mode=False, obj=invocation)
     except SbatchmanError as err:
         typer.echo(show_text(f"sbatchman: error: {err}"), err=True)
         return err.exit_code
