@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -330,3 +332,37 @@ def test_a_closed_stdout_is_as_quiet_as_before(many: Path) -> None:
         )
         assert (done.returncode, done.stderr) == (0, ""), args
     assert len(list((many.parent / "dest").iterdir())) == 300
+
+
+@pytest.mark.parametrize("flags", [["--json"], ["-v"]])
+def test_a_full_stdout_keeps_an_interrupted_sync_interrupted(
+    tmp_path: Path, flags: list[str]
+) -> None:
+    """Ctrl-C while connecting (to a server that never answers): 130, whatever stdout did."""
+    proj = make_tree(tmp_path / "proj", {"a.py": "a\n"})
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        cluster = {
+            "name": "mute",
+            "host": "127.0.0.1",
+            "user": "nobody",
+            "port": silent.getsockname()[1],
+            "transfer_backend": "rsync",
+            "sync_dirs": [{"alias": "p", "local": str(proj), "remote": "/nonexistent/p"}],
+        }
+        config = write_config(tmp_path / "c.toml", [cluster])
+        with open("/dev/full", "w") as full:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), *flags],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,  # its own process group, as a terminal's job is
+            )
+        silent.settimeout(60)
+        connection, _ = silent.accept()  # sbatchman is connecting now
+        with connection:
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+            _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err == FULL
