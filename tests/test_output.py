@@ -372,3 +372,21 @@ def test_a_full_stdout_keeps_an_interrupted_sync_interrupted(
             _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err == FULL
+
+
+def test_ls_into_a_reader_that_leaves_is_quiet(tmp_path: Path) -> None:
+    """`sbatchman ls | head -1`: the rest is dropped, no traceback, no complaint."""
+    proj = make_tree(tmp_path / "proj", {f"f{i:04d}": "" for i in range(3000)})
+    cluster = {"name": "l", "sync_dirs": [{"alias": "p", "local": str(proj)}]}
+    config = write_config(tmp_path / "c.toml", [cluster])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sbatchman", "ls", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"l/")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert (proc.wait(timeout=60), err) == (0, b"")
