@@ -154,12 +154,12 @@ class ConsoleReporter:
             self.progress.stop()
             self.progress = None
 
-    def line(self, text: str | Text) -> None:
+    def line(self, text: str) -> None:
         """A listing line for stdout; above the live bars when both share the terminal.
 
-        Always a Text: a str would be read as rich markup (`[bold]`, `[/]`) and emoji codes.
+        Printed as a Text: a str would be read as rich markup (`[bold]`, `[/]`) and emoji codes.
         """
-        shown = text if isinstance(text, Text) else Text(text)
+        shown = Text(text)
         with self._lock:
             if self.progress is not None and self.out.is_terminal:
                 self.progress.console.print(shown)
