@@ -36,6 +36,8 @@ class Guarded(io.TextIOBase):
                     self._inner.write(text.encode(self.encoding, "replace").decode(self.encoding))
             except OSError as err:
                 self._drop(err)
+            except ValueError:  # closed under us: as a closed stdout, nothing to say
+                self._inner = None
         return len(text)
 
     def flush(self) -> None:
@@ -44,6 +46,8 @@ class Guarded(io.TextIOBase):
                 self._inner.flush()
             except OSError as err:
                 self._drop(err)
+            except ValueError:
+                self._inner = None
 
     def worth_saying(self) -> bool:
         """Lost for a reason other than the reader leaving (`| head`, a closed stdout)."""

@@ -3,6 +3,7 @@ output that cannot be written is one line and leaves the exit status alone."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from sbatchman.names import json_name, json_text, show_name, show_text
+from sbatchman.output import Guarded
 from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshServer
 
@@ -390,3 +392,17 @@ def test_ls_into_a_reader_that_leaves_is_quiet(tmp_path: Path) -> None:
     proc.stdout.close()
     err = proc.stderr.read()
     assert (proc.wait(timeout=60), err) == (0, b"")
+
+
+def test_a_stream_closed_under_us_or_ascii_only_never_raises() -> None:
+    gone = io.StringIO()
+    guarded = Guarded(gone)
+    gone.close()
+    guarded.write("x")
+    guarded.flush()
+    assert not guarded.worth_saying()
+    ascii_only = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    plain = Guarded(ascii_only)
+    plain.write("✗ caf\u00e9\n")
+    plain.flush()
+    assert ascii_only.buffer.getvalue() == b"? caf?\n"
