@@ -327,6 +327,14 @@ def test_a_command_whose_output_is_its_result_fails_when_it_cannot_write(
     assert (done.returncode, done.stderr) == (1, FULL)
 
 
+def test_config_init_did_its_work_whatever_stdout_did(tmp_path: Path) -> None:
+    config = tmp_path / "new.toml"
+    project = make_tree(tmp_path / "project", {"a.py": "a\n"})
+    done = to_dev_full("config", "init", "--config", str(config), cwd=project)
+    assert (done.returncode, done.stderr) == (0, FULL)
+    assert config.read_text().startswith("# sbatchman remotes-config.toml")
+
+
 def test_a_closed_stdout_is_as_quiet_as_before(many: Path) -> None:
     """`sbatchman sync >&-`: Python has no stdout at all; the sync runs, nothing is said."""
     for args in (["sync", "-v"], ["ls"], ["config", "path"]):
