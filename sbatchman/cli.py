@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from sbatchman import __version__
+from sbatchman.errors import SbatchmanError
 
 app = typer.Typer(
     help="Push your working directories to many HPC clusters at once (rsync or SFTP).",
@@ -21,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
 )
 config_app = typer.Typer(help="Create or locate the config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -45,6 +48,19 @@ GitignoreOpt = Annotated[
     Optional[bool],  # noqa: UP045
     typer.Option("--gitignore/--no-gitignore", help="Honour .gitignore files (this run only)."),
 ]
+
+
+@dataclass
+class _Invocation:
+    """What main must know about the command that ran (click hands it down as ctx.obj)."""
+
+    status_is_its_work: bool = False  # sync, config init: lost output does not change it
+
+
+def _did_its_work(ctx: typer.Context) -> None:
+    invocation = ctx.find_object(_Invocation)
+    if invocation is not None:
+        invocation.status_is_its_work = True
 
 
 def _config_file(config: Path | None) -> Path:
@@ -80,6 +96,7 @@ def _root(
 
 @app.command()
 def sync(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     cluster: ClusterOpt = [],  # noqa: B006 - typer needs a literal default
     alias: AliasOpt = [],  # noqa: B006
@@ -133,25 +150,34 @@ def sync(
     from sbatchman.report import ConsoleReporter, Style
     from sbatchman.ssh import SshOptions
 
-    cfg = configuration.load(_config_file(config))
-    settings = cfg.settings
-    request = Request(
-        clusters=tuple(cluster),
-        aliases=tuple(alias),
-        excludes=tuple(exclude),
-        backend=backend,
-        gitignore=gitignore,
-        dry_run=dry_run,
-        jobs=jobs,
-        ssh=SshOptions(
-            batch=batch or not sys.stdin.isatty(),
-            accept_new_host_keys=accept_new_host_keys,
-            connect_timeout=connect_timeout or settings.connect_timeout,
-            stall_timeout=stall_timeout or settings.stall_timeout,
-        ),
-    )
-    with ConsoleReporter(Style(verbose, quiet, json_out, dry_run)) as reporter:
-        results = run_sync(cfg, request, reporter)
+    _did_its_work(ctx)
+    reporter = ConsoleReporter(Style(verbose, quiet, json_out, dry_run))
+    try:
+        cfg = configuration.load(_config_file(config))
+        settings = cfg.settings
+        request = Request(
+            clusters=tuple(cluster),
+            aliases=tuple(alias),
+            excludes=tuple(exclude),
+            backend=backend,
+            gitignore=gitignore,
+            dry_run=dry_run,
+            jobs=jobs,
+            ssh=SshOptions(
+                batch=batch or not sys.stdin.isatty(),
+                accept_new_host_keys=accept_new_host_keys,
+                connect_timeout=connect_timeout or settings.connect_timeout,
+                stall_timeout=stall_timeout or settings.stall_timeout,
+            ),
+        )
+        with reporter:
+            results = run_sync(cfg, request, reporter)
+    except SbatchmanError as err:  # nothing was pushed; a script still gets its one document
+        reporter.refused(str(err), err.exit_code)
+        raise
+    except KeyboardInterrupt:
+        reporter.refused("interrupted", 130)
+        raise
     reporter.summary(results)
     return exit_code(results)
 
@@ -164,9 +190,13 @@ def list_files(
     exclude: ExcludeOpt = [],  # noqa: B006
     gitignore: GitignoreOpt = None,
     explain: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--explain", metavar="PATH", help="Say whether PATH is pushed, and why."),
-    ] = None,
+        list[str],
+        typer.Option(
+            "--explain",
+            metavar="PATH",
+            help="Say whether PATH is pushed, and why (repeatable: each path in turn).",
+        ),
+    ] = [],  # noqa: B006
 ) -> int:
     """Show the files a sync would consider, without touching the network."""
     from sbatchman import config as configuration
@@ -180,8 +210,9 @@ def list_files(
 
 
 @config_app.command("init")
-def config_init(config: ConfigOpt = None) -> int:
+def config_init(ctx: typer.Context, config: ConfigOpt = None) -> int:
     """Write a commented starter config (never overwrites one)."""
+    _did_its_work(ctx)
     from sbatchman.starter import write_starter
 
     path = write_starter(_config_file(config), Path.cwd())
@@ -196,28 +227,68 @@ def config_path(config: ConfigOpt = None) -> int:
     return 0
 
 
+def _whole_short_help(*apps: typer.Typer) -> None:
+    """The command list shows each command's first docstring line whole; click would cut it
+    to the screen's width minus the names, ending in `...`."""
+    for each in apps:
+        for info in each.registered_commands:
+            doc = info.callback.__doc__ if info.callback is not None else None
+            if doc and info.short_help is None:
+                info.short_help = doc.strip().splitlines()[0]
+
+
+_whole_short_help(app, config_app)
+
+
 def _as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the one place that turns errors into messages and exit codes."""
-    from sbatchman.errors import SbatchmanError
+    from sbatchman.names import show_text
+    from sbatchman.output import Guarded
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    streams = sys.stdout, sys.stderr
+    out, err = Guarded(sys.stdout), Guarded(sys.stderr)
+    sys.stdout, sys.stderr = out, err
     # A closed terminal (SIGHUP) or a polite kill (SIGTERM) stops a sync as Ctrl-C does:
     # transfers stopped, no partial file at a final path, ssh masters and their folders gone.
     stops = (signal.SIGTERM, signal.SIGHUP)
     previous = {stop: signal.signal(stop, _as_interrupt) for stop in stops}
     try:
-        code = app(args=argv, prog_name="sbatchman", standalone_mode=False)
+        invocation = _Invocation()
+        code = _run(args, invocation)
+        out.flush()
+        if out.worth_saying():
+            assert out.lost is not None
+            reason = out.lost.strerror or str(out.lost)
+            typer.echo(show_text(f"sbatchman: error: cannot write to stdout: {reason}"), err=True)
+            if not invocation.status_is_its_work:
+                code = code or 1  # ls, config path, --help: their output is their result
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+        out.flush()
+        err.flush()
+        sys.stdout, sys.stderr = streams
+    sys.exit(code)
+
+
+def _run(args: list[str], invocation: _Invocation) -> int:
+    """The command's own exit status; every error as one line on stderr."""
+    from sbatchman.names import show_text
+
+    try:
+        code = app(args=args, prog_name="sbatchman", standalone_mode=False, obj=invocation)
     except SbatchmanError as err:
-        typer.echo(f"sbatchman: error: {err}", err=True)
-        code = err.exit_code
+        typer.echo(show_text(f"sbatchman: error: {err}"), err=True)
+        return err.exit_code
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("sbatchman: interrupted", err=True)
-        code = 130
+        return 130
     except typer.TyperException as err:  # the parser's usage errors (typer's vendored click)
-        code = getattr(err, "exit_code", 2)
         ctx = getattr(err, "ctx", None)
         if type(err).__name__ == "NoArgsIsHelpError":  # `sbatchman config`: show its help
             err.show()  # type: ignore[attr-defined]
@@ -225,8 +296,26 @@ def main(argv: list[str] | None = None) -> None:
             formatted = getattr(err, "format_message", None)
             message = (formatted() if callable(formatted) else str(err)).rstrip(".")
             command = ctx.command_path if ctx is not None else "sbatchman"
-            typer.echo(f"sbatchman: error: {message} (see `{command} --help`)", err=True)
-    finally:
-        for stop, handler in previous.items():
-            signal.signal(stop, handler)
-    sys.exit(code if isinstance(code, int) else 0)
+            line = f"sbatchman: error: {message} (see `{command} --help`)"
+            typer.echo(show_text(line), err=True)
+            _refuse_in_json(ctx, args, message, getattr(err, "exit_code", 2))
+        return int(getattr(err, "exit_code", 2))
+    return code if isinstance(code, int) else 0
+
+
+def _refuse_in_json(ctx: object, args: list[str], message: str, code: int) -> None:
+    """`sync --json` with a mistake the parser caught: the script still gets its document.
+
+    The flags are read again leniently (click's resilient parsing), as completion reads them.
+    """
+    command = getattr(ctx, "command", None)
+    if args[:1] != ["sync"] or command is None or getattr(command, "name", None) != "sync":
+        return
+    try:
+        lenient = command.make_context("sync", args[1:], resilient_parsing=True)
+    except Exception:  # nothing readable: no document; the line was said
+        return
+    if lenient.params.get("json_out"):
+        from sbatchman.report import refusal
+
+        typer.echo(refusal(message, code, bool(lenient.params.get("dry_run"))))

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from sbatchman.backends import Events
+from sbatchman.names import json_name, json_text, show_name, show_text
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -53,14 +55,14 @@ class _TargetEvents:
 
     def __init__(self, reporter: ConsoleReporter, label: str) -> None:
         self.reporter = reporter
-        self.label = label
+        self.label = show_text(label)
         self.task: TaskID | None = None
         self.files_done = 0
         self.files_total = 0
         self.credit = 0  # bytes already shown by progress() for files not yet reported sent
         progress = reporter.progress
         if progress is not None:
-            self.task = progress.add_task(label, total=None, phase="waiting", files="")
+            self.task = progress.add_task(self.label, total=None, phase="waiting", files="")
 
     def _update(self, **fields: Any) -> None:
         if self.reporter.progress is not None and self.task is not None:
@@ -80,9 +82,9 @@ class _TargetEvents:
         self._update(advance=nbytes - shown, files=f"{self.files_done}/{self.files_total} files")
         style = self.reporter.style
         if style.dry_run and not style.json and not style.quiet:
-            self.reporter.line(f"would send {self.label}: {escape(path)} ({why})")
+            self.reporter.line(f"would send {self.label}: {show_name(path)} ({show_text(why)})")
         elif style.verbose and not style.json:
-            self.reporter.line(f"{self.label}: {escape(path)} ({why})")
+            self.reporter.line(f"{self.label}: {show_name(path)} ({show_text(why)})")
 
     def progress(self, nbytes: int) -> None:
         self.credit += nbytes
@@ -90,7 +92,7 @@ class _TargetEvents:
 
     def skipped(self, path: str, why: str) -> None:
         if self.reporter.style.verbose and not self.reporter.style.json:
-            self.reporter.line(f"{self.label}: kept {escape(path)} ({why})")
+            self.reporter.line(f"{self.label}: kept {show_name(path)} ({show_text(why)})")
 
 
 class _Console(Console):
@@ -126,9 +128,13 @@ class ConsoleReporter:
                 TextColumn,
                 TransferSpeedColumn,
             )
+            from rich.table import Column
 
             self.progress = Progress(
-                TextColumn("{task.description}"),
+                # a name is never markup, and folds rather than ending in "…" on a narrow screen
+                TextColumn(
+                    "{task.description}", markup=False, table_column=Column(overflow="fold")
+                ),
                 TextColumn("[dim]{task.fields[phase]}"),
                 BarColumn(),
                 TextColumn("{task.fields[files]}"),
@@ -149,12 +155,16 @@ class ConsoleReporter:
             self.progress = None
 
     def line(self, text: str) -> None:
-        """A listing line for stdout; above the live bars when both share the terminal."""
+        """A listing line for stdout; above the live bars when both share the terminal.
+
+        Printed as a Text: a str would be read as rich markup (`[bold]`, `[/]`) and emoji codes.
+        """
+        shown = Text(text)
         with self._lock:
             if self.progress is not None and self.out.is_terminal:
-                self.progress.console.print(text)
+                self.progress.console.print(shown)
             else:
-                self.out.print(text)
+                self.out.print(shown)
 
     @contextmanager
     def prompting(self) -> Iterator[None]:
@@ -173,7 +183,13 @@ class ConsoleReporter:
             progress.live.vertical_overflow = overflow
 
     def notice(self, message: str) -> None:
-        self.err.print(f"sbatchman: {escape(message)}")
+        self.err.print(Text(show_text(f"sbatchman: {message}")))
+
+    def refused(self, error: str, exit_code: int) -> None:
+        """Nothing ran (a config or usage error, or Ctrl-C first): with --json, still one
+        document on stdout, saying why; the one line on stderr is the CLI's."""
+        if self.style.json:
+            self.out.out(refusal(error, exit_code, self.style.dry_run))
 
     def events(self, target: Target) -> Events:
         return _TargetEvents(self, f"{target.cluster.name}/{target.sync_dir.alias}")
@@ -186,33 +202,61 @@ class ConsoleReporter:
         shown = [r for r in ordered if r.status not in _GOOD] if self.style.quiet else ordered
         if not shown:
             return
+        self.out.print(self._table(shown), crop=False)
+        for r in shown:
+            where = show_text(f"{r.cluster}/{r.alias}")
+            if r.error:
+                self.out.print(Text.assemble(("✗", "red"), f" {where}: {show_text(r.error)}"))
+            for warning in r.warnings:
+                self.out.print(Text.assemble(("!", "yellow"), f" {where}: {show_text(warning)}"))
+            if r.skipped_newer:
+                names = ", ".join(show_name(n) for n in r.skipped_newer[:5])
+                more = " …" if len(r.skipped_newer) > 5 else ""
+                self.out.print(
+                    Text.assemble(
+                        ("!", "yellow"),
+                        f" {where}: kept {len(r.skipped_newer)} file(s) that are newer"
+                        f" on the cluster: {names}{more}",
+                    )
+                )
+
+    def _table(self, shown: Sequence[Result]) -> Table:
+        """Names are never cut: into a file or pipe the table is as wide as it needs; on a
+        terminal too narrow for it, a long name folds onto more lines instead of ending in "…"
+        (two login nodes that differ only at the end stay two)."""
         table = Table(box=None, pad_edge=False)
         for column in ("cluster", "alias", "backend", "status", "files", "bytes", "seconds"):
-            table.add_column(column, justify="right" if column in "files bytes seconds" else "left")
+            if column in ("cluster", "alias"):
+                table.add_column(column, overflow="fold")
+            else:
+                right = column in ("files", "bytes", "seconds")
+                table.add_column(column, justify="right" if right else "left", no_wrap=True)
         for r in shown:
-            status = r.status if r.status in _GOOD else f"[red]{r.status.upper()}[/]"
             table.add_row(
-                r.cluster,
-                r.alias,
-                r.backend,
-                status,
+                Text(show_text(r.cluster)),
+                Text(show_text(r.alias)),
+                Text(show_text(r.backend)),
+                Text(r.status) if r.status in _GOOD else Text(r.status.upper(), style="red"),
                 str(r.files_sent),
                 human_bytes(r.bytes_sent),
                 f"{r.seconds:.1f}",
             )
-        self.out.print(table)
-        for r in shown:
-            where = f"{r.cluster}/{r.alias}"
-            if r.error:
-                self.out.print(f"[red]✗[/] {where}: {escape(r.error)}")
-            for warning in r.warnings:
-                self.out.print(f"[yellow]![/] {where}: {escape(warning)}")
-            if r.skipped_newer:
-                names = ", ".join(r.skipped_newer[:5]) + (" …" if len(r.skipped_newer) > 5 else "")
-                self.out.print(
-                    f"[yellow]![/] {where}: kept {len(r.skipped_newer)} file(s) that are newer"
-                    f" on the cluster: {escape(names)}"
-                )
+        if not self.out.is_terminal:
+            wide = self.out.options.update_width(1 << 20)
+            table.width = Measurement.get(self.out, wide, table).maximum
+        return table
+
+
+def refusal(error: str, exit_code: int, dry_run: bool) -> str:
+    """The --json document of a run that pushed nothing: the schema of to_json, no targets."""
+    document = {
+        "schema": JSON_SCHEMA_VERSION,
+        "dry_run": dry_run,
+        "exit_code": exit_code,
+        "error": json_text(error),
+        "targets": [],
+    }
+    return json.dumps(document, indent=2)
 
 
 def to_json(results: Sequence[Result], dry_run: bool) -> dict[str, Any]:
@@ -223,20 +267,21 @@ def to_json(results: Sequence[Result], dry_run: bool) -> dict[str, Any]:
         "schema": JSON_SCHEMA_VERSION,
         "dry_run": dry_run,
         "exit_code": exit_code(results),
+        "error": None,
         "targets": [
             {
-                "cluster": r.cluster,
-                "alias": r.alias,
+                "cluster": json_text(r.cluster),
+                "alias": json_text(r.alias),
                 "backend": r.backend,
                 "status": r.status,
                 "files_sent": r.files_sent,
                 "bytes_sent": r.bytes_sent,
                 "files_skipped_newer_remote": len(r.skipped_newer),
-                "skipped_newer_remote": r.skipped_newer,
+                "skipped_newer_remote": [json_name(p) for p in r.skipped_newer],
                 "seconds": round(r.seconds, 3),
-                "error": r.error,
-                "warnings": r.warnings,
-                "files": [{"path": p, "why": why} for p, why in r.sent],
+                "error": None if r.error is None else json_text(r.error),
+                "warnings": [json_text(w) for w in r.warnings],
+                "files": [{"path": json_name(p), "why": why} for p, why in r.sent],
             }
             for r in results
         ],

@@ -3,7 +3,8 @@
 stdin and stdout may carry data or be piped into another program, and a prompt there would
 either corrupt it or hang unseen; /dev/tty is what ssh and getpass use. A process without a
 controlling terminal cannot be asked at all: that is NoTerminal, and callers treat it like
-batch mode.
+batch mode. What is written there may come from a server (keyboard-interactive titles and
+prompts) or a config (a cluster's name): its control characters are shown, never obeyed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import io
 import os
 import termios
 from collections.abc import Iterator
+
+from sbatchman.names import show_text
 
 
 class NoTerminal(Exception):
@@ -33,7 +36,7 @@ def ask(prompt: str, *, echo: bool) -> str:
                 new = termios.tcgetattr(fd)
                 new[3] &= ~termios.ECHO
                 termios.tcsetattr(fd, termios.TCSAFLUSH, new)
-        tty.write(prompt.encode())
+        tty.write(_shown(prompt).encode())
         try:
             line = _read_line(tty)
         finally:
@@ -88,4 +91,9 @@ def write(text: str) -> None:
     with contextlib.suppress(OSError):
         fd = os.open("/dev/tty", os.O_WRONLY | os.O_NOCTTY)
         with open(fd, "wb", buffering=0) as tty:
-            tty.write(text.encode())
+            tty.write(_shown(text).encode())
+
+
+def _shown(text: str) -> str:
+    """Each line printable (ESC as \\#033, as everywhere else); the line breaks stay."""
+    return "\n".join(show_text(line) for line in text.split("\n"))

@@ -310,3 +310,31 @@ def test_non_ascii_names_are_reported_right_in_the_c_locale(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["targets"][0]["files"] == [{"path": "é.txt", "why": "new"}]
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["sync"], ["ls"], ["config"], ["config", "init"], ["config", "path"]]
+)
+def test_dash_h_is_help_on_every_command(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    short = run_cli(capsys, *command, "-h")
+    assert (short.code, short.err) == (0, "")
+    assert short.out == run_cli(capsys, *command, "--help").out
+    assert short.out.startswith(f"Usage: {' '.join(['sbatchman', *command])} ")
+
+
+def test_top_level_help_shows_each_command_whole(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    out = run_cli(capsys, "--help").out
+    assert out.split("Commands:\n")[1] == (
+        "  sync    Push every sync_dir to every cluster (or those chosen with -c / -a).\n"
+        "  ls      Show the files a sync would consider, without touching the network.\n"
+        "  config  Create or locate the config file.\n"
+    )
+    assert "  -h, --help  Show this message and exit.\n" in out
+    monkeypatch.setenv("COLUMNS", "50")  # narrower: folded onto more lines, never cut
+    narrow = run_cli(capsys, "--help").out.split("Commands:\n")[1]
+    assert " ".join(narrow.split()) == " ".join(out.split("Commands:\n")[1].split())

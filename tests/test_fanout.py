@@ -37,8 +37,9 @@ TARGET_KEYS = {
 
 def check_schema(report: dict) -> None:
     """The --json document as docs/cli.md describes it: exact keys, exact types."""
-    assert set(report) == {"schema", "dry_run", "exit_code", "targets"}
+    assert set(report) == {"schema", "dry_run", "exit_code", "error", "targets"}
     assert report["schema"] == 1
+    assert report["error"] is None  # set only when nothing ran (see test_output)
     for target in report["targets"]:
         assert set(target) == set(TARGET_KEYS)
         for key, kind in TARGET_KEYS.items():

@@ -199,3 +199,50 @@ def test_explain_through_a_symlinked_home(
         path = tmp_path / spelled / "proj" / "latest" / "f"
         run = run_cli(capsys, "ls", "--config", str(config), "--explain", str(path))
         assert run.out.startswith("l/p: latest/f: not pushed"), run.out + run.err
+
+
+def test_explain_takes_many_paths_in_the_order_given(
+    capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path
+) -> None:
+    """As `git check-ignore a b c`: each path answered in turn, none silently dropped."""
+    run = run_cli(
+        capsys, "ls", "--config", str(config), "--explain", "src/a.py", "--explain", "ckpt"
+    )
+    assert run.code == 0, run.err
+    assert run.out.splitlines() == [
+        "loc/p: src/a.py: pushed: no exclude or ignore rule matches it",
+        "loc/p: ckpt: not pushed: excluded by 'ckpt' from clusters[0].sync_dirs[0].excludes",
+    ]
+    outside = tmp_path / "elsewhere"
+    run = run_cli(
+        capsys, "ls", "--config", str(config), "--explain", "src/a.py", "--explain", str(outside)
+    )
+    assert run.code == 2
+    assert run.out == ""  # refused before anything is answered
+    assert run.err == (
+        f"sbatchman: error: {outside} is in no selected sync_dir ({tmp_path / 'proj'})\n"
+    )
+
+
+def test_ls_escapes_names_in_every_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    proj = make_tree(tmp_path / "p\x1b[2J", {"a\x1b]0;T\x07": "x\n", "lit\\#033": "y\n"})
+    (proj / ".gitignore").write_text("[oops\x1b[2J\n")  # a note that quotes the line
+    config = write_config(
+        tmp_path / "c.toml",
+        [{"name": "c\x1b[31m", "sync_dirs": [{"alias": "[/]", "local": str(proj)}]}],
+    )
+    run = run_cli(capsys, "ls", "--config", str(config), "--gitignore")
+    assert run.code == 0, run.err
+    assert run.out.splitlines()[1:] == [
+        "  .gitignore",
+        "  a\\#033]0;T\\#007",
+        "  lit\\#134#033",
+        "  ! .gitignore:1: pattern '[oops\\x1b[2J' is ignored (it has a '[' without a closing"
+        " ']', so it can never match)",
+        "  3 file(s), 14 B",
+    ]
+    assert run.out.splitlines()[0].startswith(f"c\\#033[31m/[/]: {tmp_path}/p\\#033[2J -> ")
+    explained = run_cli(capsys, "ls", "--config", str(config), "--explain", "a\x1b]0;T\x07")
+    assert explained.out == (
+        "c\\#033[31m/[/]: a\\#033]0;T\\#007: pushed: no exclude or ignore rule matches it\n"
+    )

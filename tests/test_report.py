@@ -107,3 +107,55 @@ def test_human_bytes() -> None:
         "5.0 MiB",
         "3.0 GiB",
     ]
+
+
+NODES = [f"leonardo-booster-login-node-number-{i}" for i in (1, 2)]
+
+
+def test_a_narrow_terminal_folds_long_names_and_a_file_never_cuts_them() -> None:
+    results = [Result(n, "proj", "rsync", "ok", seconds=0.5) for n in NODES]
+    screen = io.StringIO()
+    narrow = Console(file=screen, force_terminal=True, width=72, color_system=None)
+    ConsoleReporter(Style(), out=narrow, err=narrow).summary(results)
+    assert [line.rstrip() for line in screen.getvalue().splitlines()] == [
+        "cluster                    alias  backend  status  files  bytes  seconds",
+        "leonardo-booster-login-no  proj   rsync    ok          0    0 B      0.5",
+        "de-number-1",
+        "leonardo-booster-login-no  proj   rsync    ok          0    0 B      0.5",
+        "de-number-2",
+    ]
+    out, buffer = console()  # not a terminal: as wide as the table needs
+    out.width = 30
+    ConsoleReporter(Style(), out=out, err=out).summary(results)
+    assert [line.rstrip() for line in buffer.getvalue().splitlines()] == [
+        "cluster                               alias  backend  status  files  bytes  seconds",
+        f"{NODES[0]}  proj   rsync    ok          0    0 B      0.5",
+        f"{NODES[1]}  proj   rsync    ok          0    0 B      0.5",
+    ]
+
+
+def test_names_are_never_rich_markup_nor_emoji(tmp_path: Path) -> None:
+    cfg = parse(
+        "[[clusters]]\nname='[/]'\n[[clusters.sync_dirs]]\nalias=':smile:[bold]'\n", tmp_path / "c"
+    )
+    cluster = cfg.clusters[0]
+    rules = merge_excludes(cfg.settings, cluster, cluster.sync_dirs[0])
+    hostile = Target(cluster, cluster.sync_dirs[0], "sftp", rules, False)
+    err, screen = console(terminal=True)
+    out, listed = console()
+    with ConsoleReporter(Style(verbose=True), out=out, err=err) as reporter:
+        events = reporter.events(hostile)  # its bar's label is drawn from another thread
+        events.totals(1, 1)
+        events.sent("[red]x\x1b[2J", 1, "new")
+        assert reporter.progress is not None
+        reporter.progress.refresh()
+    assert "[/]/:smile:[bold]" in screen.getvalue()
+    assert listed.getvalue() == "[/]/:smile:[bold]: [red]x\\#033[2J (new)\n"
+    out, table = console()
+    ConsoleReporter(Style(), out=out).summary(
+        [Result("[/]", ":smile:", "rsync", "failed", error="[bold]no\x1b[0m")]
+    )
+    assert table.getvalue().splitlines()[1:] == [
+        "[/]      :smile:  rsync    FAILED      0    0 B      0.0",
+        "✗ [/]/:smile:: [bold]no\\#033[0m",
+    ]
