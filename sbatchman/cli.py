@@ -65,9 +65,9 @@ def _did_its_work(ctx: typer.Context) -> None:
 
 def _config_file(config: Path | None) -> Path:
     """--config, else $SBATCHMAN_CONFIG, else the platform default; `~` expanded in all."""
-    from sbatchman.config import default_config_path
+    from sbatchman.config import default_config_path, expand_user
 
-    return config.expanduser() if config is not None else default_config_path()
+    return expand_user(str(config), "--config") if config is not None else default_config_path()
 
 
 def _seconds(value: float | None) -> float | None:

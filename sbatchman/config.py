@@ -101,7 +101,7 @@ def default_config_path() -> Path:
     """Where the config lives unless `--config` or SBATCHMAN_CONFIG say otherwise."""
     env = os.environ.get(CONFIG_ENV)
     if env:
-        return _expand(env, f"${CONFIG_ENV}")
+        return expand_user(env, f"${CONFIG_ENV}")
     from platformdirs import user_config_dir
 
     return Path(user_config_dir("sbatchman")) / CONFIG_NAME
@@ -152,7 +152,7 @@ def parse(text: str, path: Path) -> Config:
     return _Parser(path).config(raw)
 
 
-def _expand(text: str, where: str) -> Path:
+def expand_user(text: str, where: str) -> Path:
     """`~` and `~user` as the shell expands them; an unknown user is the config's mistake."""
     try:
         return Path(text).expanduser()
@@ -240,17 +240,17 @@ class _Parser:
         return Settings(
             **g,
             local_base=self.local_path(base, None, "global.local_base") if base else None,
-            ssh_config=_expand(ssh_config, f"{self.path}: global.ssh_config")
+            ssh_config=expand_user(ssh_config, f"{self.path}: global.ssh_config")
             if ssh_config
             else None,
         )
 
     def expand(self, text: str | None, where: str) -> Path | None:
-        return _expand(text, f"{self.path}: {where}") if text else None
+        return expand_user(text, f"{self.path}: {where}") if text else None
 
     def local_path(self, text: str, base: Path | None, where: str) -> Path:
         """A relative path is taken from `base`, else from the folder sbatchman runs in."""
-        path = _expand(text, f"{self.path}: {where}")
+        path = expand_user(text, f"{self.path}: {where}")
         if not path.is_absolute():
             try:
                 path = (base or Path.cwd()) / path

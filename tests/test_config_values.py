@@ -196,3 +196,20 @@ def test_huge_jobs_is_just_all_clusters_at_once(
     run = run_cli(capsys, "sync", "--config", str(config), "-j", str(10**30))
     assert run.code == 0, run.err
     assert (dest / "a.txt").read_text() == "a\n"
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_config_path_under_an_unknown_user_is_one_line(tmp_path: Path, how: str) -> None:
+    args = ["sync", "--config", "~no-such-user-sbm/c.toml"] if how == "flag" else ["sync"]
+    env = {**os.environ, "SBATCHMAN_CONFIG": "~no-such-user-sbm/c.toml"}
+    run = subprocess.run(
+        [sys.executable, "-m", "sbatchman", *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    where = "--config" if how == "flag" else "$SBATCHMAN_CONFIG"
+    assert run.stderr == (
+        f"sbatchman: error: {where}: '~no-such-user-sbm/c.toml': cannot expand"
+        " ~no-such-user-sbm: write the full path\n"
+    )
