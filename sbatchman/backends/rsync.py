@@ -150,10 +150,16 @@ class RsyncSession:
     def push(self, job: Job, events: Events) -> Outcome:
         outcome = Outcome()
         extra: list[str] = []
-        if self.info.mkpath:
+        # rsync's --mkpath refuses a path with `..` in it (EINVAL), where plain rsync's own
+        # last-level mkdir would go: such a folder is made separately, `..` kept.
+        climbs = ".." in job.remote.split("/")
+        if self.info.mkpath and not climbs:
             extra.append("--mkpath")
         else:
-            outcome.warnings.append("local rsync has no --mkpath: created the folder separately")
+            if not self.info.mkpath:
+                outcome.warnings.append(
+                    "local rsync has no --mkpath: created the folder separately"
+                )
             if not job.dry_run:
                 self._make_path(job)
         if not self.info.info_flags:

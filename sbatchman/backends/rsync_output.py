@@ -112,8 +112,11 @@ def _complaints(stderr: str) -> list[str]:
     lines = [line.strip() for line in stderr.splitlines()]
     return [
         _detail(line)
+        if not line.startswith("file has vanished:")
+        else line.removeprefix("file has vanished:").strip() + ": vanished while being sent"
         for line in lines
         if (line.startswith("rsync:") and not line.startswith("rsync error:"))
+        or line.startswith("file has vanished:")
         or "Permission denied" in line
         or "No space" in line
     ]
@@ -145,7 +148,9 @@ def failure(rc: int, stderr: str, *, stall: float, roots: tuple[str, ...] = ()) 
     if rc == 30 or (rc in (12, 255) and re.search(r"Timeout, server .* not responding", stderr)):
         return f"stalled: no data moved for {stall:.0f} s (--stall-timeout)"
     if is_missing(rc, stderr):
-        return "rsync is not installed on the cluster (command not found)"
+        return (
+            "rsync is not installed on the cluster (command not found); install it, or use -b sftp"
+        )
     if rc == 255:
         from sbatchman.ssh import cause
 

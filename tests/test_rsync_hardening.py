@@ -1,0 +1,414 @@
+"""The rsync backend against real sshd: paths as plain rsync places them, exact counts after a
+failure, names with escapes, byte progress, rsync's own reasons, and a cluster without rsync."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sbatchman.backends import Job, PartialTransfer
+from sbatchman.backends.rsync import RsyncSession, detect
+from sbatchman.config import Cluster, Config, load
+from sbatchman.selection import select
+from sbatchman.ssh import Master, SshOptions
+from tests.conftest import SshdFactory
+from tests.support.project import Recorder, make_tree, run_cli, ssh_cluster, write_config
+from tests.support.sshd import SshServer
+
+
+def _session(config: Config, stall: float = 60) -> tuple[Cluster, RsyncSession]:
+    info = detect()
+    assert info is not None
+    cluster = config.clusters[0]
+    master = Master(cluster, config.settings, SshOptions(batch=True, stall_timeout=stall))
+    master.open()
+    return cluster, RsyncSession(info, master, stall)
+
+
+@pytest.fixture
+def opened(tmp_path: Path) -> Iterator[list[RsyncSession]]:
+    """Sessions a test opened directly; closed (master and socket folder) after it."""
+    sessions: list[RsyncSession] = []
+    yield sessions
+    for session in sessions:
+        session.close()
+
+
+def test_relative_remote_paths_land_where_plain_rsync_and_sftp_put_them(
+    sshd_factory: SshdFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`../x` must not lose its `..` (it did: `./../x` with -s landed in ~/x)."""
+    server = sshd_factory("paths", home_in_root=True)
+    home = server.root
+    shared = home.parent.parent / f"shared-{uuid.uuid4().hex[:8]}"
+    shared.mkdir()  # rsync's --mkpath (like plain rsync's) creates one missing level after `..`
+    remotes = {
+        "up": "../escape_up",
+        "upup": f"../../{shared.name}/x",
+        "dot": "./dot/x",
+        "tilde": "~/tilde/x",
+        "plain": "plain/rel",
+        "dash": "-dash/x",  # a leading `-` is a path, never an option
+        "abs": str(home / "abs"),
+    }
+    try:
+        for backend in ("rsync", "sftp"):
+            src = make_tree(tmp_path / backend, {f"by-{backend}.txt": backend})
+            dirs = [
+                {"alias": alias, "local": str(src), "remote": remote}
+                for alias, remote in remotes.items()
+            ]
+            config = write_config(
+                tmp_path / f"{backend}.toml",
+                [ssh_cluster(server, dirs, transfer_backend=backend)],
+            )
+            run = run_cli(capsys, "sync", "--config", str(config))
+            assert run.code == 0, run.out + run.err
+        plain = make_tree(tmp_path / "plain", {"by-plain.txt": "plain"})
+        for alias, remote in remotes.items():
+            spelled = remote.removeprefix("~/")
+            argv = ["rsync", "-rlpt", "-s", "-e", server.rsync_rsh(), "--"]
+            done = subprocess.run(
+                [*argv, f"{plain}/", f"{server.name}:{spelled}/"], capture_output=True, text=True
+            )
+            assert done.returncode == 0, (alias, done.stderr)
+        expected = {
+            "up": home.parent / "escape_up",
+            "upup": shared / "x",
+            "dot": home / "dot/x",
+            "tilde": home / "tilde/x",
+            "plain": home / "plain/rel",
+            "dash": home / "-dash/x",
+            "abs": home / "abs",
+        }
+        for alias, folder in expected.items():
+            names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+            assert names == {"by-rsync.txt", "by-sftp.txt", "by-plain.txt"}, alias
+        everywhere = [*home.parent.rglob("by-rsync.txt"), *shared.rglob("by-rsync.txt")]
+        assert len(everywhere) == len(remotes)  # nothing landed anywhere else
+        assert not (home / "escape_up").exists()
+    finally:
+        for path in sorted(shared.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        shared.rmdir()
+
+
+NAMES = ["plain.txt", "new\nline", "two\n\nlines\n", "cr\rname", "esc\x1b[31m", "tab\there"]
+NAMES += ["back\\#012slash", "ünï", "sp ace", "a -> b", "x\\y", "dir\nname/inner.txt"]
+
+
+def test_every_name_is_reported_even_with_newlines_and_escapes(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    src = make_tree(tmp_path / "odd", {name: name for name in NAMES})
+    server = three_clusters[0]
+    dest = cluster_roots[server.name] / "odd"
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "o", "local": str(src), "remote": str(dest)}])],
+    )
+    run = run_cli(capsys, "sync", "--config", str(config), "--json")
+    assert run.code == 0, run.err
+    target = json.loads(run.out)["targets"][0]
+    assert sorted(f["path"] for f in target["files"]) == sorted(NAMES)
+    assert target["files_sent"] == len(NAMES)
+    for name in NAMES:
+        assert (dest / name).read_bytes() == name.encode()
+
+
+class Bytes(Recorder):
+    """Keeps the order of byte and file events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[tuple[str, int]] = []
+
+    def progress(self, nbytes: int) -> None:
+        super().progress(nbytes)
+        self.order.append(("bytes", self.progressed))
+
+    def sent(self, path: str, nbytes: int, why: str) -> None:
+        super().sent(path, nbytes, why)
+        self.order.append(("sent", nbytes))
+
+
+def test_a_big_file_reports_its_bytes_as_they_go(
+    sshd_factory: SshdFactory, opened: list[RsyncSession], tmp_path: Path
+) -> None:
+    """The bar moved by the whole size when rsync named the file (286/286 MiB at once)."""
+    server = sshd_factory("bytes")
+    size = 48 << 20
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(size))
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "b", "local": str(src), "remote": str(server.root)}])],
+    )
+    cluster, session = _session(load(config))
+    opened.append(session)
+
+    class PauseOnce(Bytes):
+        """Hold the cluster still once data flows, so rsync has a second to report between."""
+
+        def progress(self, nbytes: int) -> None:
+            super().progress(nbytes)
+            if len(self.order) == 1:
+                pids = server.session_pids()
+                _signal(pids, signal.SIGSTOP)
+                time.sleep(1.5)
+                _signal(pids, signal.SIGCONT)
+
+    events = PauseOnce()
+    job = Job(cluster, cluster.sync_dirs[0], str(server.root / "dest"), select(src, ()), False)
+    outcome = session.push(job, events)
+    assert outcome.sent == [("big.bin", "new")]
+    assert events.order[-1] == ("sent", size)
+    counts = [n for kind, n in events.order if kind == "bytes"]
+    assert counts == sorted(set(counts)) and counts[-1] == size  # grows, ends at the size
+    assert any(0 < n < size for n in counts[:-1]), counts  # and moved before the end
+
+
+def test_a_failed_file_is_named_and_only_landed_files_are_counted(
+    sshd_factory: SshdFactory, opened: list[RsyncSession], tmp_path: Path
+) -> None:
+    """rsync exit 23 with files landed reported `files 0`; now the report lists what landed and
+    names what failed."""
+    server = sshd_factory("partial")
+    files = {"a_big.bin": "", "b.txt": "b\n", "c.txt": "c\n", "z_gone.txt": "z\n"}
+    src = make_tree(tmp_path / "src", files)
+    (src / "a_big.bin").write_bytes(os.urandom(8 << 20))
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "p", "local": str(src), "remote": str(server.root)}])],
+    )
+    cluster, session = _session(load(config))
+    opened.append(session)
+    dest = server.root / "dest"
+    job = Job(cluster, cluster.sync_dirs[0], str(dest), select(src, ()), False)
+    (src / "z_gone.txt").unlink()  # selected, then gone before rsync reads it
+    with pytest.raises(PartialTransfer) as failed:
+        session.push(job, Recorder())
+    message = str(failed.value)
+    assert message.startswith("some files could not be transferred"), message
+    assert "z_gone.txt: No such file or directory" in message, message
+    landed = sorted(p.name for p in dest.iterdir())
+    assert landed == ["a_big.bin", "b.txt", "c.txt"]
+    assert sorted(name for name, _ in failed.value.outcome.sent) == landed
+    assert failed.value.outcome.bytes_sent == (8 << 20) + 4
+
+
+def test_exit_11_shows_rsyncs_reason_not_a_guess(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    server = three_clusters[1]
+    blocker = cluster_roots[server.name] / "file"
+    blocker.write_text("a file where a folder should go\n")
+    src = make_tree(tmp_path / "src", {"a.txt": "a\n"})
+    dirs = [
+        {"alias": "under", "local": str(src), "remote": str(blocker / "sub")},
+        {"alias": "at", "local": str(src), "remote": str(blocker)},
+    ]
+    config = write_config(tmp_path / "c.toml", [ssh_cluster(server, dirs)])
+    run = run_cli(capsys, "sync", "--config", str(config), "--json")
+    assert run.code == 1
+    errors = {t["alias"]: t["error"] for t in json.loads(run.out)["targets"]}
+    assert "Not a directory" in errors["under"], errors
+    assert "File exists" in errors["at"], errors
+    assert not any("disk full" in e for e in errors.values()), errors
+
+
+def test_a_stalled_cluster_is_called_stalled_with_the_seconds(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """With --stall-timeout 5 ssh's keepalive (every 1 s, 4 misses) gave up first: `code 255`."""
+    server = sshd_factory("stall")
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(128 << 20))
+    dest = server.root / "dest"
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "big", "local": str(src), "remote": str(dest)}])],
+    )
+    argv = [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"]
+    proc = subprocess.Popen(
+        [*argv, "--stall-timeout", "5"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stopped: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if dest.exists() and any(p.stat().st_size > 1 << 20 for p in dest.glob(".*")):
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the push ended before the cluster could freeze"
+        stopped = server.session_pids()
+        _signal(stopped, signal.SIGSTOP)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        _signal(stopped, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    error = json.loads(out)["targets"][0]["error"]
+    assert error.startswith("stalled") and "5 s" in error, error
+
+
+def test_an_encrypted_key_in_batch_mode_says_it_needs_a_passphrase(
+    sshd_factory: SshdFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key = tmp_path / "locked_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", str(key)], check=True
+    )
+    server = sshd_factory("locked", client_key=key)
+    bare = tmp_path / "ssh_config"
+    bare.write_text(
+        f"Host *\n  UserKnownHostsFile {server.known_hosts}\n  GlobalKnownHostsFile /dev/null\n"
+        "  IdentityAgent none\n  IdentitiesOnly yes\n"
+    )
+    src = make_tree(tmp_path / "src", {"a.txt": "a\n"})
+    cluster = {
+        "name": "locked",
+        "host": "127.0.0.1",
+        "port": server.port,
+        "user": server.user,
+        "key_path": str(key),
+        "ssh_config": str(bare),
+        "sync_dirs": [{"alias": "p", "local": str(src), "remote": str(server.root / "p")}],
+    }
+    config = write_config(tmp_path / "c.toml", [cluster])
+    run = run_cli(capsys, "sync", "--config", str(config), "--batch", "-b", "rsync", "--json")
+    assert run.code == 1
+    error = json.loads(run.out)["targets"][0]["error"]
+    assert f"needs a passphrase for key {key}" in error, error
+
+
+def test_a_cluster_without_rsync_is_pushed_over_sftp_with_one_notice(
+    sshd_factory: SshdFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    server = sshd_factory("norsync", extra_config={"SetEnv": "SHLVL=1 PATH=/nonexistent"})
+    src = make_tree(tmp_path / "src", {"a.txt": "a\n", "b/c.sh": "#!/bin/sh\n"})
+    dirs = [
+        {"alias": "one", "local": str(src), "remote": str(server.root / "one")},
+        {"alias": "two", "local": str(src), "remote": str(server.root / "two")},
+    ]
+    config = write_config(tmp_path / "c.toml", [ssh_cluster(server, dirs)])
+    run = run_cli(capsys, "sync", "--config", str(config), "--json")
+    assert run.code == 0, run.out + run.err
+    targets = json.loads(run.out)["targets"]
+    assert [(t["backend"], t["status"], t["files_sent"]) for t in targets] == [
+        ("sftp", "ok", 2)
+    ] * 2
+    notices = [line for line in run.err.splitlines() if "rsync is not installed" in line]
+    assert notices == ["sbatchman: norsync: rsync is not installed there; using sftp instead"]
+    assert (server.root / "two/b/c.sh").stat().st_mode & 0o111
+
+    explicit = run_cli(capsys, "sync", "--config", str(config), "-b", "rsync", "--json")
+    assert explicit.code == 1
+    for target in json.loads(explicit.out)["targets"]:
+        assert target["status"] == "failed" and target["backend"] == "rsync"
+        assert "rsync is not installed on the cluster" in target["error"], target["error"]
+
+
+def _signal(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_rsync_dies_with_a_killed_sbatchman(sshd_factory: SshdFactory, tmp_path: Path) -> None:
+    server = sshd_factory("orphan")
+    src = tmp_path / "big"
+    src.mkdir()
+    for i in range(4):
+        (src / f"big{i}.bin").write_bytes(os.urandom(64 << 20))
+    dest = server.root / "dest"
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "big", "local": str(src), "remote": str(dest)}])],
+    )
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(sockets)},
+    )
+    rsyncs: set[int] = set()
+    stopped: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while not rsyncs and time.monotonic() < deadline and proc.poll() is None:
+            rsyncs = {
+                p
+                for p in _children(proc.pid)
+                if Path(f"/proc/{p}/comm").read_text().strip() == "rsync"
+            }
+            time.sleep(0.02)
+        assert rsyncs, "rsync never started"
+        helpers = {c for p in rsyncs for c in _children(p)}  # rsync's own ssh
+        stopped = server.session_pids()  # a frozen cluster: rsync alone would wait 120 s
+        _signal(stopped, signal.SIGSTOP)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in rsyncs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(p) for p in rsyncs), "rsync outlived the killed sbatchman"
+        while any(_alive(p) for p in helpers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(p) for p in helpers), "rsync's ssh outlived the killed sbatchman"
+    finally:
+        _signal(stopped, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+        masters = subprocess.run(
+            ["pgrep", "-f", f"ControlPath={sockets}"], capture_output=True, text=True
+        )
+        for pid in masters.stdout.split():  # the master ends on its own after ControlPersist
+            os.kill(int(pid), signal.SIGTERM)
