@@ -32,6 +32,8 @@ from sbatchman.ssh import Master
 
 _ITEM = re.compile(r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (.*)$")
 _SKIP = re.compile(r"^(.*) is newer$")
+# How long the after-failure check may take; past it the count is reported as unknown.
+_CHECK_TIMEOUT = 15.0
 # Characters that cannot change meaning in a POSIX shell: the only paths an rsync without -s
 # may send (it hands the remote path to the remote shell).
 _SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./+,:=@%-]*$")
@@ -276,7 +278,7 @@ class RsyncSession:
         try:
             run = subprocess.run(
                 argv, input=data, capture_output=True, check=False, start_new_session=True,
-                timeout=max(10.0, self.stall_timeout), preexec_fn=die_with_parent(),
+                timeout=_CHECK_TIMEOUT, preexec_fn=die_with_parent(),
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired):
             return None
