@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from sbatchman.backends.rsync_output import failure, is_missing, records, unescape
+from sbatchman.backends.rsync_output import Progress, failure, is_missing, records, unescape
 from sbatchman.ssh import SshOptions, cause, key_needs_passphrase, policy_argv
+from tests.support.project import Recorder
 
 ROOT = "/home/u/proj"
 
@@ -88,10 +89,18 @@ def test_an_encrypted_key_is_told_from_a_plain_one(tmp_path: Path) -> None:
 
 
 def test_records_split_at_newlines_and_progress_returns_only() -> None:
-    chunks = [b">f+++++++++ 3 new\\#012li", b"ne\n\r   1,024  50%\r   2,048 100% (xfr#1)\n"]
-    assert list(records(iter(chunks))) == [
+    chunks = [b">f+++++++++ 3 new\\#012li", b"ne\n\r   1,024  50%  1.00kB/s  0:00:00  \r"]
+    chunks += [b"   2,048 100%   20.91MB/s    0:00:01 (xfr#1, to-chk=0/1)\n"]
+    lines = list(records(iter(chunks)))
+    assert lines == [
         b">f+++++++++ 3 new\\#012line",
-        b"   1,024  50%",
-        b"   2,048 100% (xfr#1)",
+        b"   1,024  50%  1.00kB/s  0:00:00  ",
+        b"   2,048 100%   20.91MB/s    0:00:01 (xfr#1, to-chk=0/1)",
     ]
+    got = Recorder()
+    progress = Progress(got)
+    progress.start("new\nline", 2048, "new")
+    assert all(progress.line(line.decode()) for line in lines[1:])
+    assert not progress.line("  12 50%x is newer")
+    assert got.progressed == 2048 and got.files == [("new\nline", 2048, "new")]
     assert unescape(b"a\\#012b\\#134#012") == b"a\nb\\#012"

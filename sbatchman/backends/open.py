@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sbatchman.backends import Events, Job, Outcome, Session
 from sbatchman.config import Cluster, Settings
-from sbatchman.errors import Interrupted
+from sbatchman.errors import Interrupted, SbatchmanError
 from sbatchman.ssh import SshOptions
 
 if TYPE_CHECKING:
@@ -78,18 +78,25 @@ class _RsyncOrSftp:
         self.label = label
         self.name = first.name
         self.aborted = False
+        self.unreachable: SbatchmanError | None = None  # SFTP could not connect either
 
     def push(self, job: Job, events: Events) -> Outcome:
         from sbatchman.backends.rsync_output import RsyncMissing
 
+        if self.unreachable is not None:
+            raise self.unreachable
         try:
             return self.active.push(job, events)
         except RsyncMissing:
             if self.active is not self.first:
                 raise
         self.reporter.notice(f"{self.label}: rsync is not installed there; using sftp instead")
-        self.active = self.fallback()
-        self.name = self.active.name
+        self.name = "sftp"
+        try:
+            self.active = self.fallback()
+        except SbatchmanError as err:
+            self.unreachable = err
+            raise
         if self.aborted:
             raise Interrupted("interrupted")
         return self.active.push(job, events)

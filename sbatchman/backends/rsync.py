@@ -323,7 +323,9 @@ class RsyncSession:
             argv += ["--", f"{empty}/./{below}", f"{host}:{dest}"]
             run = subprocess.run(argv, capture_output=True, text=True, check=False)
             if run.returncode != 0:
-                raise TransferError(failure(run.returncode, run.stderr, stall=self.stall_timeout))
+                message = failure(run.returncode, run.stderr, stall=self.stall_timeout)
+                missing = is_missing(run.returncode, run.stderr)
+                raise (RsyncMissing if missing else TransferError)(message)
 
     def abort(self) -> None:
         self.aborted = True

@@ -29,7 +29,7 @@ _EXIT = {
     127: "rsync not found on the cluster",
 }
 # One per-file progress line (--info=progress1): bytes so far, percent, rate, time.
-_PROGRESS = re.compile(r"^\s*([\d,.]+)\s+\d+%")
+_PROGRESS = re.compile(r"^\s*([\d,.]+)\s+\d{1,3}%\s+\S+/s\s+\d+:\d\d:\d\d\s*(\(xfr#.*\))?\s*$")
 _ERRNO = re.compile(r"\s*\(\d+\)$")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _TEMP = re.compile(r"(^|/)\.([^/]+)\.[A-Za-z0-9]{6}$")  # rsync's temporary: .name.XXXXXX
