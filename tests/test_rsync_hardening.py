@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,23 @@ def test_rsync_dies_with_a_killed_sbatchman(sshd_factory: SshdFactory, tmp_path:
         )
         for pid in masters.stdout.split():  # the master ends on its own after ControlPersist
             os.kill(int(pid), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("version", [(3, 2, 7), (3, 1, 3)])  # with --mkpath, and without
+def test_missing_folders_after_dot_dot_are_made_where_the_path_says(
+    sshd_factory: SshdFactory, opened: list[RsyncSession], tmp_path: Path, version: tuple[int, ...]
+) -> None:
+    """rsync's --mkpath refuses `..` (EINVAL), and the old-rsync way (-R from an empty folder)
+    would have climbed out of that folder: both now make `../made/here` beside the home."""
+    server = sshd_factory("made", home_in_root=True)
+    src = make_tree(tmp_path / "src", {"a.txt": "a\n"})
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "p", "local": str(src), "remote": "x"}])],
+    )
+    cluster, session = _session(load(config))
+    opened.append(session)
+    session.info = replace(session.info, version=version)
+    job = Job(cluster, cluster.sync_dirs[0], "../made/here", select(src, ()), False)
+    assert session.push(job, Recorder()).sent == [("a.txt", "new")]
+    assert (server.root.parent / "made/here/a.txt").read_text() == "a\n"
