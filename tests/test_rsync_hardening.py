@@ -433,3 +433,49 @@ def test_missing_folders_after_dot_dot_are_made_where_the_path_says(
     job = Job(cluster, cluster.sync_dirs[0], "../made/here", select(src, ()), False)
     assert session.push(job, Recorder()).sent == [("a.txt", "new")]
     assert (server.root.parent / "made/here/a.txt").read_text() == "a\n"
+
+
+def test_a_server_killed_mid_run_lists_what_rsync_started_and_says_the_count_is_unknown(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """It reported `files 0` although files had landed: now exactly what landed or, when the
+    cluster cannot be asked any more, what rsync started with a warning saying so."""
+    server = sshd_factory("killed")
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i:02d}.bin").write_bytes(os.urandom(4 << 20))
+    dest = server.root / "dest"
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "p", "local": str(src), "remote": str(dest)}])],
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if dest.exists() and len([p for p in dest.iterdir() if p.name[0] != "."]) >= 2:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the push ended before the server could be killed"
+        server.stop()
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    target = json.loads(out)["targets"][0]
+    assert target["status"] == "failed"
+    assert "interrupted" not in target["error"]  # nobody pressed Ctrl-C
+    landed = {p.name for p in dest.iterdir() if not p.name.startswith(".")}
+    listed = {f["path"] for f in target["files"]}
+    assert target["files_sent"] == len(listed)
+    if any("unknown" in w for w in target["warnings"]):
+        assert landed <= listed  # the cluster could not be asked: what rsync had started
+    else:
+        assert landed == listed  # it could still be asked (the server was still going down)

@@ -22,7 +22,7 @@ _EXIT = {
     10: "socket I/O error",
     11: "file I/O error on the cluster",
     12: "rsync data stream broke (connection lost, or rsync missing on the cluster)",
-    20: "interrupted",
+    20: "rsync was stopped (the connection to the cluster broke?)",  # not by us: see _run
     23: "some files could not be transferred",
     24: "some files vanished while being sent",
     35: "timed out waiting for the cluster",
