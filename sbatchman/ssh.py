@@ -191,8 +191,6 @@ def cause(stderr: str, *, accepting: bool = False) -> str:
         if accepting:
             return _not_accepted(unknown[2], seen)
         return hostkeys.unknown_message(unknown[2], seen)
-    if accepting and re.search("Host key verification failed", stderr):
-        return _not_accepted(None, None)
     denied = _DENIED.search(stderr)
     if denied:
         missing = _NO_IDENTITY.search(stderr)
@@ -201,7 +199,7 @@ def cause(stderr: str, *, accepting: bool = False) -> str:
         return f"authentication failed (permission denied; the server allows {denied[1]})"
     for pattern, text in _CAUSES:
         if re.search(pattern, stderr):
-            return text
+            return _not_accepted(None, None) if accepting and text.startswith("unknown") else text
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     return lines[-1] if lines else "ssh failed with no message"
 
