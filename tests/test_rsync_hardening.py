@@ -351,6 +351,13 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # gone meanwhile
+        return ""
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -385,11 +392,7 @@ def test_rsync_dies_with_a_killed_sbatchman(sshd_factory: SshdFactory, tmp_path:
     try:
         deadline = time.monotonic() + 60
         while not rsyncs and time.monotonic() < deadline and proc.poll() is None:
-            rsyncs = {
-                p
-                for p in _children(proc.pid)
-                if Path(f"/proc/{p}/comm").read_text().strip() == "rsync"
-            }
+            rsyncs = {p for p in _children(proc.pid) if _comm(p) == "rsync"}
             time.sleep(0.02)
         assert rsyncs, "rsync never started"
         helpers = {c for p in rsyncs for c in _children(p)}  # rsync's own ssh
