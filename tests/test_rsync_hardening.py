@@ -3,12 +3,10 @@ failure, names with escapes, byte progress, rsync's own reasons, and a cluster w
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from sbatchman.config import Cluster, Config, load
 from sbatchman.selection import select
 from sbatchman.ssh import Master, SshOptions
 from tests.conftest import SshdFactory
+from tests.support.procs import signal_all
 from tests.support.project import Recorder, make_tree, run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshServer
 
@@ -169,9 +168,9 @@ def test_a_big_file_reports_its_bytes_as_they_go(
             super().progress(nbytes)
             if len(self.order) == 1:
                 pids = server.session_pids()
-                _signal(pids, signal.SIGSTOP)
+                signal_all(pids, signal.SIGSTOP)
                 time.sleep(1.5)
-                _signal(pids, signal.SIGCONT)
+                signal_all(pids, signal.SIGCONT)
 
     events = PauseOnce()
     job = Job(cluster, cluster.sync_dirs[0], str(server.root / "dest"), select(src, ()), False)
@@ -235,46 +234,6 @@ def test_exit_11_shows_rsyncs_reason_not_a_guess(
     assert not any("disk full" in e for e in errors.values()), errors
 
 
-def test_a_stalled_cluster_is_called_stalled_with_the_seconds(
-    sshd_factory: SshdFactory, tmp_path: Path
-) -> None:
-    """With --stall-timeout 5 ssh's keepalive (every 1 s, 4 misses) gave up first: `code 255`."""
-    server = sshd_factory("stall")
-    src = tmp_path / "big"
-    src.mkdir()
-    (src / "big.bin").write_bytes(os.urandom(128 << 20))
-    dest = server.root / "dest"
-    config = write_config(
-        tmp_path / "c.toml",
-        [ssh_cluster(server, [{"alias": "big", "local": str(src), "remote": str(dest)}])],
-    )
-    argv = [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"]
-    proc = subprocess.Popen(
-        [*argv, "--stall-timeout", "5"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    stopped: set[int] = set()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if dest.exists() and any(p.stat().st_size > 1 << 20 for p in dest.glob(".*")):
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the push ended before the cluster could freeze"
-        stopped = server.session_pids()
-        _signal(stopped, signal.SIGSTOP)
-        out, _ = proc.communicate(timeout=90)
-    finally:
-        _signal(stopped, signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
-    error = json.loads(out)["targets"][0]["error"]
-    assert error.startswith("stalled") and "5 s" in error, error
-
-
 def test_an_encrypted_key_in_batch_mode_says_it_needs_a_passphrase(
     sshd_factory: SshdFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -332,92 +291,6 @@ def test_a_cluster_without_rsync_is_pushed_over_sftp_with_one_notice(
         assert "rsync is not installed on the cluster" in target["error"], target["error"]
 
 
-def _signal(pids: set[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:  # gone meanwhile
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_rsync_dies_with_a_killed_sbatchman(sshd_factory: SshdFactory, tmp_path: Path) -> None:
-    server = sshd_factory("orphan")
-    src = tmp_path / "big"
-    src.mkdir()
-    for i in range(4):
-        (src / f"big{i}.bin").write_bytes(os.urandom(64 << 20))
-    dest = server.root / "dest"
-    config = write_config(
-        tmp_path / "c.toml",
-        [ssh_cluster(server, [{"alias": "big", "local": str(src), "remote": str(dest)}])],
-    )
-    sockets = tmp_path / "sockets"
-    sockets.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "TMPDIR": str(sockets)},
-    )
-    rsyncs: set[int] = set()
-    stopped: set[int] = set()
-    try:
-        deadline = time.monotonic() + 60
-        while not rsyncs and time.monotonic() < deadline and proc.poll() is None:
-            rsyncs = {p for p in _children(proc.pid) if _comm(p) == "rsync"}
-            time.sleep(0.02)
-        assert rsyncs, "rsync never started"
-        helpers = {c for p in rsyncs for c in _children(p)}  # rsync's own ssh
-        stopped = server.session_pids()  # a frozen cluster: rsync alone would wait 120 s
-        _signal(stopped, signal.SIGSTOP)
-        proc.kill()
-        proc.wait()
-        deadline = time.monotonic() + 30
-        while any(_alive(p) for p in rsyncs) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(_alive(p) for p in rsyncs), "rsync outlived the killed sbatchman"
-        while any(_alive(p) for p in helpers) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(_alive(p) for p in helpers), "rsync's ssh outlived the killed sbatchman"
-    finally:
-        _signal(stopped, signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
-        masters = subprocess.run(
-            ["pgrep", "-f", f"ControlPath={sockets}"], capture_output=True, text=True
-        )
-        for pid in masters.stdout.split():  # the master ends on its own after ControlPersist
-            os.kill(int(pid), signal.SIGTERM)
-
-
 @pytest.mark.parametrize("version", [(3, 2, 7), (3, 1, 3)])  # with --mkpath, and without
 def test_missing_folders_after_dot_dot_are_made_where_the_path_says(
     sshd_factory: SshdFactory, opened: list[RsyncSession], tmp_path: Path, version: tuple[int, ...]
@@ -436,49 +309,3 @@ def test_missing_folders_after_dot_dot_are_made_where_the_path_says(
     job = Job(cluster, cluster.sync_dirs[0], "../made/here", select(src, ()), False)
     assert session.push(job, Recorder()).sent == [("a.txt", "new")]
     assert (server.root.parent / "made/here/a.txt").read_text() == "a\n"
-
-
-def test_a_server_killed_mid_run_lists_what_rsync_started_and_says_the_count_is_unknown(
-    sshd_factory: SshdFactory, tmp_path: Path
-) -> None:
-    """It reported `files 0` although files had landed: now exactly what landed or, when the
-    cluster cannot be asked any more, what rsync started with a warning saying so."""
-    server = sshd_factory("killed")
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(40):
-        (src / f"f{i:02d}.bin").write_bytes(os.urandom(4 << 20))
-    dest = server.root / "dest"
-    config = write_config(
-        tmp_path / "c.toml",
-        [ssh_cluster(server, [{"alias": "p", "local": str(src), "remote": str(dest)}])],
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if dest.exists() and len([p for p in dest.iterdir() if p.name[0] != "."]) >= 2:
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the push ended before the server could be killed"
-        server.stop()
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    target = json.loads(out)["targets"][0]
-    assert target["status"] == "failed"
-    assert "interrupted" not in target["error"]  # nobody pressed Ctrl-C
-    landed = {p.name for p in dest.iterdir() if not p.name.startswith(".")}
-    listed = {f["path"] for f in target["files"]}
-    assert target["files_sent"] == len(listed)
-    if any("unknown" in w for w in target["warnings"]):
-        assert landed <= listed  # the cluster could not be asked: what rsync had started
-    else:
-        assert landed == listed  # it could still be asked (the server was still going down)
