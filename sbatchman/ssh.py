@@ -215,7 +215,8 @@ def _not_accepted(name: str | None, seen: str | None) -> str:
     return (
         f"unknown host key{host}{key}; --accept-new-host-keys was given, but the ssh that"
         " checked it did not store it (a ProxyCommand running its own ssh, or a known_hosts"
-        " that cannot be written?); verify the fingerprint and add it to known_hosts"
+        " that cannot be written?); verify this fingerprint with the cluster's admins and add it to"
+        " known_hosts"
     )
 
 

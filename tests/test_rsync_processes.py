@@ -66,8 +66,9 @@ def test_a_server_killed_mid_run_lists_what_rsync_started_and_says_the_count_is_
     server = sshd_factory("killed")
     src = tmp_path / "src"
     src.mkdir()
+    block = os.urandom(8 << 20)
     for i in range(40):
-        (src / f"f{i:02d}.bin").write_bytes(os.urandom(4 << 20))
+        (src / f"f{i:02d}.bin").write_bytes(block)
     dest = server.root / "dest"
     config = write_config(
         tmp_path / "c.toml",
