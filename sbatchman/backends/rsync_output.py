@@ -130,10 +130,14 @@ def _short(detail: str, roots: tuple[str, ...]) -> str:
         return detail
     path = quoted[1]
     for root in roots:
-        root = root.rstrip("/") + "/"
-        at = path.find(root) if root != "/" else -1
+        # rsync names the full path: an absolute root starts it, a relative one (under the
+        # login folder) follows a `/`.
+        root = root.strip("/")
+        if not root or root == ".":
+            continue
+        at = 0 if path.startswith(f"/{root}/") else path.find(f"/{root}/")
         if at >= 0:
-            path = path[at + len(root) :]
+            path = path[at + len(root) + 2 :]
             break
     name = _TEMP.sub(r"\1\2", path) or "."
     return f"{name}: {reason}"
