@@ -309,3 +309,37 @@ def test_missing_folders_after_dot_dot_are_made_where_the_path_says(
     job = Job(cluster, cluster.sync_dirs[0], "../made/here", select(src, ()), False)
     assert session.push(job, Recorder()).sent == [("a.txt", "new")]
     assert (server.root.parent / "made/here/a.txt").read_text() == "a\n"
+
+
+def test_the_unknown_key_hint_does_not_ask_for_a_flag_already_given(
+    sshd_factory: SshdFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A ProxyCommand's own ssh checks the jump strictly whatever sbatchman's policy says: the
+    line must not tell the user to rerun with --accept-new-host-keys, which they just did."""
+    server = sshd_factory("proxied")
+    inner = (
+        f"ssh -F /dev/null -o UserKnownHostsFile={tmp_path / 'empty_known_hosts'}"
+        f" -o StrictHostKeyChecking=yes -o BatchMode=yes -i {server.client_key}"
+        f" -p {server.port} -W %h:%p {server.host}"
+    )
+    config_file = tmp_path / "ssh_config"
+    config_file.write_text(
+        f"Host proxied\n  HostName {server.host}\n  Port {server.port}\n  User {server.user}\n"
+        f"  IdentityFile {server.client_key}\n  IdentitiesOnly yes\n  IdentityAgent none\n"
+        f"  UserKnownHostsFile {tmp_path / 'known_hosts'}\n  GlobalKnownHostsFile /dev/null\n"
+        f"  ProxyCommand {inner}\n"
+    )
+    src = make_tree(tmp_path / "src", {"a.txt": "a\n"})
+    cluster = {
+        "name": "proxied",
+        "host": "proxied",
+        "ssh_config": str(config_file),
+        "sync_dirs": [{"alias": "p", "local": str(src), "remote": str(server.root / "p")}],
+    }
+    config = write_config(tmp_path / "c.toml", [cluster])
+    args = ["sync", "--config", str(config), "-b", "rsync", "--json", "--accept-new-host-keys"]
+    run = run_cli(capsys, *args)
+    assert run.code == 1
+    error = json.loads(run.out)["targets"][0]["error"]
+    assert "unknown host key" in error and "--accept-new-host-keys was given" in error, error
+    assert "rerun" not in error
