@@ -312,6 +312,7 @@ def _push_one(target: Target, session: Session, request: Request, events: Events
             more = len(selection.problems) - 1
             result.status = "failed"
             result.error = selection.problems[0] + (f" (and {more} more)" if more else "")
+    result.backend = session.name  # rsync missing on the cluster: the session went sftp
     result.warnings += selection.notes
     events.phase("done" if result.status in ("ok", "dry-run") else result.status)
     result.seconds = time.monotonic() - start

@@ -7,6 +7,8 @@ folder) means one 2FA prompt per cluster, however many sync_dirs it has.
 
 from __future__ import annotations
 
+import base64
+import math
 import os
 import re
 import subprocess
@@ -74,9 +76,9 @@ def policy_argv(options: SshOptions) -> list[str]:
     """The -o options every connection gets, jump hosts included: host-key policy and timeouts."""
     # Never trust a host key silently: unknown keys fail unless the user said accept-new.
     checking = "accept-new" if options.accept_new_host_keys else "yes"
-    # ssh gives up after 4 silent intervals, a little after rsync's own --timeout of
+    # ssh gives up after 4 silent intervals, well after rsync's own --timeout of
     # stall_timeout: the stall is then reported as one ("no data moved"), not as ssh dying.
-    interval = max(1, int(options.stall_timeout // 3))
+    interval = max(1, math.ceil((options.stall_timeout + 2) / 3))
     argv = [
         "-o", f"StrictHostKeyChecking={checking}",
         "-o", "NoHostAuthenticationForLocalhost=no",  # a tunnel to localhost is checked too
@@ -167,11 +169,12 @@ def _needs_probe(stderr: str) -> bool:
     return bool(re.search(r"kex_exchange_identification|Connection closed", stderr))
 
 
-def cause(stderr: str) -> str:
+def cause(stderr: str, *, accepting: bool = False) -> str:
     """The most telling ssh message, in one line; host-key failures name the fingerprint.
 
     The unknown-key fingerprint is only in ssh's -v output ("Server host key: ..."), which
     Master fetches with a second, verbose probe when the first attempt failed that way.
+    `accepting`: --accept-new-host-keys was given, so the hint must not ask for it again.
     """
     from sbatchman import hostkeys
 
@@ -185,15 +188,58 @@ def cause(stderr: str) -> str:
     if unknown:
         keys = _SERVER_KEY.findall(stderr[: unknown.start()])
         seen = f"{hostkeys.short_type(keys[-1][0])} key {keys[-1][1]}" if keys else None
+        if accepting:
+            return _not_accepted(unknown[2], seen)
         return hostkeys.unknown_message(unknown[2], seen)
     denied = _DENIED.search(stderr)
     if denied:
+        missing = _NO_IDENTITY.search(stderr)
+        if missing:
+            return f"authentication failed: the identity file {missing[1]} does not exist"
         return f"authentication failed (permission denied; the server allows {denied[1]})"
     for pattern, text in _CAUSES:
         if re.search(pattern, stderr):
-            return text
+            return _not_accepted(None, None) if accepting and text.startswith("unknown") else text
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     return lines[-1] if lines else "ssh failed with no message"
+
+
+_NO_IDENTITY = re.compile(r"Identity file (.+) not accessible: No such file or directory")
+
+
+def _not_accepted(name: str | None, seen: str | None) -> str:
+    """Unknown host key although --accept-new-host-keys was given: the ssh that checked it
+    did not take our policy (a ProxyCommand's own ssh, say) or could not store the key."""
+    host = f" for {name}" if name else ""
+    key = f": {seen}" if seen else ""
+    return (
+        f"unknown host key{host}{key}; --accept-new-host-keys was given, but the ssh that"
+        " checked it did not store it (a ProxyCommand running its own ssh, or a known_hosts"
+        " that cannot be written?); verify this fingerprint with the cluster's admins and add it to"
+        " known_hosts"
+    )
+
+
+def key_needs_passphrase(path: Path) -> bool:
+    """Whether a private key file is encrypted (OpenSSH or PEM format); False if unreadable."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    if "ENCRYPTED" in text.split("\n\n", 1)[0] or "BEGIN ENCRYPTED PRIVATE KEY" in text:
+        return True
+    body = re.search(r"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END", text, re.S)
+    if body is None:
+        return False
+    try:
+        blob = base64.b64decode("".join(body[1].split()))
+    except ValueError:
+        return False
+    magic = b"openssh-key-v1\0"
+    if not blob.startswith(magic) or len(blob) < len(magic) + 4:
+        return False
+    size = int.from_bytes(blob[len(magic) : len(magic) + 4], "big")
+    return blob[len(magic) + 4 : len(magic) + 4 + size] != b"none"
 
 
 def batch_needs(who: str, allowed: str) -> str | None:
@@ -233,6 +279,8 @@ class Master:
             raise ConnectError(f"{self.folder}: private socket folder is not 0700 and ours")
         self.socket = self.folder / "c"
         self.options = options
+        self.key_path = cluster.key_path
+        self.key_where = f"{cluster.where}.key_path"
         config = self.folder / "config"
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with open(fd, "w", encoding="utf-8") as out:
@@ -250,6 +298,11 @@ class Master:
         the private folder: no ssh process or socket outlives the run.
         """
         try:
+            if self.key_path is not None and not self.key_path.exists():
+                raise ConnectError(
+                    f"{self.key_where}: the key file {self.key_path} does not exist;"
+                    " fix the path, or remove key_path to use your ssh config's keys"
+                )
             self._open()
         except BaseException:
             self.close()
@@ -261,7 +314,7 @@ class Master:
             "-o", f"ControlPath={self.socket}",
             "-o", "ControlMaster=yes",
             "-o", "ControlPersist=600",
-            "-f", "-N", self.host,
+            "-f", "-N", "--", self.host,
         ]  # fmt: skip
         # stderr goes to a file: the backgrounded master keeps a pipe open forever.
         with tempfile.TemporaryFile(mode="w+") as err:
@@ -279,11 +332,20 @@ class Master:
             if _needs_probe(message):
                 message = self._probe() or message
             denied = _DENIED.search(message)
+            accepting = self.options.accept_new_host_keys
             if self.options.batch and denied:
                 # Maybe a passphrase, password or 2FA code would do: the caller may retry
                 # this cluster interactively.
-                raise AuthError(batch_needs(self.who, denied[1]) or cause(message))
-            raise ConnectError(cause(message))
+                if self.key_path is not None and key_needs_passphrase(self.key_path):
+                    raise AuthError(
+                        f"{self.who} needs a passphrase for key {self.key_path} but running in"
+                        " batch mode (--batch or no terminal); run in a terminal without"
+                        " --batch, or load the key into ssh-agent"
+                    )
+                raise AuthError(
+                    batch_needs(self.who, denied[1]) or cause(message, accepting=accepting)
+                )
+            raise ConnectError(cause(message, accepting=accepting))
 
     def _probe(self) -> str | None:
         """ssh's messages for a second try that stops where the first failed, with -v added.
@@ -296,7 +358,7 @@ class Master:
         argv = [
             *self.base, "-v", "-o", "BatchMode=yes",
             "-o", "ControlMaster=no", "-o", "ControlPath=none",
-            self.host, "true",
+            "--", self.host, "true",
         ]  # fmt: skip
         try:
             run = subprocess.run(
@@ -316,7 +378,7 @@ class Master:
     def close(self) -> None:
         if self.socket.exists():
             subprocess.run(
-                [*self.base, "-o", f"ControlPath={self.socket}", "-O", "exit", self.host],
+                [*self.base, "-o", f"ControlPath={self.socket}", "-O", "exit", "--", self.host],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 check=False, timeout=30,
             )  # fmt: skip

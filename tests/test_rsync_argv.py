@@ -96,3 +96,43 @@ def test_an_interrupted_local_push_counts_only_what_landed(tmp_path: Path) -> No
     counted = {name for name, _ in stopped.value.outcome.sent}
     assert counted <= landed
     assert stopped.value.outcome.bytes_sent == 20_000 * len(counted)
+
+
+class _Master:
+    """Just what argv() reads from a master connection: its host and the ssh argv."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def client_argv(self) -> list[str]:
+        return ["ssh", "-o", "ControlMaster=no"]
+
+
+def test_operands_and_host_follow_a_double_dash(tmp_path: Path) -> None:
+    """Nothing a config says can become an option: not the host, not a path."""
+    session = RsyncSession(RsyncInfo("rsync", (3, 2, 7)), _Master("me@-oops"), 60)  # type: ignore[arg-type]
+    argv = session.argv(job(tmp_path, "-dash/x"), [])
+    assert argv[-3:] == ["--", f"{tmp_path}/", "-oops:-dash/x/"]
+    rsh = shlex.split(argv[argv.index("-e") + 1])
+    assert rsh[-3:] == ["-l", "me", "--"]  # rsync appends the host after this
+    local = RsyncSession(RsyncInfo("rsync", (3, 2, 7)), None, 60).argv(job(tmp_path, "/d"), [])
+    assert local[-3] == "--"
+
+
+@pytest.mark.parametrize(
+    ("remote", "spelled"),
+    [("../up", "../up"), ("../../a/b", "../../a/b"), ("rel", "rel"), (":x", "./:x")],
+)
+def test_a_relative_path_keeps_its_dots(tmp_path: Path, remote: str, spelled: str) -> None:
+    """`./` only where `host::` would mean a daemon: with -s, rsync drops the `..` after `./`."""
+    session = RsyncSession(RsyncInfo("rsync", (3, 2, 7)), _Master("h"), 60)  # type: ignore[arg-type]
+    assert session.argv(job(tmp_path, remote), [])[-1] == f"h:{spelled}/"
+
+
+def test_byte_progress_waits_for_rsyncs_own_counts(tmp_path: Path) -> None:
+    session = RsyncSession(RsyncInfo("rsync", (3, 2, 7)), None, 60)
+    assert "--info=progress1" in session.argv(job(tmp_path, "/d"), [])
+    assert "--info=progress1" not in session.argv(job(tmp_path, "/d", dry_run=True), [])
+    assert "--info=progress1" not in RsyncSession(RsyncInfo("rsync", (3, 0, 9)), None, 60).argv(
+        job(tmp_path, "/d"), []
+    )

@@ -234,7 +234,8 @@ def test_port_and_key_path_reach_ssh(
     write_config(config, [cluster])
     run = run_cli(capsys, "sync", "--config", str(config))
     assert run.code == 1
-    assert "authentication failed" in run.out
+    # the item 17: name the missing file, not just "authentication failed"
+    assert f"{tmp_path / 'no-such-key'} does not exist" in run.out
 
 
 def test_one_ssh_connection_per_cluster_for_all_aliases(

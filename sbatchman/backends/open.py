@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sbatchman.backends import Session
-from sbatchman.config import Settings
+from sbatchman.backends import Events, Job, Outcome, Session
+from sbatchman.config import Cluster, Settings
+from sbatchman.errors import Interrupted, SbatchmanError
+from sbatchman.ssh import SshOptions
 
 if TYPE_CHECKING:
     from sbatchman.push import Reporter, Request, Target
@@ -33,21 +36,79 @@ def open_session(
         reporter.notice(f"{cluster.name}: rsync {why}; using {instead} instead")
         info = None
     if info is not None:
-        master = None
-        if not cluster.is_local:
-            from sbatchman.ssh import Master
+        if cluster.is_local:
+            return rsync.RsyncSession(info, None, request.ssh.stall_timeout)
+        from sbatchman.ssh import Master
 
-            master = Master(cluster, settings, request.ssh)
-            master.open()
-        return rsync.RsyncSession(info, master, request.ssh.stall_timeout)
+        master = Master(cluster, settings, request.ssh)
+        master.open()
+        session = rsync.RsyncSession(info, master, request.ssh.stall_timeout)
+        if request.backend == "rsync":  # asked for by name: a missing rsync fails the cluster
+            return session
+        # No prompt may appear once transfers run: SFTP then connects without asking.
+        quiet = replace(request.ssh, batch=True)
+        return _RsyncOrSftp(
+            session, lambda: _sftp(cluster, settings, quiet), reporter, cluster.name
+        )
     if cluster.is_local:
         from sbatchman.backends.local import LocalSession
 
         return LocalSession()
+    return _sftp(cluster, settings, request.ssh)
+
+
+def _sftp(cluster: Cluster, settings: Settings, options: SshOptions) -> Session:
     with _without_invoke():
         from sbatchman.backends.sftp import open_sftp
 
-    return open_sftp(cluster, settings, request.ssh)
+    return open_sftp(cluster, settings, options)
+
+
+class _RsyncOrSftp:
+    """rsync, until the cluster turns out to have none (`command not found`): then SFTP, said
+    in one notice, for the rest of the run. Found on the first push rather than probed for,
+    so a cluster that has rsync pays nothing."""
+
+    def __init__(
+        self, first: Session, fallback: Callable[[], Session], reporter: Reporter, label: str
+    ) -> None:
+        self.first, self.active = first, first
+        self.fallback = fallback
+        self.reporter = reporter
+        self.label = label
+        self.name = first.name
+        self.aborted = False
+        self.unreachable: SbatchmanError | None = None  # SFTP could not connect either
+
+    def push(self, job: Job, events: Events) -> Outcome:
+        from sbatchman.backends.rsync_output import RsyncMissing
+
+        if self.unreachable is not None:
+            raise self.unreachable
+        try:
+            return self.active.push(job, events)
+        except RsyncMissing:
+            if self.active is not self.first:
+                raise
+        self.reporter.notice(f"{self.label}: rsync is not installed there; using sftp instead")
+        self.name = "sftp"
+        try:
+            self.active = self.fallback()
+        except SbatchmanError as err:
+            self.unreachable = err
+            raise
+        if self.aborted:
+            raise Interrupted("interrupted")
+        return self.active.push(job, events)
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.active.abort()
+
+    def close(self) -> None:
+        self.first.close()
+        if self.active is not self.first:
+            self.active.close()
 
 
 @contextlib.contextmanager

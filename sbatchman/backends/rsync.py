@@ -6,37 +6,34 @@ rsync receives the exact entries the selection engine chose (`--files-from`, NUL
 
 from __future__ import annotations
 
+import itertools
+import os
+import posixpath
 import re
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-from sbatchman.backends import Events, InterruptedPart, Job, Outcome
+from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer
+from sbatchman.backends.rsync_output import (
+    Progress,
+    RsyncMissing,
+    failure,
+    is_missing,
+    records,
+    unescape,
+)
+from sbatchman.children import die_with_parent
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.ssh import Master
 
-# rsync's own exit codes, in the words a user can act on.
-_EXIT = {
-    1: "rsync syntax or usage error",
-    2: "rsync protocol incompatibility (old rsync on the cluster?)",
-    3: "cannot use the remote folder (missing, or not a folder)",
-    5: "could not start rsync on the cluster (is rsync installed there?)",
-    10: "socket I/O error",
-    11: "file I/O error on the cluster (disk full or quota exceeded?)",
-    12: "rsync data stream broke (connection lost, or rsync missing on the cluster)",
-    20: "interrupted",
-    23: "some files could not be transferred",
-    24: "some files vanished while being sent",
-    30: "timed out: no data moved for too long",
-    35: "timed out waiting for the cluster",
-    127: "rsync not found on the cluster",
-    255: "ssh failed",
-}
 _ITEM = re.compile(r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (.*)$")
 _SKIP = re.compile(r"^(.*) is newer$")
+# How long the after-failure check may take; past it the count is reported as unknown.
+_CHECK_TIMEOUT = 15.0
 # Characters that cannot change meaning in a POSIX shell: the only paths an rsync without -s
 # may send (it hands the remote path to the remote shell).
 _SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./+,:=@%-]*$")
@@ -91,11 +88,6 @@ def _rsh_quote(arg: str) -> str:
     return "'" + arg.replace("'", "''") + "'"
 
 
-def _unescape(line: bytes) -> bytes:
-    r"""rsync writes each byte of a name it deems unprintable (in its locale) as \#ooo."""
-    return re.sub(rb"\\#([0-7]{3})", lambda m: bytes([int(m[1], 8)]), line)
-
-
 def _why(flags: str) -> str:
     """Itemized flags are YXcstpoguax: the same words plan.decide uses for the other backends."""
     if "+++++++" in flags:
@@ -117,7 +109,7 @@ class RsyncSession:
         self.running: set[subprocess.Popen[bytes]] = set()
         self.aborted = False
 
-    def argv(self, job: Job, extra: list[str]) -> list[str]:
+    def argv(self, job: Job, extra: list[str], *, batch: bool = False) -> list[str]:
         argv = [self.info.path, "-lpt", "--update", "--files-from=-", "--from0"]
         argv += ["--out-format=%i %l %n%L", "--timeout", str(max(1, int(self.stall_timeout)))]
         argv += extra
@@ -125,29 +117,51 @@ class RsyncSession:
             argv.append("--dry-run")
         if self.info.info_flags:
             argv.append("--info=skip1")
+            if not job.dry_run:
+                argv.append("--info=progress1")  # per-file byte counts as the file goes
         if self.master is None:
-            return [*argv, f"{job.selection.root}/", f"{_local_dest(job.remote)}/"]
+            return [*argv, "--", f"{job.selection.root}/", f"{_local_dest(job.remote)}/"]
         if self.info.secluded_args:
             argv.append("-s")  # the remote path reaches the remote rsync untouched by any shell
-        elif not _SHELL_SAFE.match(job.remote):
+        elif not _SHELL_SAFE.match(job.remote) or job.remote.startswith("-"):
             raise TransferError(
                 f"the local rsync {'.'.join(map(str, self.info.version))} would pass the remote"
                 f" path {job.remote!r} through the cluster's shell; use -b sftp or rsync >= 3.0"
             )
-        rsh = " ".join(_rsh_quote(a) for a in self.master.client_argv())
-        host = self.master.host
+        rsh = " ".join(_rsh_quote(a) for a in self._rsh(batch))
+        host = self.master.host.rpartition("@")[2]
         host = f"[{host}]" if ":" in host else host
-        # host::path would mean an rsync daemon: a relative path is spelled ./path
-        remote = job.remote if job.remote.startswith("/") else f"./{job.remote}"
-        return [*argv, "-e", rsh, f"{job.selection.root}/", f"{host}:{remote}/"]
+        # host::path would mean an rsync daemon. Only then is the path spelled ./path: with -s
+        # the remote rsync drops a `..` that follows `./` (./../x would land in ~/x).
+        remote = f"./{job.remote}" if job.remote.startswith(":") else job.remote
+        return [*argv, "-e", rsh, "--", f"{job.selection.root}/", f"{host}:{remote}/"]
+
+    def _rsh(self, batch: bool = False) -> list[str]:
+        """The ssh command rsync runs; it appends the host and its command after our `--`, so
+        a host can never be read as an option. rsync would put `-l user` of a `user@host`
+        after it, so that is split off here."""
+        assert self.master is not None
+        words = self.master.client_argv()
+        if batch:
+            words += ["-o", "BatchMode=yes"]
+        user, at, _ = self.master.host.rpartition("@")
+        if at:
+            words += ["-l", user]
+        return [*words, "--"]
 
     def push(self, job: Job, events: Events) -> Outcome:
         outcome = Outcome()
         extra: list[str] = []
-        if self.info.mkpath:
+        # rsync's --mkpath refuses a path with `..` in it (EINVAL), where plain rsync's own
+        # last-level mkdir would go: such a folder is made separately, `..` kept.
+        climbs = ".." in job.remote.split("/")
+        if self.info.mkpath and not climbs:
             extra.append("--mkpath")
         else:
-            outcome.warnings.append("local rsync has no --mkpath: created the folder separately")
+            if not self.info.mkpath:
+                outcome.warnings.append(
+                    "local rsync has no --mkpath: created the folder separately"
+                )
             if not job.dry_run:
                 self._make_path(job)
         if not self.info.info_flags:
@@ -157,15 +171,26 @@ class RsyncSession:
         names = b"".join(e.path.encode("utf-8", "surrogateescape") + b"\0"
                          for e in job.selection.entries)  # fmt: skip
         try:
-            self._run(self.argv(job, extra), names, events, outcome)
+            self._run(self.argv(job, extra), names, job, events, outcome)
         except InterruptedPart:
-            _keep_landed(job, self.master is None, outcome)
+            self._settle(job, extra, outcome, "interrupted")
             raise
+        except RsyncMissing:
+            raise
+        except TransferError as err:
+            if job.dry_run:
+                raise
+            self._settle(job, extra, outcome, "failed")
+            raise PartialTransfer(str(err), outcome) from None
         return outcome
 
-    def _run(self, argv: list[str], names: bytes, events: Events, outcome: Outcome) -> None:
+    def _run(
+        self, argv: list[str], names: bytes, job: Job, events: Events, outcome: Outcome
+    ) -> None:
         if self.aborted:
             raise Interrupted("interrupted")
+        known = {e.path for e in job.selection.files}
+        progress = Progress(events)
         # rsync gets its own process group: the terminal's Ctrl-C reaches only us, and we stop
         # rsync with SIGTERM, on which it deletes its temporary file (no partial file remains).
         with subprocess.Popen(
@@ -174,10 +199,11 @@ class RsyncSession:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         ) as proc:
             self.running.add(proc)
             assert proc.stdin and proc.stdout and proc.stderr
-            stderr = proc.stderr
+            stderr, stdout = proc.stderr, proc.stdout
             # Feed names and drain stderr on threads: either pipe filling up would deadlock.
             errors: list[bytes] = []
             feeder = threading.Thread(target=_feed, args=(proc.stdin, names), daemon=True)
@@ -185,9 +211,9 @@ class RsyncSession:
             feeder.start()
             drain.start()
             try:
-                for raw in proc.stdout:
-                    line = _unescape(raw.rstrip(b"\n")).decode("utf-8", "surrogateescape")
-                    self._line(line, events, outcome)
+                for raw in records(iter(lambda: os.read(stdout.fileno(), 65536), b"")):
+                    self._line(raw, known, progress, outcome)
+                progress.finish()
                 rc = proc.wait()
             finally:
                 self.running.discard(proc)
@@ -196,22 +222,77 @@ class RsyncSession:
         if self.aborted:
             raise InterruptedPart(outcome)
         if rc != 0:
-            raise TransferError(_failure(rc, b"".join(errors).decode("utf-8", "replace")))
+            text = b"".join(errors).decode("utf-8", "replace")
+            message = failure(
+                rc, text, stall=self.stall_timeout, roots=(job.remote, str(job.selection.root))
+            )
+            raise (RsyncMissing if is_missing(rc, text) else TransferError)(message)
 
-    def _line(self, line: str, events: Events, outcome: Outcome) -> None:
-        item = _ITEM.match(line)
+    def _line(self, raw: bytes, known: set[str], progress: Progress, outcome: Outcome) -> None:
+        text = raw.decode("utf-8", "surrogateescape")
+        if progress.line(text):
+            return
+        item = _ITEM.match(text)
         if item:
-            flags, size, name = item[1], int(item[2]), item[3]
+            flags, size, name = item[1], int(item[2]), _name(item[3], known)
             if flags[1] == "f" and flags[0] in "<>":
                 why = _why(flags)
                 outcome.sent.append((name, why))
                 outcome.bytes_sent += size
-                events.sent(name, size, why)
+                progress.start(name, size, why)
+            else:
+                progress.finish()
             return
-        skip = _SKIP.match(line)
+        skip = _SKIP.match(text)
         if skip:
-            outcome.skipped_newer.append(skip[1])
-            events.skipped(skip[1], "remote is newer")
+            name = _name(skip[1], known)
+            outcome.skipped_newer.append(name)
+            progress.events.skipped(name, "remote is newer")
+
+    def _settle(self, job: Job, extra: list[str], outcome: Outcome, how: str) -> None:
+        """After a failure or Ctrl-C, keep only the files that landed.
+
+        rsync names a file when it starts sending it and runs a few files ahead of the
+        receiver, so its list says what started. A dry run over the same connection asks
+        rsync itself which of those are now in place; when that cannot be asked (the
+        connection is gone), the report says the count is unknown.
+        """
+        started = [name for name, _ in outcome.sent]
+        sizes = {e.path: e.size for e in job.selection.files}
+        still = self._pending(job, extra, started) if started else set()
+        if still is None:
+            outcome.warnings.append(
+                f"{how}: rsync had started {len(started)} file(s), counted here; how many of"
+                " them landed is unknown (the cluster could not be asked). The next sync sends"
+                " whatever is missing"
+            )
+            return
+        outcome.sent = [(name, why) for name, why in outcome.sent if name not in still]
+        outcome.bytes_sent = sum(sizes.get(name, 0) for name, _ in outcome.sent)
+
+    def _pending(self, job: Job, extra: list[str], names: list[str]) -> set[str] | None:
+        """Which of `names` a dry run would still send; None when rsync could not tell."""
+        known = {e.path for e in job.selection.files}
+        data = b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names)
+        argv = self.argv(replace(job, dry_run=True), extra, batch=True)
+        try:
+            run = subprocess.run(
+                argv, input=data, capture_output=True, check=False, start_new_session=True,
+                timeout=_CHECK_TIMEOUT, preexec_fn=die_with_parent(),
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if run.returncode not in (0, 23, 24):
+            return None
+        still: set[str] = set()
+        for raw in records(iter([run.stdout])):
+            text = raw.decode("utf-8", "surrogateescape")
+            item, skip = _ITEM.match(text), _SKIP.match(text)
+            if item and item[1][1] == "f":
+                still.add(_name(item[3], known))
+            elif skip:
+                still.add(_name(skip[1], known))
+        return still
 
     def _make_path(self, job: Job) -> None:
         """Create the remote folder with rsync itself: --relative recreates implied folders."""
@@ -224,24 +305,27 @@ class RsyncSession:
                 where = _local_dest(job.remote)
                 raise TransferError(f"cannot create {where}: {err.strerror}") from None
             return
+        # Leading `..` steps stay in the destination (--relative would drop them, and a
+        # `..` below the empty folder would climb out of it); the rest is recreated.
+        parts = posixpath.normpath(job.remote).split("/")
+        up = [p for p in itertools.takewhile(lambda p: p in ("", ".."), parts)]
+        below = "/".join(parts[len(up) :])
+        if not below or below == ".":
+            return
         with tempfile.TemporaryDirectory() as empty:
-            remote = job.remote.lstrip("/")
-            (Path(empty) / remote).mkdir(parents=True, exist_ok=True)
-            rsh = " ".join(_rsh_quote(a) for a in self.master.client_argv())
-            dest = "/" if job.remote.startswith("/") else ""
-            argv = [
-                self.info.path,
-                "-rR",
-                "-e",
-                rsh,
-                f"{empty}/./{remote}",
-                f"{self.master.host}:{dest}",
-            ]
+            (Path(empty) / below).mkdir(parents=True, exist_ok=True)
+            dest = "/".join(up) + "/" if up else ""
+            argv = [self.info.path, "-rR", "-e", " ".join(_rsh_quote(a) for a in self._rsh())]
             if self.info.secluded_args:
                 argv.insert(1, "-s")
+            host = self.master.host.rpartition("@")[2]
+            host = f"[{host}]" if ":" in host else host
+            argv += ["--", f"{empty}/./{below}", f"{host}:{dest}"]
             run = subprocess.run(argv, capture_output=True, text=True, check=False)
             if run.returncode != 0:
-                raise TransferError(_failure(run.returncode, run.stderr))
+                message = failure(run.returncode, run.stderr, stall=self.stall_timeout)
+                missing = is_missing(run.returncode, run.stderr)
+                raise (RsyncMissing if missing else TransferError)(message)
 
     def abort(self) -> None:
         self.aborted = True
@@ -253,31 +337,11 @@ class RsyncSession:
             self.master.close()
 
 
-def _keep_landed(job: Job, local: bool, outcome: Outcome) -> None:
-    """After Ctrl-C, say what landed. rsync names a file when it starts sending it and runs a
-    few files ahead of the receiver: on a local cluster each named file is checked at its
-    destination; over ssh that would cost another transfer, so the count stays "started" and
-    the report says so."""
-    sizes = {e.path: (e.size, e.mtime_ns // 1_000_000_000) for e in job.selection.files}
-    if local:
-        root = Path(_local_dest(job.remote))
-
-        def landed(name: str) -> bool:
-            try:
-                st = (root / name).lstat()
-            except OSError:
-                return False
-            return (st.st_size, int(st.st_mtime)) == sizes.get(name)
-
-        kept = [(name, why) for name, why in outcome.sent if landed(name)]
-    else:
-        kept = outcome.sent
-        outcome.warnings.append(
-            "interrupted: the files counted are those rsync had started; the last few may not"
-            " have landed (the next sync sends whatever is missing)"
-        )
-    outcome.sent = kept
-    outcome.bytes_sent = sum(sizes.get(name, (0, 0))[0] for name, _ in kept)
+def _name(text: str, known: set[str]) -> str:
+    """A name as rsync printed it, back to the selection's own spelling."""
+    raw = text.encode("utf-8", "surrogateescape")
+    name = unescape(raw).decode("utf-8", "surrogateescape")
+    return name if name in known or text not in known else text
 
 
 def _feed(pipe: IO[bytes], data: bytes) -> None:
@@ -292,19 +356,3 @@ def _local_dest(remote: str) -> str:
     from sbatchman.backends.local import destination
 
     return str(destination(remote))
-
-
-def _failure(rc: int, stderr: str) -> str:
-    """One line: what the exit code means, plus rsync's own most specific complaint."""
-    meaning = _EXIT.get(rc, f"rsync failed (exit {rc})")
-    detail = ""
-    for line in stderr.splitlines():
-        line = line.strip()
-        if line.startswith("rsync:") or "Permission denied" in line or "No space" in line:
-            detail = line.removeprefix("rsync: ")
-            break
-    if rc == 255:
-        from sbatchman.ssh import cause
-
-        return f"ssh: {cause(stderr)}"
-    return f"{meaning}: {detail}" if detail else meaning

@@ -1,0 +1,170 @@
+"""Read what rsync prints: its records split right, per-file byte progress, failures in one line.
+
+Kept apart from the session (which builds argv and runs rsync) because this is the part that
+must follow rsync's own output rules: names are escaped (`\\#ooo`), progress lines end in `\\r`,
+and the exit code alone rarely says what went wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from sbatchman.backends import Events
+from sbatchman.errors import TransferError
+
+# rsync's own exit codes, in the words a user can act on.
+_EXIT = {
+    1: "rsync syntax or usage error",
+    2: "rsync protocol incompatibility (old rsync on the cluster?)",
+    3: "cannot use the remote folder (missing, or not a folder)",
+    5: "could not start rsync on the cluster (is rsync installed there?)",
+    10: "socket I/O error",
+    11: "file I/O error on the cluster",
+    12: "rsync data stream broke (connection lost, or rsync missing on the cluster)",
+    20: "rsync was stopped (the connection to the cluster broke?)",  # not by us: see _run
+    23: "some files could not be transferred",
+    24: "some files vanished while being sent",
+    35: "timed out waiting for the cluster",
+    127: "rsync not found on the cluster",
+}
+# One per-file progress line (--info=progress1): bytes so far, percent, rate, time.
+_PROGRESS = re.compile(r"^\s*([\d,.]+)\s+\d{1,3}%\s+\S+/s\s+\d+:\d\d:\d\d\s*(\(xfr#.*\))?\s*$")
+_ERRNO = re.compile(r"\s*\(\d+\)$")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_TEMP = re.compile(r"(^|/)\.([^/]+)\.[A-Za-z0-9]{6}$")  # rsync's temporary: .name.XXXXXX
+_MISSING = re.compile(r"rsync: (command )?not found|rsync: No such file or directory")
+
+
+class RsyncMissing(TransferError):
+    """The cluster has no rsync: a push may go over SFTP instead (see backends.open)."""
+
+
+def unescape(text: bytes) -> bytes:
+    r"""rsync writes each byte of a name it deems unprintable (in its locale) as \#ooo.
+
+    It writes a backslash that could be read as the start of one as \#134 too, so the
+    reverse is exact.
+    """
+    return re.sub(rb"\\#([0-7]{3})", lambda m: bytes([int(m[1], 8)]), text)
+
+
+def records(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """rsync's stdout cut into records at \\n and at the \\r that ends each progress update.
+
+    A name never contains either byte raw (rsync escapes both), so the cut is exact.
+    """
+    rest = b""
+    for chunk in chunks:
+        parts = re.split(rb"[\r\n]", rest + chunk)
+        rest = parts.pop()
+        yield from (part for part in parts if part)
+    if rest:
+        yield rest
+
+
+class Progress:
+    """Per-file progress lines as byte events; a file is reported sent once rsync says it
+    finished (its 100% line), so the bar moves with the bytes, not with the names."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        self.pending: tuple[str, int, str] | None = None
+        self.shown = 0
+
+    def start(self, name: str, size: int, why: str) -> None:
+        self.finish()
+        self.pending, self.shown = (name, size, why), 0
+
+    def line(self, text: str) -> bool:
+        """Consume one progress line; False when `text` is not one."""
+        found = _PROGRESS.match(text)
+        if not found:
+            return False
+        done = int(re.sub(r"[,.]", "", found[1]) or 0)
+        if self.pending is not None and done > self.shown:
+            self.events.progress(done - self.shown)
+            self.shown = done
+        if "(xfr#" in text:
+            self.finish()
+        return True
+
+    def finish(self) -> None:
+        if self.pending is not None:
+            self.events.sent(*self.pending)
+            self.pending = None
+
+
+def is_missing(rc: int, stderr: str) -> bool:
+    """rsync is not installed on the cluster (the remote shell could not find it)."""
+    return rc in (12, 127) and bool(_MISSING.search(stderr))
+
+
+def _detail(line: str) -> str:
+    """`rsync: [Receiver] mkdir "/x" failed: File exists (17)`: `mkdir "/x" failed: File exists`."""
+    line = line.removeprefix("rsync:").strip()
+    line = re.sub(r"^\[(?:Receiver|sender|generator|Sender|receiver)\]\s*", "", line)
+    return _ERRNO.sub("", line)
+
+
+def _complaints(stderr: str) -> list[str]:
+    """rsync's own lines about what went wrong, without its closing summary."""
+    lines = [line.strip() for line in stderr.splitlines()]
+    return [
+        _detail(line)
+        if not line.startswith("file has vanished:")
+        else line.removeprefix("file has vanished:").strip() + ": vanished while being sent"
+        for line in lines
+        if (line.startswith("rsync:") and not line.startswith("rsync error:"))
+        or line.startswith("file has vanished:")
+        or "Permission denied" in line
+        or "No space" in line
+    ]
+
+
+def _short(detail: str, roots: tuple[str, ...]) -> str:
+    """A failure about one file, as `name: reason` relative to the pushed folder."""
+    quoted = _QUOTED.search(detail)
+    reason = detail.rsplit(": ", 1)[-1] if ": " in detail else detail
+    if quoted is None:
+        return detail
+    path = quoted[1]
+    for root in roots:
+        # rsync names the full path: an absolute root starts it, a relative one (under the
+        # login folder) follows a `/`.
+        root = root.strip("/")
+        if not root or root == ".":
+            continue
+        at = 0 if path.startswith(f"/{root}/") else path.find(f"/{root}/")
+        if at >= 0:
+            path = path[at + len(root) + 2 :]
+            break
+    name = _TEMP.sub(r"\1\2", path) or "."
+    return f"{name}: {reason}"
+
+
+def failure(rc: int, stderr: str, *, stall: float, roots: tuple[str, ...] = ()) -> str:
+    """One line: what the exit code means, plus rsync's own reason (several for exit 23).
+
+    `roots` (the local folder, the remote one) are cut from the paths rsync names, so a failed
+    file reads as it does in the rest of the report.
+    """
+    if rc == 30 or (rc in (12, 255) and re.search(r"Timeout, server .* not responding", stderr)):
+        return f"stalled: no data moved for {stall:.0f} s (--stall-timeout)"
+    if is_missing(rc, stderr):
+        return (
+            "rsync is not installed on the cluster (command not found); install it, or use -b sftp"
+        )
+    if rc == 255:
+        from sbatchman.ssh import cause
+
+        return f"ssh: {cause(stderr)}"
+    meaning = _EXIT.get(rc, f"rsync failed (exit {rc})")
+    details = list(dict.fromkeys(_complaints(stderr)))
+    if rc in (23, 24) and details:
+        named = [_short(d, roots) for d in details]
+        more = f" (and {len(named) - 3} more)" if len(named) > 3 else ""
+        return f"{meaning}: {'; '.join(named[:3])}{more}"
+    if not details:
+        return f"{meaning} (disk full or quota exceeded?)" if rc == 11 else meaning
+    return f"{meaning}: {details[0]}"
