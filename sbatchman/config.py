@@ -38,6 +38,7 @@ class SyncDir:
     excludes: tuple[str, ...]
     respect_gitignore: bool | None
     where: str
+    keep_dirlinks: bool | None = None  # None: the cluster's setting (see precedence)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Cluster:
     sync_dirs: tuple[SyncDir, ...]
     fetch_dirs: tuple[FetchDir, ...]
     where: str
+    keep_dirlinks: bool | None = None
 
     @property
     def is_local(self) -> bool:
@@ -223,6 +225,7 @@ _CLUSTER_KEYS: dict[str, Checker] = {
     "fetch_excludes": _string_list,
     "respect_gitignore": _bool,
     "ssh_config": _nonempty_string,
+    "keep_dirlinks": _bool,
 }
 _DIR_KEYS: dict[str, Checker] = {
     "alias": _nonempty_string,
@@ -230,7 +233,7 @@ _DIR_KEYS: dict[str, Checker] = {
     "remote": _string,
     "excludes": _string_list,
 }
-_SYNC_DIR_KEYS = {**_DIR_KEYS, "respect_gitignore": _bool}
+_SYNC_DIR_KEYS = {**_DIR_KEYS, "respect_gitignore": _bool, "keep_dirlinks": _bool}
 _TABLES = {"global": "[global]", "clusters": "[[clusters]]"}
 _CLUSTER_TABLES = {"sync_dirs": "[[clusters.sync_dirs]]", "fetch_dirs": "[[clusters.fetch_dirs]]"}
 
@@ -340,6 +343,7 @@ class _Parser:
             sync_dirs=tuple(d for d in sync_dirs if isinstance(d, SyncDir)),
             fetch_dirs=tuple(d for d in fetch_dirs if isinstance(d, FetchDir)),
             where=where,
+            keep_dirlinks=c.get("keep_dirlinks"),
         )
 
     def dirs(self, raw: Any, where: str, settings: Settings) -> list[SyncDir | FetchDir]:
@@ -376,7 +380,15 @@ class _Parser:
                 out.append(FetchDir(alias, local, remote, excludes, here))
             else:
                 out.append(
-                    SyncDir(alias, local, remote, excludes, d.get("respect_gitignore"), here)
+                    SyncDir(
+                        alias,
+                        local,
+                        remote,
+                        excludes,
+                        d.get("respect_gitignore"),
+                        here,
+                        keep_dirlinks=d.get("keep_dirlinks"),
+                    )
                 )
         return out
 

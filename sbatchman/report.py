@@ -89,7 +89,10 @@ class _TargetEvents:
         self._update(advance=nbytes)
 
     def skipped(self, path: str, why: str) -> None:
-        if self.reporter.style.verbose and not self.reporter.style.json:
+        style = self.reporter.style
+        if why.startswith("conflict") and style.dry_run and not style.json and not style.quiet:
+            self.reporter.line(f"would keep {self.label}: {escape(path)} ({why})")
+        elif style.verbose and not style.json:
             self.reporter.line(f"{self.label}: kept {escape(path)} ({why})")
 
 
@@ -213,6 +216,8 @@ class ConsoleReporter:
                     f"[yellow]![/] {where}: kept {len(r.skipped_newer)} file(s) that are newer"
                     f" on the cluster: {escape(names)}"
                 )
+            for path, why in r.conflicts:
+                self.out.print(f"[yellow]![/] {where}: conflict, kept {escape(path)} ({why})")
 
 
 def to_json(results: Sequence[Result], dry_run: bool) -> dict[str, Any]:
@@ -233,6 +238,7 @@ def to_json(results: Sequence[Result], dry_run: bool) -> dict[str, Any]:
                 "bytes_sent": r.bytes_sent,
                 "files_skipped_newer_remote": len(r.skipped_newer),
                 "skipped_newer_remote": r.skipped_newer,
+                "conflicts": [{"path": p, "why": why} for p, why in r.conflicts],
                 "seconds": round(r.seconds, 3),
                 "error": r.error,
                 "warnings": r.warnings,

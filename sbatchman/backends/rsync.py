@@ -6,6 +6,7 @@ rsync receives the exact entries the selection engine chose (`--files-from`, NUL
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -15,7 +16,10 @@ from pathlib import Path
 from typing import IO
 
 from sbatchman.backends import Events, InterruptedPart, Job, Outcome
+from sbatchman.backends import rsync_guard as guard
 from sbatchman.errors import Interrupted, TransferError
+from sbatchman.plan import DestStat
+from sbatchman.precedence import keep_dirlinks_for
 from sbatchman.ssh import Master
 
 # rsync's own exit codes, in the words a user can act on.
@@ -152,16 +156,58 @@ class RsyncSession:
                 self._make_path(job)
         if not self.info.info_flags:
             outcome.warnings.append("local rsync < 3.1 cannot report files skipped as newer")
+        dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
+        if dirlinks:
+            extra.append("--keep-dirlinks")
+        safe = guard.guard(job.selection, self._probe(job), dirlinks)
+        outcome.conflicts, outcome.warnings = safe.conflicts, outcome.warnings + safe.warnings
+        for path, why in safe.conflicts:
+            events.skipped(path, f"conflict: {why}")
         events.totals(len(job.selection.files), job.selection.total_bytes)
         events.phase("sending")
-        names = b"".join(e.path.encode("utf-8", "surrogateescape") + b"\0"
-                         for e in job.selection.entries)  # fmt: skip
+        # "./" before the first name makes rsync send "." as an implied folder (never its
+        # contents): the destination gets the local folder's mode and mtime, as with
+        # `rsync -rlpt src/ host:dst/`.
+        names = b"".join(f"{'./' if i == 0 else ''}{name}".encode("utf-8", "surrogateescape")
+                         + b"\0" for i, name in enumerate(safe.names))  # fmt: skip
         try:
             self._run(self.argv(job, extra), names, events, outcome)
         except InterruptedPart:
             _keep_landed(job, self.master is None, outcome)
             raise
         return outcome
+
+    def _probe(self, job: Job) -> dict[str, DestStat]:
+        """What the cluster has where the tree has links and folders (see rsync_guard)."""
+        wanted = guard.probed(job.selection)
+        if not wanted:
+            return {}
+        if self.master is None:
+            return guard.lstat_all(Path(_local_dest(job.remote)), wanted)
+        full = self.argv(job, [])  # the push's own way to the cluster: -s, -e and host:path
+        remote = ["-s"] if "-s" in full else []
+        remote += ["-e", full[full.index("-e") + 1], full[-1]]
+        import tempfile
+
+        names = b"".join(e.path.encode("utf-8", "surrogateescape") + b"\0" for e in wanted)
+        with tempfile.TemporaryDirectory() as scratch:
+            argv = guard.probe_argv(self.info.path, remote, Path(scratch) / "never-written")
+            try:
+                run = subprocess.run(
+                    argv,
+                    input=names,
+                    capture_output=True,
+                    env={**os.environ, "TZ": "UTC0"},  # --list-only prints local times
+                    timeout=max(1.0, self.stall_timeout),
+                    check=False,
+                    start_new_session=True,
+                )
+            except subprocess.TimeoutExpired:
+                raise TransferError("timed out reading the cluster's folder") from None
+        stderr = _unescape(run.stderr).decode("utf-8", "replace")
+        if guard.probe_failure(run.returncode, stderr):
+            raise TransferError(_failure(run.returncode, stderr))
+        return guard.parse_listing(_unescape(run.stdout).decode("utf-8", "surrogateescape"))
 
     def _run(self, argv: list[str], names: bytes, events: Events, outcome: Outcome) -> None:
         if self.aborted:
@@ -195,8 +241,16 @@ class RsyncSession:
             drain.join()
         if self.aborted:
             raise InterruptedPart(outcome)
+        said = b"".join(errors)
+        if rc == 23:  # a folder that is not empty where a file goes: kept, as the others do
+            kept, only = guard.conflicts_in(_unescape(said).decode("utf-8", "surrogateescape"))
+            outcome.conflicts += kept
+            for path, why in kept:
+                events.skipped(path, f"conflict: {why}")
+            if kept and only:
+                return
         if rc != 0:
-            raise TransferError(_failure(rc, b"".join(errors).decode("utf-8", "replace")))
+            raise TransferError(_failure(rc, said.decode("utf-8", "replace")))
 
     def _line(self, line: str, events: Events, outcome: Outcome) -> None:
         item = _ITEM.match(line)

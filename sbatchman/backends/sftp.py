@@ -28,7 +28,16 @@ from sbatchman.backends.sftp_pool import ChannelPool
 from sbatchman.backends.sftp_scan import Scan, root_path, scan
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import Interrupted, TransferError
-from sbatchman.plan import Plan, attribute_fixes, build, folders, locked_folders, stale_folders
+from sbatchman.plan import (
+    Plan,
+    attribute_fixes,
+    build,
+    folders,
+    locked_folders,
+    root_entry,
+    stale_folders,
+)
+from sbatchman.precedence import keep_dirlinks_for
 from sbatchman.ssh import SshOptions
 
 MAX_CHUNK = 256 << 10  # largest WRITE we send, even if the server would take more
@@ -112,15 +121,20 @@ class _Push:
         self.job = job
         self.events = events
         self.root = root_path(job.remote)
+        self.dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
 
     def run(self) -> Outcome:
         job, events = self.job, self.events
         events.phase("scanning")
-        found = scan(self.wire, self.root, job.selection, folders(job.selection))
-        plan = build(job.selection, found.listings)
-        outcome = Outcome(skipped_newer=plan.skipped_newer)
+        found = scan(self.wire, self.root, job.selection, folders(job.selection), self.dirlinks)
+        plan = build(job.selection, found.listings, self.dirlinks)
+        outcome = Outcome(
+            skipped_newer=plan.skipped_newer, conflicts=plan.conflicts, warnings=plan.warnings
+        )
         for path in outcome.skipped_newer:
             events.skipped(path, "remote is newer")
+        for path, why in outcome.conflicts:
+            events.skipped(path, f"conflict: {why}")
         events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
         events.phase("sending")
         if job.dry_run:
@@ -140,7 +154,11 @@ class _Push:
             make_root(run, _ancestors(self.root))
             if run.failures:
                 raise TransferError(run.failures[0][1])
-        chmods, dirs = attribute_fixes(self.job.selection, found.listings)
+        top = (root_entry(self.job.selection.root), found.root)
+        conflicts = [path for path, _ in plan.conflicts]
+        chmods, dirs = attribute_fixes(
+            self.job.selection, found.listings, self.dirlinks, conflicts, top
+        )
         unlock_folders(run, locked_folders(plan.actions, dirs))
         remove_leftovers(run, plan.leftovers)
         blocked = clear_the_way(run, plan.actions)

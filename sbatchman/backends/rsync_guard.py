@@ -1,0 +1,148 @@
+"""Keep rsync from destroying what the other backends keep: look first where it would replace.
+
+rsync lets a change of type win over --update: a local link or folder replaces a newer regular
+file on the cluster. Before the push, the cluster's entries at the paths where the tree has a
+link or a folder are listed (`rsync --list-only` over the same connection, or lstat for a local
+cluster); plan.decide judges each, and what it keeps is left out of rsync's file list. A
+folder that is not empty where a file goes is kept by rsync itself; its complaint is read back
+as a conflict (see conflicts_in).
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import posixpath
+import re
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sbatchman.plan import NEWER_FILE, DestStat, Kind, decide, replaced_link_warning
+from sbatchman.selection import Entry, Selection
+
+_KINDS: dict[str, Kind] = {"d": "dir", "-": "file", "l": "link"}
+_LIST = re.compile(r"^([-dlcbps])[-rwxsStT]{9}\s+[\d,]+ (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) (.*)$")
+# What a probe may say without failing: a path that is not there (or under a file).
+_ABSENT = re.compile(
+    r"link_stat .* failed: (No such file or directory \(2\)|Not a directory \(20\))"
+    r"|change_dir .* failed: No such file or directory \(2\)"
+    r"|^rsync error: (some files/attrs were not transferred|errors selecting input/output)"
+    r"|^rsync: connection unexpectedly closed|Broken pipe \(32\)|^rsync error: error in rsync"
+)
+_CONFLICT = re.compile(r"^cannot delete non-empty directory: (.*)$")
+_CONSEQUENCE = re.compile(
+    r"^could not make way for new (regular file|symlink): |^rsync error: some files/attrs"
+)
+
+
+def probed(selection: Selection) -> list[Entry]:
+    """The entries whose place on the cluster must be known: links and folders."""
+    return [e for e in selection.entries if e.kind in ("dir", "link")]
+
+
+def probe_argv(rsync: str, remote_args: list[str], scratch: Path) -> list[str]:
+    """List (lstat) the named paths on the cluster; `scratch` is a destination never written."""
+    return [rsync, "--list-only", "--files-from=-", "--from0", *remote_args, f"{scratch}/"]
+
+
+def parse_listing(out: str) -> dict[str, DestStat]:
+    """`rsync --list-only` lines (TZ=UTC0, names unescaped) into what the cluster has."""
+    found: dict[str, DestStat] = {}
+    for line in out.split("\n"):
+        item = _LIST.match(line)
+        if item is None:
+            continue
+        kind = _KINDS.get(item[1], "other")
+        when = calendar.timegm(time.strptime(item[2], "%Y/%m/%d %H:%M:%S"))
+        found[item[3]] = DestStat(kind, 0, when)
+    return found
+
+
+def probe_failure(rc: int, stderr: str) -> bool:
+    """True when the probe failed for a reason other than paths that are not there."""
+    if rc == 0:
+        return False
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return rc not in (3, 12, 23) or not all(_ABSENT.search(line) for line in lines)
+
+
+def lstat_all(root: Path, entries: list[Entry]) -> dict[str, DestStat]:
+    """The same facts for a local cluster, without running anything."""
+    found: dict[str, DestStat] = {}
+    for entry in entries:
+        try:
+            st = os.lstat(root / entry.path)
+        except OSError:
+            continue
+        mode = st.st_mode
+        kind: Kind = (
+            "dir"
+            if stat.S_ISDIR(mode)
+            else "file"
+            if stat.S_ISREG(mode)
+            else "link"
+            if stat.S_ISLNK(mode)
+            else "other"
+        )
+        found[entry.path] = DestStat(kind, st.st_size, int(st.st_mtime))
+    return found
+
+
+@dataclass
+class Guarded:
+    """What rsync may be given, and what the report must say about the rest."""
+
+    names: list[str] = field(default_factory=list)
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def guard(selection: Selection, found: dict[str, DestStat], keep_dirlinks: bool) -> Guarded:
+    """Leave out every link or folder that would replace a newer file, and all below it.
+
+    A probed path below something that is not a real folder on the cluster (a link rsync
+    replaces, a file) names what that link points at, and is not trusted, as plan.trusted.
+    """
+    out = Guarded()
+    real = {""}  # folders on the cluster that rsync writes into as they are
+    kept: set[str] = set()
+    for entry in selection.entries:
+        parent = posixpath.dirname(entry.path)
+        if parent in kept:
+            kept.add(entry.path)
+            continue
+        if entry.kind in ("dir", "link"):
+            dest = found.get(entry.path) if parent in real else None
+            through = keep_dirlinks and dest is not None and dest.kind == "link"
+            action = decide(entry, dest, through=through)
+            if action is not None and action.op == "conflict":
+                kept.add(entry.path)
+                out.conflicts.append((entry.path, NEWER_FILE))
+                continue
+            if entry.kind == "dir":
+                if dest is not None and (dest.kind == "dir" or through):
+                    real.add(entry.path)
+                if dest is not None and dest.kind == "link" and not through:
+                    out.warnings.append(replaced_link_warning(entry.path))
+        out.names.append(entry.path)
+    return out
+
+
+def conflicts_in(stderr: str) -> tuple[list[tuple[str, str]], bool]:
+    """Folders rsync kept because they are not empty, and whether that is all it said."""
+    from sbatchman.plan import FULL_FOLDER
+
+    found: list[tuple[str, str]] = []
+    other = False
+    for line in stderr.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        hit = _CONFLICT.match(line)
+        if hit:
+            found.append((hit[1], FULL_FOLDER))
+        elif not _CONSEQUENCE.match(line):
+            other = True
+    return found, not other
