@@ -18,7 +18,7 @@ from typing import IO
 from sbatchman.backends import Events, InterruptedPart, Job, Outcome
 from sbatchman.backends import rsync_guard as guard
 from sbatchman.errors import Interrupted, TransferError
-from sbatchman.plan import DestStat
+from sbatchman.plan import FULL_FOLDER, DestStat
 from sbatchman.precedence import keep_dirlinks_for
 from sbatchman.ssh import Master
 
@@ -242,13 +242,10 @@ class RsyncSession:
         if self.aborted:
             raise InterruptedPart(outcome)
         said = b"".join(errors)
-        if rc == 23:  # a folder that is not empty where a file goes: kept, as the others do
-            kept, only = guard.conflicts_in(_unescape(said).decode("utf-8", "surrogateescape"))
-            outcome.conflicts += kept
-            for path, why in kept:
-                events.skipped(path, f"conflict: {why}")
-            if kept and only:
-                return
+        kept = [path for path, why in outcome.conflicts if why == FULL_FOLDER]
+        words = _unescape(said).decode("utf-8", "surrogateescape")
+        if rc == 23 and kept and guard.only_conflicts(words, kept):
+            return  # only folders kept as conflicts, as the other backends keep them
         if rc != 0:
             raise TransferError(_failure(rc, said.decode("utf-8", "replace")))
 
@@ -261,6 +258,11 @@ class RsyncSession:
                 outcome.sent.append((name, why))
                 outcome.bytes_sent += size
                 events.sent(name, size, why)
+            return
+        folder = guard.kept_folder(line)
+        if folder is not None:
+            outcome.conflicts.append((folder, FULL_FOLDER))
+            events.skipped(folder, f"conflict: {FULL_FOLDER}")
             return
         skip = _SKIP.match(line)
         if skip:

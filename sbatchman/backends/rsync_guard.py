@@ -4,8 +4,8 @@ rsync lets a change of type win over --update: a local link or folder replaces a
 file on the cluster. Before the push, the cluster's entries at the paths where the tree has a
 link or a folder are listed (`rsync --list-only` over the same connection, or lstat for a local
 cluster); plan.decide judges each, and what it keeps is left out of rsync's file list. A
-folder that is not empty where a file goes is kept by rsync itself; its complaint is read back
-as a conflict (see conflicts_in).
+folder that is not empty where a file goes is kept by rsync itself; its words are read back as
+a conflict (see kept_folder).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ _ABSENT = re.compile(
 )
 _CONFLICT = re.compile(r"^cannot delete non-empty directory: (.*)$")
 _CONSEQUENCE = re.compile(
-    r"^could not make way for new (regular file|symlink): |^rsync error: some files/attrs"
+    r"^(could not make way for new (?:regular file|symlink): (.*)"
+    r"|rsync error: some files/attrs were not transferred .*)$"
 )
 
 
@@ -130,19 +131,18 @@ def guard(selection: Selection, found: dict[str, DestStat], keep_dirlinks: bool)
     return out
 
 
-def conflicts_in(stderr: str) -> tuple[list[tuple[str, str]], bool]:
-    """Folders rsync kept because they are not empty, and whether that is all it said."""
-    from sbatchman.plan import FULL_FOLDER
+def kept_folder(line: str) -> str | None:
+    """The folder rsync refused to remove (not empty) where a file or link goes, if this line
+    of its output says so."""
+    hit = _CONFLICT.match(line)
+    return hit[1] if hit else None
 
-    found: list[tuple[str, str]] = []
-    other = False
+
+def only_conflicts(stderr: str, kept: list[str]) -> bool:
+    """True when all rsync complained about is the folders it kept (then exit 23 is fine)."""
     for line in stderr.splitlines():
         line = line.strip()
-        if not line:
-            continue
-        hit = _CONFLICT.match(line)
-        if hit:
-            found.append((hit[1], FULL_FOLDER))
-        elif not _CONSEQUENCE.match(line):
-            other = True
-    return found, not other
+        hit = _CONSEQUENCE.match(line)
+        if line and not (hit and (hit[2] is None or hit[2] in kept)):
+            return False
+    return True
