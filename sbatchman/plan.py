@@ -287,7 +287,8 @@ def attribute_fixes(
 
     Returns the up-to-date files whose mode differs on the cluster, and every folder with
     what the cluster has there (None: missing), to be checked once the transfer is done.
-    Folders kept as conflicts, and all below them, are the cluster's: left alone. `root`
+    Folders kept as conflicts, and all below them, are the cluster's: left alone, as is the
+    folder a cluster link leads to under keep_dirlinks (rsync -K does not touch it). `root`
     (the local folder and what the cluster has at the destination) comes first when given.
     """
     chmods: list[Entry] = []
@@ -305,7 +306,9 @@ def attribute_fixes(
         listing = listings.get(parent)
         dest = listing.get(name) if listing else None
         if kind == "dir":
-            dirs.append((entry, dest))
+            through = dest is not None and dest.kind == "link"  # trusted: keep_dirlinks
+            if not (through and listings.get(entry.path) is not None):
+                dirs.append((entry, dest))  # a followed link's folder keeps its own, as -K
         elif (
             dest is not None
             and dest.kind == "file"

@@ -170,8 +170,20 @@ class RsyncSession:
         # `rsync -rlpt src/ host:dst/`.
         names = b"".join(f"{'./' if i == 0 else ''}{name}".encode("utf-8", "surrogateescape")
                          + b"\0" for i, name in enumerate(safe.names))  # fmt: skip
+        # rsync >= 3.5 follows a cluster link only if it stays inside the destination; with -K
+        # the user trusts their links to scratch, which --insecure-links lets it follow.
+        insecure = []
+        if dirlinks and safe.through and self.info.version >= (3, 1, 0):
+            local = self.master is None
+            if not local or self.info.version >= (3, 5, 0):
+                insecure = ["--insecure-links" if local else "-M--insecure-links"]
         try:
-            self._run(self.argv(job, extra), names, events, outcome)
+            try:
+                self._run(self.argv(job, extra + insecure), names, events, outcome)
+            except TransferError as err:
+                if not insecure or "--insecure-links: unknown option" not in str(err):
+                    raise
+                self._run(self.argv(job, extra), names, events, outcome)  # rsync < 3.5 there
         except InterruptedPart:
             _keep_landed(job, self.master is None, outcome)
             raise

@@ -98,6 +98,7 @@ class Guarded:
     names: list[str] = field(default_factory=list)
     conflicts: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    through: list[str] = field(default_factory=list)  # cluster links kept as folders (-K)
 
 
 def guard(selection: Selection, found: dict[str, DestStat], keep_dirlinks: bool) -> Guarded:
@@ -125,6 +126,8 @@ def guard(selection: Selection, found: dict[str, DestStat], keep_dirlinks: bool)
             if entry.kind == "dir":
                 if dest is not None and (dest.kind == "dir" or through):
                     real.add(entry.path)
+                if through:
+                    out.through.append(entry.path)
                 if dest is not None and dest.kind == "link" and not through:
                     out.warnings.append(replaced_link_warning(entry.path))
         out.names.append(entry.path)
