@@ -6,11 +6,13 @@ rsync receives the exact entries the selection engine chose (`--files-from`, NUL
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -159,31 +161,41 @@ class RsyncSession:
         dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
         if dirlinks:
             extra.append("--keep-dirlinks")
-        safe = guard.guard(job.selection, self._probe(job), dirlinks)
-        outcome.conflicts, outcome.warnings = safe.conflicts, outcome.warnings + safe.warnings
-        for path, why in safe.conflicts:
-            events.skipped(path, f"conflict: {why}")
         events.totals(len(job.selection.files), job.selection.total_bytes)
         events.phase("sending")
-        # "./" before the first name makes rsync send "." as an implied folder (never its
-        # contents): the destination gets the local folder's mode and mtime, as with
-        # `rsync -rlpt src/ host:dst/`.
-        names = b"".join(f"{'./' if i == 0 else ''}{name}".encode("utf-8", "surrogateescape")
-                         + b"\0" for i, name in enumerate(safe.names))  # fmt: skip
-        # rsync >= 3.5 follows a cluster link only if it stays inside the destination; with -K
-        # the user trusts their links to scratch, which --insecure-links lets it follow.
-        insecure = []
-        if dirlinks and safe.through and self.info.version >= (3, 1, 0):
-            local = self.master is None
-            if not local or self.info.version >= (3, 5, 0):
-                insecure = ["--insecure-links" if local else "-M--insecure-links"]
+        through: list[str] = []
+
+        def names() -> bytes:
+            """The file list, once the cluster has been looked at (see rsync_guard)."""
+            safe = guard.guard(job.selection, self._probe(job), dirlinks)
+            outcome.conflicts, outcome.warnings = safe.conflicts, outcome.warnings + safe.warnings
+            for path, why in safe.conflicts:
+                events.skipped(path, f"conflict: {why}")
+            through.extend(safe.through)
+            # "./" before the first name makes rsync send "." as an implied folder (never its
+            # contents): the destination gets the local folder's mode and mtime, as with
+            # `rsync -rlpt src/ host:dst/`.
+            return b"".join(f"{'./' if i == 0 else ''}{name}".encode("utf-8", "surrogateescape")
+                            + b"\0" for i, name in enumerate(safe.names))  # fmt: skip
+
         try:
+            if not dirlinks:  # the look runs while rsync connects: rsync waits for its list
+                self._run(self.argv(job, extra), names, events, outcome)
+                return outcome
+            listed = names()
+            # rsync >= 3.5 follows a cluster link only if it stays inside the destination;
+            # with -K the user trusts their links to scratch, which --insecure-links follows.
+            insecure = []
+            if through and self.info.version >= (3, 1, 0):
+                local = self.master is None
+                if not local or self.info.version >= (3, 5, 0):
+                    insecure = ["--insecure-links" if local else "-M--insecure-links"]
             try:
-                self._run(self.argv(job, extra + insecure), names, events, outcome)
+                self._run(self.argv(job, extra + insecure), listed, events, outcome)
             except TransferError as err:
                 if not insecure or "--insecure-links: unknown option" not in str(err):
                     raise
-                self._run(self.argv(job, extra), names, events, outcome)  # rsync < 3.5 there
+                self._run(self.argv(job, extra), listed, events, outcome)  # rsync < 3.5 there
         except InterruptedPart:
             _keep_landed(job, self.master is None, outcome)
             raise
@@ -204,24 +216,36 @@ class RsyncSession:
         names = b"".join(e.path.encode("utf-8", "surrogateescape") + b"\0" for e in wanted)
         with tempfile.TemporaryDirectory() as scratch:
             argv = guard.probe_argv(self.info.path, remote, Path(scratch) / "never-written")
-            try:
-                run = subprocess.run(
-                    argv,
-                    input=names,
-                    capture_output=True,
-                    env={**os.environ, "TZ": "UTC0"},  # --list-only prints local times
-                    timeout=max(1.0, self.stall_timeout),
-                    check=False,
-                    start_new_session=True,
-                )
-            except subprocess.TimeoutExpired:
-                raise TransferError("timed out reading the cluster's folder") from None
-        stderr = _unescape(run.stderr).decode("utf-8", "replace")
-        if guard.probe_failure(run.returncode, stderr):
-            raise TransferError(_failure(run.returncode, stderr))
-        return guard.parse_listing(_unescape(run.stdout).decode("utf-8", "surrogateescape"))
+            with subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "TZ": "UTC0"},  # --list-only prints local times
+                start_new_session=True,
+            ) as proc:
+                self.running.add(proc)
+                try:
+                    out, err = proc.communicate(names, timeout=max(1.0, self.stall_timeout))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    raise TransferError("timed out reading the cluster's folder") from None
+                finally:
+                    self.running.discard(proc)
+        if self.aborted:
+            raise Interrupted("interrupted")
+        stderr = _unescape(err).decode("utf-8", "replace")
+        if guard.probe_failure(proc.returncode, stderr):
+            raise TransferError(_failure(proc.returncode, stderr))
+        return guard.parse_listing(_unescape(out).decode("utf-8", "surrogateescape"))
 
-    def _run(self, argv: list[str], names: bytes, events: Events, outcome: Outcome) -> None:
+    def _run(
+        self,
+        argv: list[str],
+        names: bytes | Callable[[], bytes],
+        events: Events,
+        outcome: Outcome,
+    ) -> None:
         if self.aborted:
             raise Interrupted("interrupted")
         # rsync gets its own process group: the terminal's Ctrl-C reaches only us, and we stop
@@ -238,7 +262,8 @@ class RsyncSession:
             stderr = proc.stderr
             # Feed names and drain stderr on threads: either pipe filling up would deadlock.
             errors: list[bytes] = []
-            feeder = threading.Thread(target=_feed, args=(proc.stdin, names), daemon=True)
+            unfed: list[BaseException] = []  # why the names could not be made (rsync got none)
+            feeder = threading.Thread(target=_feed, args=(proc.stdin, names, unfed), daemon=True)
             drain = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
             feeder.start()
             drain.start()
@@ -253,6 +278,8 @@ class RsyncSession:
             drain.join()
         if self.aborted:
             raise InterruptedPart(outcome)
+        if unfed:
+            raise unfed[0]
         said = b"".join(errors)
         kept = [path for path, why in outcome.conflicts if why == FULL_FOLDER]
         words = _unescape(said).decode("utf-8", "surrogateescape")
@@ -348,12 +375,17 @@ def _keep_landed(job: Job, local: bool, outcome: Outcome) -> None:
     outcome.bytes_sent = sum(sizes.get(name, (0, 0))[0] for name, _ in kept)
 
 
-def _feed(pipe: IO[bytes], data: bytes) -> None:
+def _feed(pipe: IO[bytes], data: bytes | Callable[[], bytes], failed: list[BaseException]) -> None:
+    """Write the names; a callable makes them first (rsync connects meanwhile). If it fails,
+    rsync gets an empty list, so it does nothing, and the failure is what the push reports."""
     try:
-        pipe.write(data)
-        pipe.close()
+        pipe.write(data() if callable(data) else data)
     except BrokenPipeError:  # rsync died early; its exit code says why
         pass
+    except Exception as err:
+        failed.append(err)
+    with contextlib.suppress(BrokenPipeError):
+        pipe.close()
 
 
 def _local_dest(remote: str) -> str:
