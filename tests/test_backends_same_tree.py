@@ -236,10 +236,10 @@ def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
         make_tree(dest, {"olddir": "old file\n", "full/keep.txt": "mine\n"})
         (dest / "emptyd").mkdir()
         (dest / "lnk").symlink_to("somewhere")
+        for path in dest.rglob("*"):
+            stamp(path, OLD)
         for name in ("notes.txt", "results", "lnk"):
             stamp(dest / name, NEW)
-        for name in ("old.txt", "olddir", "emptyd"):
-            stamp(dest / name, OLD)
     config = three_ways(server, local, dests, tmp_path / "remotes.toml")
     before = {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()}
     conflicts = [

@@ -22,6 +22,7 @@ from sbatchman.backends import rsync_guard as guard
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.plan import FULL_FOLDER, DestStat
 from sbatchman.precedence import keep_dirlinks_for
+from sbatchman.selection import Entry
 from sbatchman.ssh import Master
 
 # rsync's own exit codes, in the words a user can act on.
@@ -208,6 +209,18 @@ class RsyncSession:
             return {}
         if self.master is None:
             return guard.lstat_all(Path(_local_dest(job.remote)), wanted)
+        root = job.remote.rstrip("/") or "/"
+        argv = [*self.master.client_argv(), self.master.host, guard.STAT_COMMAND]
+        rc, out, err = self._ask(argv, guard.stat_input(root, wanted), {})
+        if guard.stat_worked(rc, err.decode("utf-8", "replace")):
+            found = guard.parse_stat(out, root)
+            if found is not None:
+                return found
+        if self.aborted:
+            raise Interrupted("interrupted")
+        return self._list_only(job, wanted)  # a cluster without GNU stat: rsync itself
+
+    def _list_only(self, job: Job, wanted: list[Entry]) -> dict[str, DestStat]:
         full = self.argv(job, [])  # the push's own way to the cluster: -s, -e and host:path
         remote = ["-s"] if "-s" in full else []
         remote += ["-e", full[full.index("-e") + 1], full[-1]]
@@ -216,28 +229,33 @@ class RsyncSession:
         names = b"".join(e.path.encode("utf-8", "surrogateescape") + b"\0" for e in wanted)
         with tempfile.TemporaryDirectory() as scratch:
             argv = guard.probe_argv(self.info.path, remote, Path(scratch) / "never-written")
-            with subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={**os.environ, "TZ": "UTC0"},  # --list-only prints local times
-                start_new_session=True,
-            ) as proc:
-                self.running.add(proc)
-                try:
-                    out, err = proc.communicate(names, timeout=max(1.0, self.stall_timeout))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    raise TransferError("timed out reading the cluster's folder") from None
-                finally:
-                    self.running.discard(proc)
+            rc, out, err = self._ask(argv, names, {"TZ": "UTC0"})  # it prints local times
+        stderr = _unescape(err).decode("utf-8", "replace")
+        if guard.probe_failure(rc, stderr):
+            raise TransferError(_failure(rc, stderr))
+        return guard.parse_listing(_unescape(out).decode("utf-8", "surrogateescape"))
+
+    def _ask(self, argv: list[str], data: bytes, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+        """Run a short command over the connection; abort() stops it too."""
+        with subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env},
+            start_new_session=True,
+        ) as proc:
+            self.running.add(proc)
+            try:
+                out, err = proc.communicate(data, timeout=max(1.0, self.stall_timeout))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise TransferError("timed out looking at the cluster's folder") from None
+            finally:
+                self.running.discard(proc)
         if self.aborted:
             raise Interrupted("interrupted")
-        stderr = _unescape(err).decode("utf-8", "replace")
-        if guard.probe_failure(proc.returncode, stderr):
-            raise TransferError(_failure(proc.returncode, stderr))
-        return guard.parse_listing(_unescape(out).decode("utf-8", "surrogateescape"))
+        return proc.returncode, out, err
 
     def _run(
         self,

@@ -2,8 +2,9 @@
 
 rsync lets a change of type win over --update: a local link or folder replaces a newer regular
 file on the cluster. Before the push, the cluster's entries at the paths where the tree has a
-link or a folder are listed (`rsync --list-only` over the same connection, or lstat for a local
-cluster); plan.decide judges each, and what it keeps is left out of rsync's file list. A
+link or a folder are looked at over the same connection (one `stat` on the cluster, the paths on
+its stdin, never in a shell command; `rsync --list-only` where that stat is missing; lstat for
+a local cluster); plan.decide judges each, and what it keeps is left out of rsync's file list. A
 folder that is not empty where a file goes is kept by rsync itself; its words are read back as
 a conflict (see kept_folder).
 """
@@ -41,6 +42,47 @@ _CONSEQUENCE = re.compile(
 def probed(selection: Selection) -> list[Entry]:
     """The entries whose place on the cluster must be known: links and folders."""
     return [e for e in selection.entries if e.kind in ("dir", "link")]
+
+
+# A fixed command: no path is ever part of it (they come on stdin, NUL-separated, and xargs
+# hands them to stat as arguments). Written so sh, bash, csh and fish all read it alike.
+STAT_COMMAND = "env LC_ALL=C xargs -0 -r stat --printf 'sbm\\t%F\\t%Y\\t%n\\0' --"
+_STAT_ABSENT = re.compile(r"No such file or directory|Not a directory|Permission denied")
+
+
+def stat_input(root: str, entries: list[Entry]) -> bytes:
+    """The paths STAT_COMMAND reads: each entry under the destination, as the login sees it."""
+    return b"".join(f"{root}/{e.path}".encode("utf-8", "surrogateescape") + b"\0" for e in entries)
+
+
+def parse_stat(out: bytes, root: str) -> dict[str, DestStat] | None:
+    """STAT_COMMAND's records, or None when they cannot be read (then ask rsync instead)."""
+    found: dict[str, DestStat] = {}
+    prefix = f"{root}/"
+    for record in out.split(b"\0")[:-1]:
+        parts = record.decode("utf-8", "surrogateescape").split("\t", 3)
+        if len(parts) != 4 or parts[0] != "sbm" or not parts[3].startswith(prefix):
+            return None
+        kind: Kind = (
+            "file"
+            if parts[1].startswith("regular")
+            else "dir"
+            if parts[1] == "directory"
+            else "link"
+            if parts[1] == "symbolic link"
+            else "other"
+        )
+        try:
+            found[parts[3][len(prefix) :]] = DestStat(kind, 0, int(parts[2]))
+        except ValueError:
+            return None
+    return found
+
+
+def stat_worked(rc: int, stderr: str) -> bool:
+    """xargs says 123 when some stat failed: fine if only for paths that are not there."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return rc == 0 or (rc == 123 and all(_STAT_ABSENT.search(line) for line in lines))
 
 
 def probe_argv(rsync: str, remote_args: list[str], scratch: Path) -> list[str]:
