@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from sbatchman.backends import rsync_guard
 from sbatchman.plan import FULL_FOLDER, NEWER_FILE
 from tests.support.backends import stamp, three_ways, tree
 from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
@@ -201,14 +202,21 @@ def test_things_in_the_way_are_replaced_as_rsync_does(
     assert landed["empty now"][:2] == ("dir", 0o751)  # its own mode, as rsync gives it
 
 
+@pytest.mark.parametrize("look", ["stat", "rsync --list-only"])
 def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
     three_clusters: list[SshServer],
     cluster_roots: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    look: str,
 ) -> None:
     """Issue 10 item 1: a local link or folder where the cluster has a newer regular file
-    keeps the file (a conflict: summary, -v, --json, dry run); older things are replaced."""
+    keeps the file (a conflict: summary, -v, --json, dry run); older things are replaced.
+    The rsync backend looks with the cluster's stat, or (a cluster without GNU stat) with
+    rsync --list-only."""
+    if look != "stat":
+        monkeypatch.setattr(rsync_guard, "STAT_COMMAND", "sbm-there-is-no-such-command")
     server = three_clusters[0]
     local = make_tree(
         tmp_path / "project",
