@@ -289,10 +289,10 @@ def attribute_fixes(
     what the cluster has there (None: missing), to be checked once the transfer is done.
     Folders kept as conflicts, and all below them, are the cluster's: left alone, as is the
     folder a cluster link leads to under keep_dirlinks (rsync -K does not touch it). `root`
-    (the local folder and what the cluster has at the destination) comes first when given.
+    (the local folder and what the cluster has at the destination) comes last when given.
     """
     chmods: list[Entry] = []
-    dirs: list[tuple[Entry, DestStat | None]] = [root] if root else []
+    dirs: list[tuple[Entry, DestStat | None]] = []
     listings = trusted(listings, keep_dirlinks)
     kept = set(conflicts)
     for entry in selection.entries:
@@ -317,7 +317,7 @@ def attribute_fixes(
             and dest.mtime == seconds(entry.mtime_ns)
         ):
             chmods.append(entry)
-    return chmods, dirs
+    return chmods, [*dirs, root] if root else dirs
 
 
 def locked_folders(actions: list[Action], dirs: list[tuple[Entry, DestStat | None]]) -> list[Entry]:

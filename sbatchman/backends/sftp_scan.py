@@ -134,7 +134,7 @@ def _at_once(wire: w.Wire) -> int:
     return max(4, min(MAX_LISTING, handles // 2)) if handles else MAX_LISTING
 
 
-def _check_errors(result: Scan, keep_dirlinks: bool) -> None:
+def _check_errors(result: Scan, keep_dirlinks: bool = False) -> None:
     """Fail on a folder that could not be listed (see plan.listing_failure)."""
     failure = listing_failure(result.listings, result.errors, keep_dirlinks)
     if failure is not None:
