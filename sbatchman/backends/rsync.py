@@ -210,7 +210,7 @@ class RsyncSession:
         if self.master is None:
             return guard.lstat_all(Path(_local_dest(job.remote)), wanted)
         root = job.remote.rstrip("/") or "/"
-        argv = [*self.master.client_argv(), self.master.host, guard.STAT_COMMAND]
+        argv = [*self.master.client_argv(), "--", self.master.host, guard.STAT_COMMAND]
         rc, out, err = self._ask(argv, guard.stat_input(root, wanted), {})
         if guard.stat_worked(rc, err.decode("utf-8", "replace")):
             found = guard.parse_stat(out, root)
