@@ -38,6 +38,7 @@ class SyncDir:
     excludes: tuple[str, ...]
     respect_gitignore: bool | None
     where: str
+    keep_dirlinks: bool | None = None  # None: the cluster's setting (see precedence)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Cluster:
     sync_dirs: tuple[SyncDir, ...]
     fetch_dirs: tuple[FetchDir, ...]
     where: str
+    keep_dirlinks: bool | None = None
 
     @property
     def is_local(self) -> bool:
@@ -308,6 +310,7 @@ class _Parser:
             sync_dirs=tuple(d for d in sync_dirs if isinstance(d, SyncDir)),
             fetch_dirs=tuple(d for d in fetch_dirs if isinstance(d, FetchDir)),
             where=where,
+            keep_dirlinks=c.get("keep_dirlinks"),
         )
 
     def dirs(self, raw: Any, where: str, settings: Settings) -> list[SyncDir | FetchDir]:
@@ -342,7 +345,15 @@ class _Parser:
                 out.append(FetchDir(alias, local, remote, excludes, here))
             else:
                 out.append(
-                    SyncDir(alias, local, remote, excludes, d.get("respect_gitignore"), here)
+                    SyncDir(
+                        alias,
+                        local,
+                        remote,
+                        excludes,
+                        d.get("respect_gitignore"),
+                        here,
+                        keep_dirlinks=d.get("keep_dirlinks"),
+                    )
                 )
         return out
 

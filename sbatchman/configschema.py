@@ -132,6 +132,7 @@ CLUSTER_KEYS: dict[str, Checker] = {
     "fetch_excludes": string_list,
     "respect_gitignore": boolean,
     "ssh_config": path,
+    "keep_dirlinks": boolean,
 }
 DIR_KEYS: dict[str, Checker] = {
     "alias": label,
@@ -139,7 +140,7 @@ DIR_KEYS: dict[str, Checker] = {
     "remote": remote_path,
     "excludes": string_list,
 }
-SYNC_DIR_KEYS = {**DIR_KEYS, "respect_gitignore": boolean}
+SYNC_DIR_KEYS = {**DIR_KEYS, "respect_gitignore": boolean, "keep_dirlinks": boolean}
 TABLES = {"global": "[global]", "clusters": "[[clusters]]"}
 CLUSTER_TABLES = {
     "sync_dirs": "[[clusters.sync_dirs]]",

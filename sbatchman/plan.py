@@ -7,15 +7,21 @@ one place is what makes them agree with each other and with rsync.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+import stat
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from sbatchman.selection import Entry, Selection
 from sbatchman.temporaries import SUFFIX, Temporaries, is_temporary
 
 Kind = Literal["dir", "file", "link", "other"]
-Op = Literal["mkdir", "send", "link", "skip-newer"]
+Op = Literal["mkdir", "send", "link", "skip-newer", "conflict"]
+
+# Why a conflict keeps what the cluster has (the words reports, --json and docs/cli.md use).
+NEWER_FILE = "newer file on the cluster"
+FULL_FOLDER = "folder not empty on the cluster"
 
 
 @dataclass(frozen=True)
@@ -42,27 +48,39 @@ def seconds(mtime_ns: int) -> int:
     return mtime_ns // 1_000_000_000
 
 
-def decide(entry: Entry, dest: DestStat | None) -> Action | None:
-    """rsync -rlpt --update: None means the destination is already up to date for this entry.
+def decide(
+    entry: Entry, dest: DestStat | None, *, through: bool = False, empty: bool | None = None
+) -> Action | None:
+    """rsync -rlpt --update, with one promise more: None means already up to date.
 
-    Something of another kind in the way is replaced, as rsync replaces it: a file or link
-    where a folder goes is removed, and so is an empty folder where a file or link goes (a
-    folder that is not empty stays, and that entry fails, like rsync's exit 23).
+    Something of another kind in the way is replaced, as rsync replaces it: a file, link or
+    empty folder where something else goes. What rsync would destroy and we keep is a
+    conflict: a regular file on the cluster newer (in whole seconds) than the local link or
+    folder that would replace it, and a folder that is not empty (`empty` False: the caller
+    listed it) where a file or link goes. `through`: the cluster has a link to a folder here
+    and keep_dirlinks says to treat it as that folder (rsync -K).
     """
+    newer_file = dest is not None and dest.kind == "file" and dest.mtime > seconds(entry.mtime_ns)
     if entry.kind == "dir":
         if dest is None:
             return Action(entry, "mkdir", "new")
-        if dest.kind != "dir":
-            return Action(entry, "mkdir", f"replaces a {dest.kind}", clear=dest.kind)
-        return None
+        if dest.kind == "dir" or (through and dest.kind == "link"):
+            return None
+        if newer_file:
+            return Action(entry, "conflict", NEWER_FILE)
+        return Action(entry, "mkdir", f"replaces a {dest.kind}", clear=dest.kind)
     op: Op = "link" if entry.kind == "link" else "send"
     if dest is None:
         return Action(entry, op, "new")
     if dest.kind == "dir":
+        if empty is False:
+            return Action(entry, "conflict", FULL_FOLDER)
         return Action(entry, op, "replaces a folder", clear="dir")
     if entry.kind == "link":
         if dest.kind == "link" and dest.target == entry.target:
             return None
+        if newer_file:
+            return Action(entry, "conflict", NEWER_FILE)
         return Action(entry, "link", "link changed")
     if dest.kind != "file":
         return Action(entry, "send", f"replaces a {dest.kind}")
@@ -77,13 +95,14 @@ def decide(entry: Entry, dest: DestStat | None) -> Action | None:
 
 
 def trusted(
-    listings: Mapping[str, Mapping[str, DestStat] | None],
+    listings: Mapping[str, Mapping[str, DestStat] | None], keep_dirlinks: bool = False
 ) -> dict[str, Mapping[str, DestStat] | None]:
     """Keep a folder's listing only where its parent's listing shows a real folder there.
 
     Listing a path follows symlinks: a link on the cluster where the tree has a folder would
     otherwise be planned (and written) through, outside the destination. Such a folder counts
-    as missing: the link is replaced by a real folder first, as rsync does.
+    as missing: the link is replaced by a real folder first, as rsync does. With
+    keep_dirlinks (rsync -K) a link whose listing worked leads to a folder, and is trusted.
     """
     out: dict[str, Mapping[str, DestStat] | None] = {}
     for folder in sorted(listings, key=lambda f: f.count("/") if f else -1):
@@ -92,7 +111,7 @@ def trusted(
             parent, name = posixpath.split(folder)
             above = out.get(parent)
             here = above.get(name) if above else None
-            if here is None or here.kind != "dir":
+            if here is None or not (here.kind == "dir" or (keep_dirlinks and here.kind == "link")):
                 listing = None
         out[folder] = listing
     return out
@@ -113,7 +132,9 @@ def is_part(name: str) -> bool:
 
 
 def listing_failure(
-    listings: Mapping[str, Mapping[str, DestStat] | None], errors: Mapping[str, str]
+    listings: Mapping[str, Mapping[str, DestStat] | None],
+    errors: Mapping[str, str],
+    keep_dirlinks: bool = False,
 ) -> str | None:
     """The first folder that could not be listed and really is one, or None.
 
@@ -122,7 +143,7 @@ def listing_failure(
     parent's trusted listing shows a file or link there, or nothing) is replaced or made by
     the plan, as rsync does, so its error does not matter.
     """
-    valid = trusted(listings)
+    valid = trusted(listings, keep_dirlinks)
     for folder, message in errors.items():
         if not folder:
             return message
@@ -140,6 +161,7 @@ class Plan:
 
     actions: list[Action] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
+    replaced_links: list[str] = field(default_factory=list)  # cluster links a folder replaces
 
     @property
     def to_send(self) -> list[Action]:
@@ -149,27 +171,68 @@ class Plan:
     def skipped_newer(self) -> list[str]:
         return [a.entry.path for a in self.actions if a.op == "skip-newer"]
 
+    @property
+    def conflicts(self) -> list[tuple[str, str]]:
+        return [(a.entry.path, a.reason) for a in self.actions if a.op == "conflict"]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a user must hear about even when all goes well (see replaced_link_warning)."""
+        return [replaced_link_warning(path) for path in self.replaced_links]
+
+
+def replaced_link_warning(path: str) -> str:
+    return (
+        f"{path}: the link on the cluster is replaced by a folder"
+        " (keep_dirlinks = true writes through a link to a folder instead)"
+    )
+
 
 def folders(selection: Selection) -> list[str]:
     """Every destination folder a plan needs listed: the root ("") and each selected folder."""
     return ["", *(e.path for e in selection.entries if e.kind == "dir")]
 
 
+def in_the_way(
+    selection: Selection,
+    listings: Mapping[str, Mapping[str, DestStat] | None],
+    keep_dirlinks: bool = False,
+) -> list[str]:
+    """Cluster folders where the tree has a file or link: each must be listed too, so the
+    plan knows whether it is empty (replaced) or not (kept, a conflict)."""
+    listings = trusted(listings, keep_dirlinks)
+    out = []
+    for entry in selection.entries:
+        if entry.kind != "dir":
+            parent, name = posixpath.split(entry.path)
+            listing = listings.get(parent)
+            dest = listing.get(name) if listing else None
+            if dest is not None and dest.kind == "dir":
+                out.append(entry.path)
+    return out
+
+
 def build(
     selection: Selection,
     listings: Mapping[str, Mapping[str, DestStat] | None],
+    keep_dirlinks: bool = False,
     temporaries: Temporaries | None = None,
 ) -> Plan:
     """Compare the selection with destination listings (None: that folder does not exist yet).
 
     One listing per folder instead of one stat per file is what keeps SFTP fast on slow links.
     `temporaries` (the push's own) judges which temporaries found are abandoned leftovers.
+    Listings of the folders `in_the_way` say whether they are empty; nothing below a folder
+    kept as a conflict is planned (its place holds the cluster's file).
     """
     plan = Plan()
-    listings = trusted(listings)
+    listings = trusted(listings, keep_dirlinks)
     selected = {e.path for e in selection.entries}
     judge = temporaries or Temporaries()
+    folders = {"", *(e.path for e in selection.entries if e.kind == "dir")}
     for folder, listing in listings.items():
+        if folder not in folders:  # a folder in the way is only looked at, never cleaned
+            continue
         for name, found in (listing or {}).items():
             if (
                 name.endswith(SUFFIX)
@@ -179,35 +242,67 @@ def build(
                 path = posixpath.join(folder, name)
                 if path not in selected:  # a user's own file is never a leftover
                     plan.leftovers.append(path)
+    kept: set[str] = set()  # folders that stay the cluster's file: nothing goes below them
     for entry in selection.entries:
         parent, name = posixpath.split(entry.path)
+        if parent in kept:
+            kept.add(entry.path)
+            continue
         listing = listings.get(parent)
-        action = decide(entry, listing.get(name) if listing else None)
-        if action is not None:
-            plan.actions.append(action)
+        dest = listing.get(name) if listing else None
+        here = listings.get(entry.path)  # its own listing: a folder, or one in the way
+        through = keep_dirlinks and dest is not None and dest.kind == "link" and here is not None
+        empty = None if entry.kind == "dir" or entry.path not in listings else not here
+        action = decide(entry, dest, through=through, empty=empty)
+        if action is None:
+            continue
+        if action.op == "conflict" and entry.kind == "dir":
+            kept.add(entry.path)
+        if action.clear == "link" and entry.kind == "dir":
+            plan.replaced_links.append(entry.path)
+        plan.actions.append(action)
     return plan
 
 
+def root_entry(root: Path) -> Entry:
+    """The pushed folder itself: rsync's `src/` gives the destination folder its mode and mtime."""
+    st = root.stat()
+    return Entry("", "dir", 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+
+
 def attribute_fixes(
-    selection: Selection, listings: Mapping[str, Mapping[str, DestStat] | None]
+    selection: Selection,
+    listings: Mapping[str, Mapping[str, DestStat] | None],
+    keep_dirlinks: bool = False,
+    conflicts: Sequence[str] = (),
+    root: tuple[Entry, DestStat | None] | None = None,
 ) -> tuple[list[Entry], list[tuple[Entry, DestStat | None]]]:
     """What rsync -pt also corrects besides content, from the listings in hand.
 
     Returns the up-to-date files whose mode differs on the cluster, and every folder with
     what the cluster has there (None: missing), to be checked once the transfer is done.
+    Folders kept as conflicts, and all below them, are the cluster's: left alone, as is the
+    folder a cluster link leads to under keep_dirlinks (rsync -K does not touch it). `root`
+    (the local folder and what the cluster has at the destination) comes last when given.
     """
     chmods: list[Entry] = []
     dirs: list[tuple[Entry, DestStat | None]] = []
-    listings = trusted(listings)
+    listings = trusted(listings, keep_dirlinks)
+    kept = set(conflicts)
     for entry in selection.entries:
         kind = entry.kind
-        if kind == "link":
+        if posixpath.dirname(entry.path) in kept:
+            kept.add(entry.path)
+            continue
+        if kind == "link" or entry.path in kept:
             continue
         parent, _, name = entry.path.rpartition("/")
         listing = listings.get(parent)
         dest = listing.get(name) if listing else None
         if kind == "dir":
-            dirs.append((entry, dest))
+            through = dest is not None and dest.kind == "link"  # trusted: keep_dirlinks
+            if not (through and listings.get(entry.path) is not None):
+                dirs.append((entry, dest))  # a followed link's folder keeps its own, as -K
         elif (
             dest is not None
             and dest.kind == "file"
@@ -216,14 +311,16 @@ def attribute_fixes(
             and dest.mtime == seconds(entry.mtime_ns)
         ):
             chmods.append(entry)
-    return chmods, dirs
+    return chmods, [*dirs, root] if root else dirs
 
 
 def locked_folders(actions: list[Action], dirs: list[tuple[Entry, DestStat | None]]) -> list[Entry]:
     """Existing folders the push writes into that their owner may not write (a read-only
     folder pushed earlier). As rsync does, they are made owner-writable first; their real mode
     comes back with the folder attributes at the end (stale_folders lists them as touched)."""
-    written = {posixpath.dirname(a.entry.path) for a in actions if a.op != "skip-newer"}
+    written = {
+        posixpath.dirname(a.entry.path) for a in actions if a.op not in ("skip-newer", "conflict")
+    }
     return [
         entry
         for entry, dest in dirs
@@ -235,8 +332,8 @@ def locked_folders(actions: list[Action], dirs: list[tuple[Entry, DestStat | Non
 def stale_folders(
     dirs: list[tuple[Entry, DestStat | None]], touched: set[str], failed: set[str]
 ) -> list[Entry]:
-    """Folders (not the root, as with rsync) that are new (also where something else stood),
-    were written into, or whose mode or mtime is not the local one."""
+    """Folders that are new (also where something else stood), were written into, or whose
+    mode or mtime is not the local one; the root too, when attribute_fixes was given it."""
     out = []
     for entry, dest in dirs:
         if entry.path in failed:

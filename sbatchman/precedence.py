@@ -1,4 +1,4 @@
-"""Which setting wins when several places give one: excludes, backend, gitignore.
+"""Which setting wins when several places give one: excludes, backend, gitignore, dirlinks.
 
 Kept apart from config.py (which only turns TOML into checked objects) because these rules are
 the part users reason about ("why was this excluded?", "why sftp?"), and each is one function
@@ -52,3 +52,11 @@ def gitignore_for(
         if choice is not None:
             return choice
     return settings.respect_gitignore
+
+
+def keep_dirlinks_for(cluster: Cluster, sync_dir: SyncDir) -> bool:
+    """rsync -K: the sync_dir's setting beats the cluster's; off when neither says."""
+    for choice in (sync_dir.keep_dirlinks, cluster.keep_dirlinks):
+        if choice is not None:
+            return choice
+    return False

@@ -63,6 +63,7 @@ class Result:
     sent: list[tuple[str, str]] = field(default_factory=list)
     skipped_newer: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     error: str | None = None
 
@@ -323,6 +324,7 @@ def _record(result: Result, outcome: Outcome) -> None:
     result.sent, result.bytes_sent = outcome.sent, outcome.bytes_sent
     result.files_sent = len(outcome.sent)
     result.skipped_newer = outcome.skipped_newer
+    result.conflicts = outcome.conflicts
     result.warnings = list(outcome.warnings)
 
 

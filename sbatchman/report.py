@@ -91,8 +91,12 @@ class _TargetEvents:
         self._update(advance=nbytes)
 
     def skipped(self, path: str, why: str) -> None:
-        if self.reporter.style.verbose and not self.reporter.style.json:
-            self.reporter.line(f"{self.label}: kept {show_name(path)} ({show_text(why)})")
+        style = self.reporter.style
+        shown = f"{show_name(path)} ({show_text(why)})"
+        if why.startswith("conflict") and style.dry_run and not style.json and not style.quiet:
+            self.reporter.line(f"would keep {self.label}: {shown}")
+        elif style.verbose and not style.json:
+            self.reporter.line(f"{self.label}: kept {shown}")
 
 
 class _Console(Console):
@@ -219,6 +223,12 @@ class ConsoleReporter:
                         f" on the cluster: {names}{more}",
                     )
                 )
+            for path, why in r.conflicts:
+                self.out.print(
+                    Text.assemble(
+                        ("!", "yellow"), f" {where}: conflict, kept {show_name(path)} ({why})"
+                    )
+                )
 
     def _table(self, shown: Sequence[Result]) -> Table:
         """Names are never cut: into a file or pipe the table is as wide as it needs; on a
@@ -278,6 +288,7 @@ def to_json(results: Sequence[Result], dry_run: bool) -> dict[str, Any]:
                 "bytes_sent": r.bytes_sent,
                 "files_skipped_newer_remote": len(r.skipped_newer),
                 "skipped_newer_remote": [json_name(p) for p in r.skipped_newer],
+                "conflicts": [{"path": json_name(p), "why": why} for p, why in r.conflicts],
                 "seconds": round(r.seconds, 3),
                 "error": None if r.error is None else json_text(r.error),
                 "warnings": [json_text(w) for w in r.warnings],

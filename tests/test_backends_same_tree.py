@@ -15,8 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from sbatchman.backends import rsync_guard
+from sbatchman.plan import FULL_FOLDER, NEWER_FILE
+from tests.support.backends import stamp, three_ways, tree
 from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshServer
+
+OLD, NEW = 1_000_000_000, 1_900_000_000  # 2001 and 2030
 
 EXCLUDES = ["*.pyc", "build/", ".git"]
 
@@ -59,26 +64,6 @@ def awkward_tree(root: Path) -> Path:
         ns = stamp + i * 7_000_000_000 + 250_000_000  # fractional seconds on purpose
         os.utime(path, ns=(ns, ns), follow_symlinks=False)
     return root
-
-
-def tree(root: Path, *, folder_and_link_times: bool) -> dict[str, tuple[object, ...]]:
-    """Names, kinds, sizes, modes, mtime seconds and link targets of everything below root."""
-    out: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            rel = path.relative_to(root).as_posix()
-            mtime = int(st.st_mtime)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(path), mtime if folder_and_link_times else None)
-            elif stat.S_ISDIR(st.st_mode):
-                mode = stat.S_IMODE(st.st_mode)
-                out[rel] = ("dir", mode, mtime if folder_and_link_times else None)
-            else:
-                content = path.read_bytes()
-                out[rel] = ("file", st.st_size, stat.S_IMODE(st.st_mode), mtime, content)
-    return out
 
 
 def test_rsync_sftp_and_local_land_identical_trees(
@@ -154,36 +139,17 @@ def test_rsync_sftp_and_local_land_identical_trees(
     assert tree(dests["sftp"], folder_and_link_times=True) == full["sftp"]
 
 
-def three_ways(server: SshServer, local: Path, dests: dict[str, Path], config: Path) -> Path:
-    """One config pushing `local` through rsync, SFTP and the local copier."""
-    sync_dir = {"alias": "proj", "local": str(local)}
-    return write_config(
-        config,
-        [
-            ssh_cluster(server, [{**sync_dir, "remote": str(dests["rsync"])}], name="r"),
-            ssh_cluster(
-                server,
-                [{**sync_dir, "remote": str(dests["sftp"])}],
-                name="s",
-                transfer_backend="sftp",
-            ),
-            {
-                "name": "l",
-                "transfer_backend": "sftp",
-                "sync_dirs": [{**sync_dir, "remote": str(dests["local"])}],
-            },
-        ],
-    )
-
-
 def put_obstacles(dest: Path, outside: Path) -> None:
-    """What an earlier layout left on the cluster where the tree now has something else."""
+    """What an earlier layout left on the cluster where the tree now has something else (all
+    older than the tree: type changes win over them, as in rsync)."""
     make_tree(dest, {"was a file": "old\n", "kept/inside": "mine\n", "empty now": "old\n"})
     (dest / "was a link").symlink_to(outside)  # a folder goes here: never write through it
     (dest / "was a folder").mkdir()  # empty: a file goes here
     (dest / "src").mkdir()
-    (dest / "src" / "model.py").mkdir()  # not empty: rsync refuses to remove it, exit 23
+    (dest / "src" / "model.py").mkdir()  # not empty: kept, a conflict
     (dest / "src" / "model.py" / "notes").write_text("n\n")
+    for path in dest.rglob("*"):
+        stamp(path, OLD)
 
 
 def test_things_in_the_way_are_replaced_as_rsync_does(
@@ -217,11 +183,13 @@ def test_things_in_the_way_are_replaced_as_rsync_does(
         put_obstacles(dest, outside)
     config = three_ways(server, local, dests, tmp_path / "remotes.toml")
     run = run_cli(capsys, "sync", "--config", str(config), "--json")
-    assert run.code == 1, run.out + run.err  # the non-empty folder fails each target
+    assert run.code == 0, run.out + run.err  # the non-empty folder is kept: a conflict
     report = {t["cluster"]: t for t in json.loads(run.out)["targets"]}
-    assert all(t["status"] == "failed" for t in report.values())
-    for cluster in ("s", "l"):
-        assert "src/model.py: cannot replace the folder in the way" in report[cluster]["error"]
+    for target in report.values():
+        assert target["status"] == "ok"
+        assert target["conflicts"] == [{"path": "src/model.py", "why": FULL_FOLDER}]
+        assert any("was a link: the link on the cluster is replaced" in w
+                   for w in target["warnings"])  # fmt: skip
     assert list(outside.iterdir()) == []  # nothing was written through the link
     trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
     assert trees["sftp"] == trees["rsync"] == trees["local"]
@@ -232,6 +200,92 @@ def test_things_in_the_way_are_replaced_as_rsync_does(
     assert landed["src/model.py"][0] == "dir" and "src/model.py/notes" in landed
     assert "kept/inside" in landed and "ok.txt" in landed
     assert landed["empty now"][:2] == ("dir", 0o751)  # its own mode, as rsync gives it
+
+
+@pytest.mark.parametrize("look", ["stat", "rsync --list-only"])
+def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    look: str,
+) -> None:
+    """Issue 10 item 1: a local link or folder where the cluster has a newer regular file
+    keeps the file (a conflict: summary, -v, --json, dry run); older things are replaced.
+    The rsync backend looks with the cluster's stat, or (a cluster without GNU stat) with
+    rsync --list-only."""
+    if look != "stat":
+        monkeypatch.setattr(rsync_guard, "STAT_COMMAND", "sbm-there-is-no-such-command")
+    server = three_clusters[0]
+    local = make_tree(
+        tmp_path / "project",
+        {
+            "real.txt": "real\n",
+            "results/a.txt": "a\n",
+            "results/deep/b.txt": "b\n",
+            "olddir/in.txt": "in\n",
+            "full": "a file\n",
+            "emptyd": "a file\n",
+            "lnk": "a file\n",
+            "ok.txt": "ok\n",
+        },
+        links={"notes.txt": "real.txt", "old.txt": "real.txt"},
+    )
+    for path in local.rglob("*"):
+        stamp(path, 1_700_000_000)
+    root = cluster_roots[server.name]
+    dests = {"rsync": root / "tc-r", "sftp": root / "tc-s", "local": tmp_path / "tc-l"}
+    for dest in dests.values():
+        make_tree(
+            dest,
+            {"notes.txt": "cluster notes\n", "results": "cluster results\n", "old.txt": "o\n"},
+        )
+        make_tree(dest, {"olddir": "old file\n", "full/keep.txt": "mine\n"})
+        (dest / "emptyd").mkdir()
+        (dest / "lnk").symlink_to("somewhere")
+        for path in dest.rglob("*"):
+            stamp(path, OLD)
+        for name in ("notes.txt", "results", "lnk"):
+            stamp(dest / name, NEW)
+    config = three_ways(server, local, dests, tmp_path / "remotes.toml")
+    before = {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()}
+    conflicts = [
+        {"path": "full", "why": FULL_FOLDER},
+        {"path": "notes.txt", "why": NEWER_FILE},
+        {"path": "results", "why": NEWER_FILE},
+    ]
+
+    dry = run_cli(capsys, "sync", "--config", str(config), "-n")
+    assert dry.code == 0, dry.out + dry.err
+    for cluster in ("r", "s", "l"):
+        assert f"would keep {cluster}/proj: notes.txt (conflict: {NEWER_FILE})" in dry.out
+        assert f"would keep {cluster}/proj: results (conflict: {NEWER_FILE})" in dry.out
+        assert f"would keep {cluster}/proj: full (conflict: {FULL_FOLDER})" in dry.out
+    assert {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()} == before
+
+    run = run_cli(capsys, "sync", "--config", str(config), "--json")
+    assert run.code == 0, run.out + run.err
+    report = {t["cluster"]: t for t in json.loads(run.out)["targets"]}
+    for target in report.values():
+        assert target["status"] == "ok", target
+        assert sorted(target["conflicts"], key=lambda c: c["path"]) == conflicts, target
+    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
+    assert trees["sftp"] == trees["rsync"] == trees["local"]
+    landed = trees["sftp"]
+    assert landed["notes.txt"][0] == "file" and landed["notes.txt"][4] == b"cluster notes\n"
+    assert landed["results"][0] == "file" and landed["results"][4] == b"cluster results\n"
+    assert not any(path.startswith("results/") for path in landed)
+    assert landed["full"][0] == "dir" and landed["full/keep.txt"][4] == b"mine\n"
+    assert landed["old.txt"] == ("link", "real.txt", None)  # older: replaced, as rsync does
+    assert landed["olddir"][0] == "dir" and "olddir/in.txt" in landed
+    assert landed["emptyd"][0] == "file" and landed["lnk"][0] == "file"  # a link is no file
+
+    summary = run_cli(capsys, "sync", "--config", str(config), "-v")
+    assert summary.code == 0
+    for cluster in ("r", "s", "l"):
+        assert f"{cluster}/proj: kept notes.txt (conflict: {NEWER_FILE})" in summary.out
+        assert f"{cluster}/proj: conflict, kept results ({NEWER_FILE})" in summary.out
 
 
 def test_a_looping_link_in_the_way_is_replaced_everywhere(

@@ -28,6 +28,7 @@ TARGET_KEYS = {
     "bytes_sent": int,
     "files_skipped_newer_remote": int,
     "skipped_newer_remote": list,
+    "conflicts": list,
     "seconds": float,
     "error": (str, type(None)),
     "warnings": list,

@@ -7,11 +7,15 @@ from pathlib import Path
 import pytest
 
 from sbatchman.plan import (
+    FULL_FOLDER,
+    NEWER_FILE,
     Action,
     DestStat,
+    attribute_fixes,
     build,
     decide,
     folders,
+    in_the_way,
     is_part,
     locked_folders,
     part_name,
@@ -131,3 +135,66 @@ def test_read_only_folders_we_write_into_are_unlocked_first() -> None:
     dirs = [(ro, DestStat("dir", 0, 0, 0o555)), (other, DestStat("dir", 0, 0, 0o555))]
     assert locked_folders(actions, dirs) == [ro]  # `other` receives nothing: left alone
     assert locked_folders(actions, [(ro, DestStat("dir", 0, 0, 0o755))]) == []
+
+
+def test_a_newer_file_on_the_cluster_is_kept_whatever_the_local_kind() -> None:
+    """Issue 10 item 1: rsync lets a type change win over --update; we keep the newer file."""
+    newer, older = DestStat("file", 3, 1001), DestStat("file", 3, 999)
+    link = Entry("l", "link", 1, 1000 * NS, 0o777, "t")
+    folder = Entry("d", "dir", 0, 1000 * NS, 0o755)
+    for entry in (link, folder):
+        kept = decide(entry, newer)
+        assert kept is not None and (kept.op, kept.reason) == ("conflict", NEWER_FILE)
+        replaced = decide(entry, older)  # a link is renamed over the file; a folder clears it
+        assert replaced is not None and replaced.op in ("link", "mkdir")
+    # a link on the cluster is no regular file: a local file replaces it, as rsync does
+    sent = decide(file(), DestStat("link", 3, 5000, target="x"))
+    assert sent is not None and sent.op == "send"
+    # a folder that is not empty where a file goes is kept; an empty one is replaced
+    full = decide(file(), DestStat("dir", 0, 1), empty=False)
+    assert full is not None and (full.op, full.reason) == ("conflict", FULL_FOLDER)
+    empty = decide(file(), DestStat("dir", 0, 1), empty=True)
+    assert empty is not None and (empty.op, empty.clear) == ("send", "dir")
+
+
+def test_nothing_is_planned_below_a_folder_kept_as_a_conflict() -> None:
+    sel = Selection(
+        Path("/src"),
+        (
+            Entry("res", "dir", 0, 1000 * NS, 0o755),
+            file("res/a.py"),
+            Entry("res/deep", "dir", 0, 0, 0o755),
+            file("res/deep/b.py"),
+            file("full"),
+            file("ok.py"),
+        ),
+    )
+    listings = {
+        "": {"res": DestStat("file", 4, 2000), "full": DestStat("dir", 0, 1)},
+        "res": None,
+        "res/deep": None,
+    }
+    assert in_the_way(sel, listings) == ["full"]
+    listings["full"] = {"inside": DestStat("file", 1, 1)}
+    plan = build(sel, listings)
+    assert plan.conflicts == [("res", NEWER_FILE), ("full", FULL_FOLDER)]
+    assert [a.entry.path for a in plan.actions if a.op != "conflict"] == ["ok.py"]
+    assert plan.leftovers == []  # a folder only looked at is never cleaned
+
+
+def test_keep_dirlinks_treats_a_cluster_link_to_a_folder_as_that_folder() -> None:
+    sel = Selection(Path("/src"), (Entry("data", "dir", 0, 0, 0o755), file("data/x.py")))
+    listings = {
+        "": {"data": DestStat("link", 9, 1, target="/scratch/me/data")},
+        "data": {"x.py": DestStat("file", 10, 1000)},  # listed through the link
+    }
+    kept = build(sel, listings, keep_dirlinks=True)
+    assert kept.actions == [] and kept.warnings == []
+    _, dirs = attribute_fixes(sel, listings, keep_dirlinks=True)
+    assert dirs == []  # the folder the link leads to keeps its own mode and time, as -K
+    replaced = build(sel, listings)
+    assert [(a.entry.path, a.op, a.clear) for a in replaced.actions] == [
+        ("data", "mkdir", "link"),
+        ("data/x.py", "send", None),
+    ]
+    assert replaced.replaced_links == ["data"] and "keep_dirlinks" in replaced.warnings[0]

@@ -34,6 +34,8 @@ class Outcome:
     bytes_sent: int = 0
     skipped_newer: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Kept on the cluster although the tree has something else there: (path, why), see plan.
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
 
 
 class PartialTransfer(TransferError):

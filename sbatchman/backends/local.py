@@ -26,10 +26,13 @@ from sbatchman.plan import (
     attribute_fixes,
     build,
     folders,
+    in_the_way,
     listing_failure,
     locked_folders,
+    root_entry,
     stale_folders,
 )
+from sbatchman.precedence import keep_dirlinks_for
 from sbatchman.selection import Entry
 from sbatchman.temporaries import Temporaries
 
@@ -92,15 +95,22 @@ class LocalSession:
         events.phase("scanning")
         if root.exists() and not root.is_dir():
             raise TransferError(f"the remote path {root} exists and is not a folder")
+        dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
         listings, errors = _listings(root, folders(job.selection))
-        failure = listing_failure(listings, errors)
+        failure = listing_failure(listings, errors, dirlinks)
         if failure is not None:
             raise TransferError(failure)
         temporaries = Temporaries()
-        plan = build(job.selection, listings, temporaries)
-        outcome = Outcome(skipped_newer=plan.skipped_newer)
+        in_way, _errors = _listings(root, in_the_way(job.selection, listings, dirlinks))
+        listings.update(in_way)  # an unreadable one counts as empty: its removal fails the entry
+        plan = build(job.selection, listings, dirlinks, temporaries)
+        outcome = Outcome(
+            skipped_newer=plan.skipped_newer, conflicts=plan.conflicts, warnings=plan.warnings
+        )
         for path in outcome.skipped_newer:
             events.skipped(path, "remote is newer")
+        for path, why in outcome.conflicts:
+            events.skipped(path, f"conflict: {why}")
         events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
         events.phase("sending")
         if job.dry_run:
@@ -110,7 +120,7 @@ class LocalSession:
                 events.sent(action.entry.path, action.entry.size, action.reason)
             return outcome
         failed: set[str] = set()  # entries that could not be placed, and all inside them
-        _, dirs = attribute_fixes(job.selection, listings)
+        _, dirs = self._fixes(job, root, plan, listings, dirlinks)
         locked = locked_folders(plan.actions, dirs)
         try:
             try:
@@ -122,7 +132,7 @@ class LocalSession:
                     with contextlib.suppress(OSError):
                         os.chmod(root / folder.path, folder.mode)
                 raise
-            self._fix_attributes(job, root, plan, listings, failed)
+            self._fix_attributes(job, root, plan, listings, failed, dirlinks)
         except OSError as err:
             raise TransferError(f"{err.strerror or err} ({err.filename or root})") from None
         if failures:
@@ -154,6 +164,8 @@ class LocalSession:
             if self.aborted.is_set():
                 raise InterruptedPart(outcome)
             entry, dest = action.entry, root / action.entry.path
+            if action.op in ("conflict", "skip-newer"):
+                continue
             if posixpath.dirname(entry.path) in failed:  # never write through what stayed
                 failed.add(entry.path)
                 failures.append(f"{entry.path}: its folder could not be made")
@@ -201,15 +213,34 @@ class LocalSession:
         plan: Plan,
         listings: Mapping[str, Mapping[str, DestStat] | None],
         failed: set[str],
+        dirlinks: bool,
     ) -> None:
-        """What rsync -pt also corrects: modes of unchanged files, then folders deepest first."""
-        chmods, dirs = attribute_fixes(job.selection, listings)
+        """What rsync -pt also corrects: modes of unchanged files, then folders deepest first
+        (the destination folder itself last)."""
+        chmods, dirs = self._fixes(job, root, plan, listings, dirlinks)
         for entry in chmods:
             os.chmod(root / entry.path, entry.mode)
         touched = {posixpath.dirname(a.entry.path) for a in plan.actions}
         for entry in reversed(stale_folders(dirs, touched, failed)):
             os.chmod(root / entry.path, entry.mode)
             os.utime(root / entry.path, ns=(entry.mtime_ns, entry.mtime_ns))
+
+    @staticmethod
+    def _fixes(
+        job: Job,
+        root: Path,
+        plan: Plan,
+        listings: Mapping[str, Mapping[str, DestStat] | None],
+        dirlinks: bool,
+    ) -> tuple[list[Entry], list[tuple[Entry, DestStat | None]]]:
+        try:
+            st = root.stat()
+            here: DestStat | None = DestStat("dir", 0, int(st.st_mtime), stat.S_IMODE(st.st_mode))
+        except OSError:
+            here = None
+        conflicts = [path for path, _ in plan.conflicts]
+        top = (root_entry(job.selection.root), here)
+        return attribute_fixes(job.selection, listings, dirlinks, conflicts, top)
 
     def abort(self) -> None:
         self.aborted.set()

@@ -25,11 +25,11 @@ def open_session(
     target: Target, settings: Settings, request: Request, reporter: Reporter
 ) -> Session:
     """Connect now (prompts included); the caller serialises calls so prompts never interleave."""
-    from sbatchman.backends import rsync
+    from sbatchman.backends import rsync, rsync_info
 
     cluster = target.cluster
     backend = target.backend
-    info = rsync.detect() if backend == "rsync" else None
+    info = rsync_info.detect() if backend == "rsync" else None
     if backend == "rsync" and (info is None or not info.usable):
         instead = "the built-in copier" if cluster.is_local else "sftp"
         why = "is not on PATH" if info is None else "is openrsync, which lacks --files-from"

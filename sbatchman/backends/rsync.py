@@ -6,28 +6,34 @@ rsync receives the exact entries the selection engine chose (`--files-from`, NUL
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import posixpath
 import re
-import shutil
 import subprocess
 import threading
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer
+from sbatchman.backends import rsync_guard as guard
+from sbatchman.backends.rsync_info import RsyncInfo
 from sbatchman.backends.rsync_output import (
     Progress,
     RsyncMissing,
     failure,
     is_missing,
+    itemized_why,
     records,
     unescape,
 )
 from sbatchman.children import die_with_parent
 from sbatchman.errors import Interrupted, TransferError
+from sbatchman.plan import FULL_FOLDER
+from sbatchman.precedence import keep_dirlinks_for
 from sbatchman.ssh import Master
 
 _ITEM = re.compile(r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (.*)$")
@@ -39,62 +45,11 @@ _CHECK_TIMEOUT = 15.0
 _SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./+,:=@%-]*$")
 
 
-@dataclass(frozen=True)
-class RsyncInfo:
-    """What the local rsync can do; flags it lacks are left out, and the loss is reported."""
-
-    path: str
-    version: tuple[int, ...]
-    openrsync: bool = False
-
-    @property
-    def usable(self) -> bool:
-        """openrsync (macOS) lacks --files-from, which is how we hand rsync the selection."""
-        return not self.openrsync
-
-    @property
-    def mkpath(self) -> bool:
-        return not self.openrsync and self.version >= (3, 2, 3)
-
-    @property
-    def secluded_args(self) -> bool:
-        return not self.openrsync and self.version >= (3, 0, 0)
-
-    @property
-    def info_flags(self) -> bool:
-        return not self.openrsync and self.version >= (3, 1, 0)
-
-
-def detect() -> RsyncInfo | None:
-    """Find rsync on PATH and read its version; None when there is none."""
-    path = shutil.which("rsync")
-    if path is None:
-        return None
-    try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    found = re.search(r"version\s+v?(\d+(?:\.\d+)*)", out)
-    version = tuple(int(x) for x in found[1].split(".")) if found else (0,)
-    return RsyncInfo(path, version, openrsync="openrsync" in out)
-
-
 def _rsh_quote(arg: str) -> str:
     """Quote one word for rsync's own -e splitter (spaces split; doubled quotes escape)."""
     if arg and re.fullmatch(r"[A-Za-z0-9_./=:@%+,-]+", arg):
         return arg
     return "'" + arg.replace("'", "''") + "'"
-
-
-def _why(flags: str) -> str:
-    """Itemized flags are YXcstpoguax: the same words plan.decide uses for the other backends."""
-    if "+++++++" in flags:
-        return "new"
-    if flags[4] == "t":
-        return "newer"
-    return "size differs" if flags[3] == "s" else "changed"
 
 
 class RsyncSession:
@@ -166,12 +121,52 @@ class RsyncSession:
                 self._make_path(job)
         if not self.info.info_flags:
             outcome.warnings.append("local rsync < 3.1 cannot report files skipped as newer")
+        dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
+        if dirlinks:
+            extra.append("--keep-dirlinks")
         events.totals(len(job.selection.files), job.selection.total_bytes)
         events.phase("sending")
-        names = b"".join(e.path.encode("utf-8", "surrogateescape") + b"\0"
-                         for e in job.selection.entries)  # fmt: skip
+        through: list[str] = []
+
+        def names() -> bytes:
+            """The file list, once the cluster has been looked at (see rsync_guard)."""
+            found = guard.look(
+                job,
+                self.master,
+                self.info.path,
+                lambda: self.argv(job, []),
+                self._ask,
+                self.stall_timeout,
+            )
+            safe = guard.guard(job.selection, found, dirlinks)
+            outcome.conflicts, outcome.warnings = safe.conflicts, outcome.warnings + safe.warnings
+            for path, why in safe.conflicts:
+                events.skipped(path, f"conflict: {why}")
+            through.extend(safe.through)
+            # "./" before the first name makes rsync send "." as an implied folder (never its
+            # contents): the destination gets the local folder's mode and mtime, as with
+            # `rsync -rlpt src/ host:dst/`.
+            return b"".join(f"{'./' if i == 0 else ''}{name}".encode("utf-8", "surrogateescape")
+                            + b"\0" for i, name in enumerate(safe.names))  # fmt: skip
+
         try:
-            self._run(self.argv(job, extra), names, job, events, outcome)
+            if not dirlinks:  # the look runs while rsync connects: rsync waits for its list
+                self._run(self.argv(job, extra), names, job, events, outcome)
+                return outcome
+            listed = names()
+            # rsync >= 3.5 follows a cluster link only if it stays inside the destination;
+            # with -K the user trusts their links to scratch, which --insecure-links follows.
+            insecure = []
+            if through and self.info.version >= (3, 1, 0):
+                local = self.master is None
+                if not local or self.info.version >= (3, 5, 0):
+                    insecure = ["--insecure-links" if local else "-M--insecure-links"]
+            try:
+                self._run(self.argv(job, extra + insecure), listed, job, events, outcome)
+            except TransferError as err:
+                if not insecure or "--insecure-links: unknown option" not in str(err):
+                    raise
+                self._run(self.argv(job, extra), listed, job, events, outcome)  # rsync < 3.5
         except InterruptedPart:
             self._settle(job, extra, outcome, "interrupted")
             raise
@@ -184,8 +179,36 @@ class RsyncSession:
             raise PartialTransfer(str(err), outcome) from None
         return outcome
 
+    def _ask(self, argv: list[str], data: bytes, env: dict[str, str]) -> tuple[int, bytes, bytes]:
+        """Run a short command over the connection; abort() stops it too."""
+        with subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env},
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        ) as proc:
+            self.running.add(proc)
+            try:
+                out, err = proc.communicate(data, timeout=max(1.0, self.stall_timeout))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise TransferError("timed out looking at the cluster's folder") from None
+            finally:
+                self.running.discard(proc)
+        if self.aborted:
+            raise Interrupted("interrupted")
+        return proc.returncode, out, err
+
     def _run(
-        self, argv: list[str], names: bytes, job: Job, events: Events, outcome: Outcome
+        self,
+        argv: list[str],
+        names: bytes | Callable[[], bytes],
+        job: Job,
+        events: Events,
+        outcome: Outcome,
     ) -> None:
         if self.aborted:
             raise Interrupted("interrupted")
@@ -206,7 +229,8 @@ class RsyncSession:
             stderr, stdout = proc.stderr, proc.stdout
             # Feed names and drain stderr on threads: either pipe filling up would deadlock.
             errors: list[bytes] = []
-            feeder = threading.Thread(target=_feed, args=(proc.stdin, names), daemon=True)
+            unfed: list[BaseException] = []  # why the names could not be made (rsync got none)
+            feeder = threading.Thread(target=_feed, args=(proc.stdin, names, unfed), daemon=True)
             drain = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
             feeder.start()
             drain.start()
@@ -221,8 +245,15 @@ class RsyncSession:
             drain.join()
         if self.aborted:
             raise InterruptedPart(outcome)
+        if unfed:
+            raise unfed[0]
+        said = b"".join(errors)
+        kept = [path for path, why in outcome.conflicts if why == FULL_FOLDER]
+        words = unescape(said).decode("utf-8", "surrogateescape")
+        if rc == 23 and kept and guard.only_conflicts(words, kept):
+            return  # only folders kept as conflicts, as the other backends keep them
         if rc != 0:
-            text = b"".join(errors).decode("utf-8", "replace")
+            text = said.decode("utf-8", "replace")
             message = failure(
                 rc, text, stall=self.stall_timeout, roots=(job.remote, str(job.selection.root))
             )
@@ -236,12 +267,18 @@ class RsyncSession:
         if item:
             flags, size, name = item[1], int(item[2]), _name(item[3], known)
             if flags[1] == "f" and flags[0] in "<>":
-                why = _why(flags)
+                why = itemized_why(flags)
                 outcome.sent.append((name, why))
                 outcome.bytes_sent += size
                 progress.start(name, size, why)
             else:
                 progress.finish()
+            return
+        folder = guard.kept_folder(text)
+        if folder is not None:
+            folder = _name(folder, known)
+            outcome.conflicts.append((folder, FULL_FOLDER))
+            progress.events.skipped(folder, f"conflict: {FULL_FOLDER}")
             return
         skip = _SKIP.match(text)
         if skip:
@@ -344,12 +381,17 @@ def _name(text: str, known: set[str]) -> str:
     return name if name in known or text not in known else text
 
 
-def _feed(pipe: IO[bytes], data: bytes) -> None:
+def _feed(pipe: IO[bytes], data: bytes | Callable[[], bytes], failed: list[BaseException]) -> None:
+    """Write the names; a callable makes them first (rsync connects meanwhile). If it fails,
+    rsync gets an empty list, so it does nothing, and the failure is what the push reports."""
     try:
-        pipe.write(data)
-        pipe.close()
+        pipe.write(data() if callable(data) else data)
     except BrokenPipeError:  # rsync died early; its exit code says why
         pass
+    except Exception as err:
+        failed.append(err)
+    with contextlib.suppress(BrokenPipeError):
+        pipe.close()
 
 
 def _local_dest(remote: str) -> str:

@@ -168,3 +168,12 @@ def failure(rc: int, stderr: str, *, stall: float, roots: tuple[str, ...] = ()) 
     if not details:
         return f"{meaning} (disk full or quota exceeded?)" if rc == 11 else meaning
     return f"{meaning}: {details[0]}"
+
+
+def itemized_why(flags: str) -> str:
+    """Itemized flags are YXcstpoguax: the same words plan.decide uses for the other backends."""
+    if "+++++++" in flags:
+        return "new"
+    if flags[4] == "t":
+        return "newer"
+    return "size differs" if flags[3] == "s" else "changed"

@@ -34,7 +34,16 @@ from sbatchman.backends.sftp_pool import ChannelPool
 from sbatchman.backends.sftp_scan import Scan, out_of_range, root_path, scan
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import Interrupted, TransferError
-from sbatchman.plan import Plan, attribute_fixes, build, folders, locked_folders, stale_folders
+from sbatchman.plan import (
+    Plan,
+    attribute_fixes,
+    build,
+    folders,
+    locked_folders,
+    root_entry,
+    stale_folders,
+)
+from sbatchman.precedence import keep_dirlinks_for
 from sbatchman.ssh import SshOptions
 from sbatchman.temporaries import Temporaries
 
@@ -155,19 +164,24 @@ class _Push:
         self.events = events
         self.stop = stop
         self.root = root_path(job.remote)
+        self.dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
 
     def run(self) -> Outcome:
         job, events = self.job, self.events
         events.phase("scanning")
-        found = scan(self.wire, self.root, job.selection, folders(job.selection))
+        found = scan(self.wire, self.root, job.selection, folders(job.selection), self.dirlinks)
         odd_times = out_of_range(job.selection, found.listings)
         temporaries = Temporaries()
-        plan = build(job.selection, found.listings, temporaries)
-        outcome = Outcome(skipped_newer=plan.skipped_newer)
+        plan = build(job.selection, found.listings, self.dirlinks, temporaries)
+        outcome = Outcome(
+            skipped_newer=plan.skipped_newer, conflicts=plan.conflicts, warnings=plan.warnings
+        )
         if odd_times:
             outcome.warnings.append(_times_note(odd_times))
         for path in outcome.skipped_newer:
             events.skipped(path, "remote is newer")
+        for path, why in outcome.conflicts:
+            events.skipped(path, f"conflict: {why}")
         events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
         events.phase("sending")
         if job.dry_run:
@@ -210,7 +224,11 @@ class _Push:
             make_root(run, _ancestors(self.root))
             if run.failures:
                 raise FilesFailed(run.failures[0][1], outcome)
-        chmods, dirs = attribute_fixes(self.job.selection, found.listings)
+        top = (root_entry(self.job.selection.root), found.root)
+        conflicts = [path for path, _ in plan.conflicts]
+        chmods, dirs = attribute_fixes(
+            self.job.selection, found.listings, self.dirlinks, conflicts, top
+        )
         unlock_folders(run, locked_folders(plan.actions, dirs))
         remove_leftovers(run, plan.leftovers)
         blocked = clear_the_way(run, plan.actions)

@@ -94,7 +94,7 @@ def unlock_folders(run: Apply, folders: Sequence[Entry]) -> None:
     for entry in folders:
         run.changed.add(entry.path)  # so its real mode is put back at the end
         payload = w.path(run.remote(entry.path)) + w.attrs(perm=entry.mode | 0o700)
-        run.call_ok(w.SETSTAT, payload, entry.path, "cannot make the folder writable")
+        run.call_ok(w.SETSTAT, payload, entry.path or ".", "cannot make the folder writable")
     run.wire.pump()
 
 
@@ -161,10 +161,11 @@ def make_folders(run: Apply, new: Sequence[Entry]) -> None:
 
 
 def set_folder_attrs(run: Apply, folders: Sequence[Entry]) -> None:
-    """Mode and mtime of folders, last: writing into a folder changes its mtime."""
+    """Mode and mtime of folders, last: writing into a folder changes its mtime. The
+    destination folder itself ("" in the plan) is named "." in a failure."""
     for entry in folders:
         payload = w.path(run.remote(entry.path)) + w.attrs(
             perm=entry.mode, mtime=seconds(entry.mtime_ns)
         )
-        run.call_ok(w.SETSTAT, payload, entry.path, "cannot set folder mode and time")
+        run.call_ok(w.SETSTAT, payload, entry.path or ".", "cannot set folder mode and time")
     run.wire.pump()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from sbatchman.backends import sftp_wire as w
 from sbatchman.errors import TransferError
-from sbatchman.plan import DestStat, Kind, listing_failure, seconds
+from sbatchman.plan import DestStat, Kind, in_the_way, listing_failure, seconds
 from sbatchman.selection import Selection
 
 # Folders listed at once: each holds a handle on the server and up to two READDIR replies
@@ -70,8 +70,15 @@ class Scan:
     errors: dict[str, str] = field(default_factory=dict)  # folder -> why it could not be read
 
 
-def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) -> Scan:
-    """Stat the root and list every folder; links that matter get their targets read."""
+def scan(
+    wire: w.Wire,
+    root: str,
+    selection: Selection,
+    folders: Sequence[str],
+    keep_dirlinks: bool = False,
+) -> Scan:
+    """Stat the root and list every folder; links that matter get their targets read, and
+    folders where the tree has a file are listed too (plan.in_the_way: empty or not)."""
     result = Scan()
 
     def on_root(reply: w.Reply) -> None:
@@ -84,6 +91,21 @@ def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) 
             result.errors[""] = f"cannot read the remote folder {root}: {message}"
 
     wire.call(w.STAT, w.path(root), on_root)
+    _list(wire, root, folders, result)
+    if result.root is not None and result.root.kind != "dir":
+        raise TransferError(f"the remote path {root} exists and is not a folder")
+    _check_errors(result, keep_dirlinks)
+    blocking = in_the_way(selection, result.listings, keep_dirlinks)
+    if blocking:  # rare: only where the cluster has a folder in place of a file
+        errors = dict(result.errors)
+        _list(wire, root, blocking, result)
+        result.errors = errors  # an unreadable one counts as empty: its removal fails the entry
+    _read_links(wire, root, selection, result)
+    return result
+
+
+def _list(wire: w.Wire, root: str, folders: Sequence[str], result: Scan) -> None:
+    """List `folders` into result.listings, many at once."""
     pending = iter(folders)
     running = [0]  # listings started and not finished
     all_started = [False]
@@ -101,11 +123,6 @@ def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) 
         return running[0] > 0 or not all_started[0]
 
     wire.pump(more)
-    if result.root is not None and result.root.kind != "dir":
-        raise TransferError(f"the remote path {root} exists and is not a folder")
-    _check_errors(result)
-    _read_links(wire, root, selection, result)
-    return result
 
 
 def _at_once(wire: w.Wire) -> int:
@@ -118,9 +135,9 @@ def _at_once(wire: w.Wire) -> int:
     return max(4, min(MAX_LISTING, handles // 2)) if handles else MAX_LISTING
 
 
-def _check_errors(result: Scan) -> None:
+def _check_errors(result: Scan, keep_dirlinks: bool = False) -> None:
     """Fail on a folder that could not be listed (see plan.listing_failure)."""
-    failure = listing_failure(result.listings, result.errors)
+    failure = listing_failure(result.listings, result.errors, keep_dirlinks)
     if failure is not None:
         raise TransferError(failure)
 
