@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from sbatchman.backends import Job, PartialTransfer
-from sbatchman.backends.rsync import RsyncSession, detect
+from sbatchman.backends.rsync import RsyncSession
+from sbatchman.backends.rsync_info import detect
 from sbatchman.config import Cluster, Config, load
 from sbatchman.names import json_name
 from sbatchman.selection import select
