@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sbatchman.backends import Job
 from sbatchman.backends.local import destination
-from sbatchman.backends.rsync_output import failure, unescape
+from sbatchman.backends.rsync_output import RsyncMissing, failure, is_missing, unescape
 from sbatchman.errors import TransferError
 from sbatchman.plan import NEWER_FILE, DestStat, Kind, decide, replaced_link_warning
 from sbatchman.selection import Entry, Selection
@@ -80,7 +80,8 @@ def look(
         rc, out, err = ask(argv, names, {"TZ": "UTC0"})  # it prints local times
     stderr = unescape(err).decode("utf-8", "replace")
     if probe_failure(rc, stderr):
-        raise TransferError(failure(rc, stderr, stall=stall))
+        missing = is_missing(rc, stderr)  # then open.py pushes this cluster over SFTP
+        raise (RsyncMissing if missing else TransferError)(failure(rc, stderr, stall=stall))
     return parse_listing(unescape(out).decode("utf-8", "surrogateescape"))
 
 
