@@ -285,8 +285,8 @@ def test_syntax_error_has_file_line_column(tmp_path: Path) -> None:
         (  # `dirs` is read as fetch_dirs' old name, but never offered as a suggestion
             "[[clusters]]\nname='a'\ndir=[]\n",
             "clusters[0].dir: unknown key 'dir'; known keys: excludes, fetch_dirs,"
-            " fetch_excludes, host, keep_dirlinks, key_path, name, port, respect_gitignore, ssh_config,"
-            " sync_dirs, sync_excludes, transfer_backend, user",
+            " fetch_excludes, host, keep_dirlinks, key_path, name, port, respect_gitignore,"
+            " ssh_config, sync_dirs, sync_excludes, transfer_backend, user",
         ),
     ],
 )
