@@ -264,6 +264,12 @@ def build(
     return plan
 
 
+def is_login_folder(remote: str) -> bool:
+    """`remote = "~"`: the push goes into the login directory itself, whose mode it must
+    never take from the project (a group-writable home makes sshd refuse key logins)."""
+    return posixpath.normpath(remote) == "."
+
+
 def root_entry(root: Path) -> Entry:
     """The pushed folder itself: rsync's `src/` gives the destination folder its mode and mtime."""
     st = root.stat()

@@ -19,8 +19,8 @@ import pytest
 from sbatchman.config import parse
 from sbatchman.precedence import keep_dirlinks_for
 from tests.support.backends import stamp, three_ways, tree
-from tests.support.project import make_tree, run_cli
-from tests.support.sshd import SshServer
+from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.sshd import SshdFactory, SshServer
 
 LOCAL_TIME = 1_000_000_000  # 2001: the project folder's own mtime
 
@@ -175,3 +175,30 @@ local = "/z"
     a, b = config.clusters
     assert [keep_dirlinks_for(a, d) for d in a.sync_dirs] == [True, False]
     assert keep_dirlinks_for(b, b.sync_dirs[0]) is False
+
+
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])
+def test_a_push_into_the_login_folder_never_changes_its_mode(
+    sshd_factory: SshdFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    backend: str,
+) -> None:
+    """`remote = "~"` with a group-writable project must not make home 0775: sshd's StrictModes
+    would then refuse every key login. Plain rsync would copy the mode; we keep home's."""
+    server = sshd_factory(f"home-{backend}", home_in_root=True)
+    home = server.root
+    home.chmod(0o755)
+    stamp(home, LOCAL_TIME + 500)
+    local = make_tree(tmp_path / "project", {"job.sh": "#!/bin/sh\n"})
+    local.chmod(0o775)
+    stamp(local, LOCAL_TIME)
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "p", "local": str(local), "remote": "~"}])],
+        transfer_backend=backend,
+    )
+    run = run_cli(capsys, "sync", "--config", str(config))
+    assert run.code == 0, run.out + run.err
+    assert (home / "job.sh").read_text() == "#!/bin/sh\n"
+    assert mode_and_time(home)[0] == 0o755  # its time moves: a new file went into it

@@ -32,7 +32,7 @@ from sbatchman.backends.rsync_output import (
 )
 from sbatchman.children import die_with_parent
 from sbatchman.errors import Interrupted, TransferError
-from sbatchman.plan import FULL_FOLDER
+from sbatchman.plan import FULL_FOLDER, is_login_folder
 from sbatchman.precedence import keep_dirlinks_for
 from sbatchman.ssh import Master
 
@@ -145,8 +145,9 @@ class RsyncSession:
             through.extend(safe.through)
             # "./" before the first name makes rsync send "." as an implied folder (never its
             # contents): the destination gets the local folder's mode and mtime, as with
-            # `rsync -rlpt src/ host:dst/`.
-            return b"".join(f"{'./' if i == 0 else ''}{name}".encode("utf-8", "surrogateescape")
+            # `rsync -rlpt src/ host:dst/`; never the login directory itself (see plan).
+            top = "" if is_login_folder(job.remote) else "./"
+            return b"".join(f"{top if i == 0 else ''}{name}".encode("utf-8", "surrogateescape")
                             + b"\0" for i, name in enumerate(safe.names))  # fmt: skip
 
         try:

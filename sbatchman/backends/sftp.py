@@ -39,6 +39,7 @@ from sbatchman.plan import (
     attribute_fixes,
     build,
     folders,
+    is_login_folder,
     locked_folders,
     root_entry,
     stale_folders,
@@ -224,7 +225,8 @@ class _Push:
             make_root(run, _ancestors(self.root))
             if run.failures:
                 raise FilesFailed(run.failures[0][1], outcome)
-        top = (root_entry(self.job.selection.root), found.root)
+        job = self.job
+        top = None if is_login_folder(job.remote) else (root_entry(job.selection.root), found.root)
         conflicts = [path for path, _ in plan.conflicts]
         chmods, dirs = attribute_fixes(
             self.job.selection, found.listings, self.dirlinks, conflicts, top
