@@ -143,9 +143,8 @@ class RsyncSession:
             for path, why in safe.conflicts:
                 events.skipped(path, f"conflict: {why}")
             through.extend(safe.through)
-            # "./" before the first name makes rsync send "." as an implied folder (never its
-            # contents): the destination gets the local folder's mode and mtime, as with
-            # `rsync -rlpt src/ host:dst/`; never the login directory itself (see plan).
+            # "./" first makes rsync send "." as an implied folder (never its contents): the
+            # destination gets the local folder's mode and mtime, except the login directory.
             top = "" if is_login_folder(job.remote) else "./"
             return b"".join(f"{top if i == 0 else ''}{name}".encode("utf-8", "surrogateescape")
                             + b"\0" for i, name in enumerate(safe.names))  # fmt: skip
