@@ -133,8 +133,9 @@ class LocalSession:
                         os.chmod(root / folder.path, folder.mode)
                 raise
             self._fix_attributes(job, root, plan, listings, failed, dirlinks)
-        except OSError as err:
-            raise TransferError(f"{err.strerror or err} ({err.filename or root})") from None
+        except OSError as err:  # what landed before it still counts
+            message = f"{err.strerror or err} ({err.filename or root})"
+            raise PartialTransfer(f"{message}; {len(outcome.sent)} file(s) were sent", outcome)
         if failures:
             more = f" (and {len(failures) - 1} more failed)" if len(failures) > 1 else ""
             sent = len(outcome.sent)
