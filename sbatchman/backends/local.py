@@ -135,8 +135,9 @@ class LocalSession:
             self._fix_attributes(job, root, plan, listings, failed, dirlinks)
         except OSError as err:  # what landed before it still counts
             message = f"{err.strerror or err} ({err.filename or root})"
-            sent = len(outcome.sent)
-            raise PartialTransfer(f"{message}; {sent} file(s) were sent", outcome) from None
+            if outcome.sent:
+                message += f"; {len(outcome.sent)} file(s) were sent"
+            raise PartialTransfer(message, outcome) from None
         if failures:
             more = f" (and {len(failures) - 1} more failed)" if len(failures) > 1 else ""
             sent = len(outcome.sent)
