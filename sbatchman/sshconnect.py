@@ -260,6 +260,7 @@ def _handshake(transport: ChainedTransport, target: Resolved, options: SshOption
         accept_new=options.accept_new_host_keys,
         store=store,
         hash_names=target.hash_known_hosts,
+        bare=target.known_hosts_bare,
     )
 
 

@@ -55,6 +55,11 @@ class Resolved:
             return self.host_key_alias
         return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
 
+    @property
+    def known_hosts_bare(self) -> str | None:
+        """Where ssh also looks on another port ("checking without port identifier")."""
+        return None if self.host_key_alias or self.port == 22 else self.hostname
+
 
 def resolve_cluster(cluster: Cluster, settings: Settings, options: SshOptions) -> Resolved:
     """The final connection settings for a cluster, exactly as its rsync `ssh` would use them."""
