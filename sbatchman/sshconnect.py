@@ -10,6 +10,7 @@ gets the same host-key policy and one-line errors, with no second ssh process in
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -63,8 +64,22 @@ def connect(cluster: Cluster, settings: Settings, options: SshOptions) -> parami
     """
     if cluster.host is None:
         raise ConnectError(f"{cluster.name} is a local cluster; there is nothing to connect to")
+    quiet_paramiko()
     target = resolve_cluster(cluster, settings, options)
     return _connect(target, options, depth=0)
+
+
+def quiet_paramiko() -> None:
+    """Keep paramiko's own log lines (with tracebacks) off stderr; we report one line per problem.
+
+    paramiko logs every failure to the `paramiko` logger, and with no handler configured
+    Python prints such records on stderr, under --json too. Only that logger is changed: a
+    handler that drops records, and no passing them on to the application's root logger.
+    """
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
 
 
 def _connect(target: Resolved, options: SshOptions, depth: int) -> ChainedTransport:
