@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import AuthError, ConnectError
+from sbatchman.sshcancel import Cancel
 
 
 class Secrets:
@@ -62,6 +63,7 @@ class SshOptions:
     connect_timeout: float = 15.0
     stall_timeout: float = 120.0
     secrets: Secrets = field(default_factory=Secrets, compare=False, repr=False)
+    cancel: Cancel = field(default_factory=Cancel, compare=False, repr=False)  # Ctrl-C
 
 
 def config_argv(cluster: Cluster, settings: Settings) -> list[str]:

@@ -8,17 +8,20 @@ left running at exit); pytest's in-process capture would hide all of that.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SshdFactory
 from tests.support.project import make_tree, write_config
+from tests.support.sshd import SshServer
 from tests.support.sshkit import config_block
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,3 +121,131 @@ def test_a_refused_jump_channel_is_our_one_line(sshd_factory: SshdFactory, tmp_p
         assert err == ""
         assert "jump host did not forward to 127.0.0.1:" in out
         assert "Secsh" not in out
+
+
+# --- Ctrl-C while connecting ----------------------------------------------------------------
+
+CONNECT_TIMEOUT = "60"  # what a stuck connect would wait for without the fix
+BOUND = 10.0  # how long the child may take to end after Ctrl-C (a bound, not a measure)
+
+
+def _connections_to(port: int, state: str) -> int:
+    """Client sockets to 127.0.0.1:port in a TCP state ("01" established, "02" SYN sent)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, st = fields[2], fields[3]
+        if remote == f"0100007F:{port:04X}" and st == state:
+            count += 1
+    return count
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the child never got to {what}")
+        time.sleep(0.05)
+
+
+def _interrupt(child: subprocess.Popen[str], times: int) -> tuple[str, str]:
+    """Ctrl-C `times` times (as a terminal sends SIGINT), then what the child printed."""
+    for _ in range(times):
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    try:
+        return child.communicate(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        pytest.fail(f"still connecting {BOUND:g}s after Ctrl-C")
+
+
+def _assert_interrupted(child: subprocess.Popen[str], out: str, err: str) -> None:
+    assert child.returncode == 130, (out, err)
+    assert "Traceback" not in err and "Exception" not in err, err
+    assert err.strip() in ("", "sbatchman: interrupted"), err
+    assert "interrupted" in out
+
+
+@pytest.fixture
+def silent() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A port that accepts connections and never says a word."""
+    accepted: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.2)
+        done = threading.Event()
+
+        def serve() -> None:
+            while not done.is_set():
+                try:
+                    accepted.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield listener.getsockname()[1], accepted
+        done.set()
+        thread.join()
+        for peer in accepted:
+            peer.close()
+
+
+@pytest.mark.parametrize("times", [1, 2], ids=["once", "twice"])
+def test_ctrl_c_while_waiting_for_a_banner_stops_at_once(
+    silent: tuple[int, list[socket.socket]], tmp_path: Path, times: int
+) -> None:
+    port, accepted = silent
+    config = project(tmp_path, to(port, tmp_path))
+    child = sync(config, "--connect-timeout", CONNECT_TIMEOUT)
+    _wait_until(lambda: bool(accepted), "the server")
+    out, err = _interrupt(child, times)
+    _assert_interrupted(child, out, err)
+
+
+@pytest.mark.parametrize("times", [1, 2], ids=["once", "twice"])
+def test_ctrl_c_during_a_tcp_connect_that_gets_no_answer_stops_at_once(
+    tmp_path: Path, times: int
+) -> None:
+    """A listener whose queue is full: the kernel drops the SYN, and connect() just waits."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            while True:  # fill the accept queue until a connect waits
+                filler = socket.socket()
+                filler.settimeout(0.5)
+                fillers.append(filler)
+                try:
+                    filler.connect(("127.0.0.1", port))
+                except TimeoutError:
+                    break
+            config = project(tmp_path, to(port, tmp_path))
+            child = sync(config, "--connect-timeout", CONNECT_TIMEOUT)
+            _wait_until(lambda: _connections_to(port, "02") > 1, "its connect")
+            out, err = _interrupt(child, times)
+        finally:
+            for filler in fillers:
+                filler.close()
+    _assert_interrupted(child, out, err)
+
+
+def test_ctrl_c_with_a_stopped_sshd_stops_at_once(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    server: SshServer = sshd_factory("stopped")
+    config = project(
+        tmp_path, {"name": "s", "host": "stopped", "ssh_config": str(server.ssh_config)}
+    )
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        child = sync(config, "--connect-timeout", CONNECT_TIMEOUT)
+        _wait_until(lambda: _connections_to(server.port, "01") > 0, "the server")
+        out, err = _interrupt(child, 2)
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    _assert_interrupted(child, out, err)
