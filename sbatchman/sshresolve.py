@@ -13,7 +13,7 @@ import os
 import pwd
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
@@ -47,6 +47,8 @@ class Resolved:
     address_family: str
     config_args: tuple[str, ...]  # the -F option, handed on to jump hosts as OpenSSH does
     check_host_ip: bool = False  # OpenSSH's default since 8.5
+    key_path: Path | None = None  # the cluster's own key_path, to name it when it is unusable
+    key_where: str = ""  # where key_path is set: `clusters[0].key_path`
 
     @property
     def known_hosts_name(self) -> str:
@@ -65,7 +67,10 @@ def resolve_cluster(cluster: Cluster, settings: Settings, options: SshOptions) -
     """The final connection settings for a cluster, exactly as its rsync `ssh` would use them."""
     assert cluster.host is not None, "local clusters are never connected to"
     args = base_argv(cluster, settings, options)[1:]
-    return _resolve(cluster.host, args, config_argv(cluster, settings), options)
+    resolved = _resolve(cluster.host, args, config_argv(cluster, settings), options)
+    if cluster.key_path is None:
+        return resolved
+    return replace(resolved, key_path=cluster.key_path, key_where=f"{cluster.where}.key_path")
 
 
 def resolve_hop(
