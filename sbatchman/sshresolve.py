@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import ConfigError, ConnectError
-from sbatchman.ssh import SshOptions, base_argv, config_argv, policy_argv
+from sbatchman.ssh import SshOptions, base_argv, config_argv, policy_argv, ssh_home
 
 DEFAULT_AUTH_ORDER = ("publickey", "keyboard-interactive", "password")
 
@@ -247,8 +247,7 @@ def _login_name() -> str:
 class _Tokens:
     """OpenSSH's %-tokens for paths `ssh -G` prints unexpanded (IdentityFile, IdentityAgent).
 
-    `~` follows $HOME, as everything else on the Python side does; for a normal login it is
-    the same directory OpenSSH takes from the password database.
+    `~` and `%d` are the password database's home, as in ssh (see ssh.ssh_home), not $HOME.
     """
 
     original: str
@@ -257,14 +256,17 @@ class _Tokens:
     user: str
 
     def path(self, text: str) -> Path:
-        return Path(os.path.expanduser(self.expand(text)))
+        expanded = self.expand(text)
+        if expanded == "~" or expanded.startswith("~/"):
+            return Path(ssh_home() + expanded[1:])
+        return Path(os.path.expanduser(expanded))  # ~user/... is the same in both
 
     def expand(self, text: str) -> str:
         local = socket.gethostname()
         conn = f"{local}{self.hostname}{self.port}{self.user}"
         table = {
             "%": "%",
-            "d": os.path.expanduser("~"),
+            "d": ssh_home(),
             "h": self.hostname,
             "n": self.original,
             "p": str(self.port),
@@ -317,7 +319,7 @@ def _config_names_user(cluster: Cluster, settings: Settings) -> bool:
     """Whether the config says `User <your own login name>`: -G cannot tell that from none."""
     import paramiko
 
-    path = cluster.ssh_config or settings.ssh_config or Path("~/.ssh/config").expanduser()
+    path = cluster.ssh_config or settings.ssh_config or Path(ssh_home(), ".ssh", "config")
     try:
         parsed = paramiko.SSHConfig.from_path(str(path))
     except (OSError, paramiko.ConfigParseError):
