@@ -71,6 +71,8 @@ def _parse(path: Path, number: int, raw: str) -> Entry | None:
         blob = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         return None
+    if blob_type(blob) != keytype:  # ssh skips a line whose key is not what it says it is
+        return None
     return Entry(path, number, marker, patterns, keytype, blob)
 
 

@@ -212,8 +212,12 @@ def test_host_patterns() -> None:
 
 
 def test_loading_never_fails_on_odd_files(tmp_path: Path) -> None:
+    """Odd lines are skipped, as ssh skips them: one that counted would make a host "changed"."""
     odd = tmp_path / "odd"
-    odd.write_bytes(b"\xff\xfe garbage\n@cert-authority\n@revoked * ssh-ed25519\nhost only\n")
+    odd.write_bytes(
+        b"\xff\xfe garbage\n@cert-authority\n@revoked * ssh-ed25519\nhost only\n"
+        b"host ssh-ed25519 AAAA\n"  # valid base64, but no key of the type it names
+    )
     folder = tmp_path / "folder"
     folder.mkdir()
     assert hostkeys.load([odd, folder, tmp_path / "missing"]) == []
