@@ -127,6 +127,9 @@ def test_a_refused_jump_channel_is_our_one_line(sshd_factory: SshdFactory, tmp_p
 
 CONNECT_TIMEOUT = "60"  # what a stuck connect would wait for without the fix
 BOUND = 10.0  # how long the child may take to end after Ctrl-C (a bound, not a measure)
+NEEDS_PROC = pytest.mark.skipif(
+    not Path("/proc/net/tcp").exists(), reason="reads TCP states from Linux's /proc/net/tcp"
+)
 
 
 def _connections_to(port: int, state: str) -> int:
@@ -162,7 +165,9 @@ def _interrupt(child: subprocess.Popen[str], times: int) -> tuple[str, str]:
 
 
 def _assert_interrupted(child: subprocess.Popen[str], out: str, err: str) -> None:
-    assert child.returncode == 130, (out, err)
+    # 130, or killed by the second SIGINT itself while Python was already tearing down
+    # (after the report): Python restores the default handler then, and shells show 130 too.
+    assert child.returncode in (130, -signal.SIGINT), (out, err)
     assert "Traceback" not in err and "Exception" not in err, err
     assert err.strip() in ("", "sbatchman: interrupted"), err
     assert "interrupted" in out
@@ -204,6 +209,7 @@ def test_ctrl_c_while_waiting_for_a_banner_stops_at_once(
     _assert_interrupted(child, out, err)
 
 
+@NEEDS_PROC
 @pytest.mark.parametrize("times", [1, 2], ids=["once", "twice"])
 def test_ctrl_c_during_a_tcp_connect_that_gets_no_answer_stops_at_once(
     tmp_path: Path, times: int
@@ -233,6 +239,7 @@ def test_ctrl_c_during_a_tcp_connect_that_gets_no_answer_stops_at_once(
     _assert_interrupted(child, out, err)
 
 
+@NEEDS_PROC
 def test_ctrl_c_with_a_stopped_sshd_stops_at_once(
     sshd_factory: SshdFactory, tmp_path: Path
 ) -> None:
