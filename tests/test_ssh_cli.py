@@ -256,3 +256,22 @@ def test_ctrl_c_with_a_stopped_sshd_stops_at_once(
     finally:
         os.kill(server.pid, signal.SIGCONT)
     _assert_interrupted(child, out, err)
+
+
+def test_ctrl_c_behind_a_jump_host_stops_at_once(
+    sshd_factory: SshdFactory, silent: tuple[int, list[socket.socket]], tmp_path: Path
+) -> None:
+    """The wait is on a channel through the bastion: closing the chain ends it."""
+    port, accepted = silent
+    bastion = sshd_factory("bastion")
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        config_block(bastion) + f"Host quiet\n  HostName 127.0.0.1\n  Port {port}\n  User nobody\n"
+        f"  ProxyJump bastion\n  UserKnownHostsFile {tmp_path / 'known_hosts'}\n"
+        "  GlobalKnownHostsFile /dev/null\n"
+    )
+    config = project(tmp_path, {"name": "q", "host": "quiet", "ssh_config": str(ssh_config)})
+    child = sync(config, "--connect-timeout", CONNECT_TIMEOUT)
+    _wait_until(lambda: bool(accepted), "the server behind the bastion")
+    out, err = _interrupt(child, 2)
+    _assert_interrupted(child, out, err)
