@@ -280,6 +280,7 @@ def _handshake(transport: ChainedTransport, target: Resolved, options: SshOption
     where = f"{target.hostname}:{target.port}"
     entries = hostkeys.load([*target.user_known_hosts, *target.global_known_hosts])
     name = target.known_hosts_name
+    _allow(transport, target)
     _prefer(transport, hostkeys.known_types(entries, name))
     _prefer_gcm(transport)
     timeout = options.connect_timeout
@@ -339,6 +340,22 @@ def _prefer_gcm(transport: paramiko.Transport) -> None:
     current = list(options.ciphers)
     first = [c for c in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") if c in current]
     options.ciphers = tuple(first + [c for c in current if c not in first])
+
+
+def _allow(transport: paramiko.Transport, target: Resolved) -> None:
+    """Only the host key algorithms ssh would accept here (HostKeyAlgorithms, or its default),
+    so a server never gets by with a key type the user's ssh refuses."""
+    if not target.host_key_algorithms:
+        return
+    options = transport.get_security_options()
+    allowed = [a for a in options.key_types if a in target.host_key_algorithms]
+    if not allowed:
+        raise ConnectError(
+            f"{target.hostname}:{target.port}: none of the host key algorithms your ssh config"
+            f" allows ({','.join(target.host_key_algorithms)}) is one the sftp backend supports;"
+            " use -b rsync for this cluster"
+        )
+    options.key_types = tuple(allowed)
 
 
 def _prefer(transport: paramiko.Transport, known: Sequence[str]) -> None:

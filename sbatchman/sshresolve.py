@@ -47,6 +47,7 @@ class Resolved:
     address_family: str
     config_args: tuple[str, ...]  # the -F option, handed on to jump hosts as OpenSSH does
     check_host_ip: bool = False  # OpenSSH's default since 8.5
+    host_key_algorithms: tuple[str, ...] = ()  # what ssh would accept; () means no limit
     key_path: Path | None = None  # the cluster's own key_path, to name it when it is unusable
     key_where: str = ""  # where key_path is set: `clusters[0].key_path`
 
@@ -184,6 +185,7 @@ def _resolve(host: str, args: list[str], config_args: list[str], options: SshOpt
         address_family=one("addressfamily", "any"),
         config_args=tuple(config_args),
         check_host_ip=_yes(one("checkhostip")),
+        host_key_algorithms=tuple(a for a in one("hostkeyalgorithms").split(",") if a),
     )
 
 

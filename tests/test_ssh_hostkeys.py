@@ -377,6 +377,24 @@ def test_a_key_filed_without_the_port_is_accepted_as_ssh_does(
     assert known_hosts.read_text() == other + keys["ed25519"].line(f"[127.0.0.1]:{server.port}")
 
 
+@BACKENDS
+@kinds("ed25519", "ecdsa")
+def test_host_key_algorithms_limit_what_the_server_may_show(
+    reach: Reach, keytypes: Server, tmp_path: Path
+) -> None:
+    """HostKeyAlgorithms in the ssh config is honoured: the server must show an ECDSA key,
+    and a host known only by its ED25519 key has then changed (ssh says so too)."""
+    server, keys = keytypes
+    name = f"[127.0.0.1]:{server.port}"
+    both = keys["ed25519"].line(name) + keys["ecdsa"].line(name)
+    _, settings = setup(server, tmp_path, both, HostKeyAlgorithms="ecdsa-sha2-nistp256")
+    reach(make_cluster("h", "kt"), settings, STRICT)
+    known = keys["ed25519"].line(name)
+    _, settings = setup(server, tmp_path, known, HostKeyAlgorithms="ecdsa-sha2-nistp256")
+    with pytest.raises(ConnectError, match=r"^WARNING: HOST KEY CHANGED .* sent ECDSA key"):
+        reach(make_cluster("h", "kt"), settings, ACCEPT)
+
+
 @pytest.mark.parametrize("backend", ["sftp", "rsync"])
 @kinds("ed25519")
 def test_sync_refuses_a_host_known_by_another_key_type(
