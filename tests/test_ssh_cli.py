@@ -164,13 +164,14 @@ def _interrupt(child: subprocess.Popen[str], times: int) -> tuple[str, str]:
         pytest.fail(f"still connecting {BOUND:g}s after Ctrl-C")
 
 
-def _assert_interrupted(child: subprocess.Popen[str], out: str, err: str) -> None:
+def _assert_interrupted(child: subprocess.Popen[str], out: str, err: str, times: int) -> None:
     # 130, or killed by the second SIGINT itself while Python was already tearing down
     # (after the report): Python restores the default handler then, and shells show 130 too.
     assert child.returncode in (130, -signal.SIGINT), (out, err)
     assert "Traceback" not in err and "Exception" not in err, err
     assert err.strip() in ("", "sbatchman: interrupted"), err
-    assert "interrupted" in out
+    if times == 1:  # a second Ctrl-C may land while the report is printed, and cut it short
+        assert "interrupted" in out
 
 
 @pytest.fixture
@@ -206,7 +207,7 @@ def test_ctrl_c_while_waiting_for_a_banner_stops_at_once(
     child = sync(config, "--connect-timeout", CONNECT_TIMEOUT)
     _wait_until(lambda: bool(accepted), "the server")
     out, err = _interrupt(child, times)
-    _assert_interrupted(child, out, err)
+    _assert_interrupted(child, out, err, times)
 
 
 @NEEDS_PROC
@@ -236,7 +237,7 @@ def test_ctrl_c_during_a_tcp_connect_that_gets_no_answer_stops_at_once(
         finally:
             for filler in fillers:
                 filler.close()
-    _assert_interrupted(child, out, err)
+    _assert_interrupted(child, out, err, times)
 
 
 @NEEDS_PROC
@@ -255,7 +256,7 @@ def test_ctrl_c_with_a_stopped_sshd_stops_at_once(
         out, err = _interrupt(child, 2)
     finally:
         os.kill(server.pid, signal.SIGCONT)
-    _assert_interrupted(child, out, err)
+    _assert_interrupted(child, out, err, 2)
 
 
 def test_ctrl_c_behind_a_jump_host_stops_at_once(
@@ -274,4 +275,4 @@ def test_ctrl_c_behind_a_jump_host_stops_at_once(
     child = sync(config, "--connect-timeout", CONNECT_TIMEOUT)
     _wait_until(lambda: bool(accepted), "the server behind the bastion")
     out, err = _interrupt(child, 2)
-    _assert_interrupted(child, out, err)
+    _assert_interrupted(child, out, err, 2)
