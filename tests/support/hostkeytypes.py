@@ -1,4 +1,4 @@
-"""sshd servers with host keys of several types, and known_hosts lines for any key type.
+"""Host-key test tools: reach a server on either backend, known_hosts set-ups, key types.
 
 OpenSSH decides "changed" versus "unknown" across key types (a host known only by its ECDSA
 key that presents ED25519 has changed, not become new), so those tests need a server that
@@ -10,11 +10,45 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sbatchman.config import Cluster, Settings
+from sbatchman.ssh import Master, SshOptions
+from sbatchman.sshconnect import connect
 from tests.support.sshd import SshServer, start_sshd
+from tests.support.sshkit import config_block
+
+STRICT = SshOptions(batch=True, connect_timeout=10)
+ACCEPT = SshOptions(batch=True, connect_timeout=10, accept_new_host_keys=True)
+Reach = Callable[[Cluster, Settings, SshOptions], None]
+
+
+def via_paramiko(cluster: Cluster, settings: Settings, options: SshOptions) -> None:
+    """Connect and verify as the sftp backend does."""
+    connect(cluster, settings, options).close()
+
+
+def via_ssh(cluster: Cluster, settings: Settings, options: SshOptions) -> None:
+    """Connect and verify as the rsync backend does (its ssh master)."""
+    master = Master(cluster, settings, options)
+    try:
+        master.open()
+    finally:
+        master.close()
+
+
+def setup(
+    server: SshServer, tmp_path: Path, known: str = "", **overrides: str
+) -> tuple[Path, Settings]:
+    """A known_hosts file holding `known`, and settings whose ssh config uses it for `server`."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(known)
+    config = tmp_path / "ssh_config"
+    config.write_text(config_block(server, known_hosts=known_hosts, **overrides))
+    return known_hosts, Settings(ssh_config=config)
+
 
 KEYGEN_TYPES = {"ed25519": ["-t", "ed25519"], "ecdsa": ["-t", "ecdsa", "-b", "256"]}
 
