@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import hmac
 import os
@@ -69,6 +70,8 @@ def _parse(path: Path, number: int, raw: str) -> Entry | None:
     try:
         blob = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
+        return None
+    if blob_type(blob) != keytype:  # ssh skips a line whose key is not what it says it is
         return None
     return Entry(path, number, marker, patterns, keytype, blob)
 
@@ -155,61 +158,107 @@ def verify(
     accept_new: bool,
     store: Path | None,
     hash_names: bool = False,
+    bare: str | None = None,
 ) -> None:
-    """Return only if `blob` is the key known for `name` (or is new and `accept_new` stores it).
+    """Return only if `blob` is a key known for `name` (or is new and `accept_new` stores it).
 
-    Outcomes, as OpenSSH's StrictHostKeyChecking=yes / accept-new:
-    revoked → refused; same type known with another key → CHANGED, refused even with
-    accept_new; nothing known for this type → unknown, refused unless accept_new. Every refusal
-    is a ConnectError with one line that names the fingerprint and what to do.
+    OpenSSH's rule (StrictHostKeyChecking=yes / accept-new), checked against ssh 9.2:
+    revoked → refused; any plain key filed for `name` equal to `blob` → fine; otherwise any
+    key filed for `name`, of whatever type, means the host has CHANGED: refused even with
+    accept_new (a host known by its ECDSA key that now shows ED25519 is not a new host). Only
+    a host with no key filed at all is unknown: refused unless accept_new stores it. `bare`
+    is the name without `:port`: ssh also accepts `blob` filed there, and stores nothing.
+    Every refusal is a ConnectError with one line that names the fingerprint and what to do.
     """
-    keytype = blob_type(blob)
     seen = describe(blob)
     for entry in entries:
         if entry.marker == "@revoked" and entry.blob == blob:
             raise ConnectError(
                 f"host key for {name} is REVOKED ({entry.where}): {seen}; refusing to connect"
             )
-    mine = [e for e in entries if e.marker == "" and host_matches(e.patterns, name)]
+    mine = _plain(entries, name)
     if any(e.blob == blob for e in mine):
         return
-    same_type = [e for e in mine if blob_type(e.blob) == keytype]
-    if same_type:
-        old = same_type[0]
-        raise ConnectError(changed_message(name, seen, old.where, fingerprint(old.blob)))
-    if not accept_new:
-        raise ConnectError(unknown_message(name, seen, store))
-    if store is None:
-        raise ConnectError(
-            f"unknown host key for {name}: {seen}; no UserKnownHostsFile to store it"
-        )
+    if mine:
+        old = _offending(mine, blob)
+        raise ConnectError(changed_message(name, seen, old.where, describe(old.blob)))
+    if bare is not None and any(e.blob == blob for e in _plain(entries, bare)):
+        return
+    unstorable = unstorable_reason(store)
+    if not accept_new or unstorable:
+        raise ConnectError(unknown_message(name, seen, store, unstorable=unstorable))
+    assert store is not None
     add(store, name, blob, hash_names=hash_names)
 
 
-def check_ip(entries: Sequence[Entry], ip_name: str, blob: bytes) -> None:
-    """CheckHostIP yes: known_hosts must not file another key of this type under the address
-    (OpenSSH refuses then, as it may be DNS spoofing). An unknown address is fine."""
+def _plain(entries: Sequence[Entry], name: str) -> list[Entry]:
+    """The keys filed for `name` (not @cert-authority or @revoked lines)."""
+    return [e for e in entries if e.marker == "" and host_matches(e.patterns, name)]
+
+
+def _offending(mine: Sequence[Entry], blob: bytes) -> Entry:
+    """The entry to name in a CHANGED message: one of the same key type if there is one."""
     keytype = blob_type(blob)
-    for entry in entries:
-        if (
-            entry.marker == ""
-            and host_matches(entry.patterns, ip_name)
-            and blob_type(entry.blob) == keytype
-            and entry.blob != blob
-        ):
-            raise ConnectError(
-                changed_message(ip_name, describe(blob), entry.where, fingerprint(entry.blob))
-            )
+    return next((e for e in mine if blob_type(e.blob) == keytype), mine[0])
 
 
-def unknown_message(name: str, seen: str | None, store: Path | None = None) -> str:
-    """The one line for an unknown host key; shared by both backends so they read the same."""
+def check_ip(entries: Sequence[Entry], ip_name: str, blob: bytes) -> None:
+    """CheckHostIP yes: if known_hosts files keys under the address, one must be `blob`
+    (OpenSSH refuses otherwise, as it may be DNS spoofing). An unknown address is fine."""
+    filed = _plain(entries, ip_name)
+    if filed and not any(e.blob == blob for e in filed):
+        old = _offending(filed, blob)
+        raise ConnectError(changed_message(ip_name, describe(blob), old.where, describe(old.blob)))
+
+
+def unknown_message(
+    name: str,
+    seen: str | None,
+    store: Path | None = None,
+    *,
+    accept_new: bool = False,
+    unstorable: str | None = None,
+) -> str:
+    """The one line for an unknown host key; shared by both backends so they read the same.
+
+    `store` is where --accept-new-host-keys would put the key (None: not known here);
+    `unstorable` says why it cannot go there (then the flag is no way out, and the line never
+    offers it); `accept_new` means the flag was given and the key could still not be stored.
+    """
     key = f": {seen}" if seen else ""
+    if unstorable:
+        return (
+            f"unknown host key for {name}{key}; --accept-new-host-keys cannot store it"
+            f" ({unstorable}): verify this fingerprint with the cluster's admins, then add it"
+            " to a known_hosts file your ssh config reads"
+        )
+    if accept_new:
+        where = f" in {store}" if store is not None else ""
+        return (
+            f"unknown host key for {name}{key}, and --accept-new-host-keys could not store"
+            f" it{where}; check that UserKnownHostsFile in your ssh config names a file you"
+            " can write"
+        )
     where = f" to store it in {store}" if store is not None else " to store it"
     return (
         f"unknown host key for {name}{key}; verify this fingerprint with the cluster's admins,"
         f" then rerun with --accept-new-host-keys{where}"
     )
+
+
+def unstorable_reason(store: Path | None) -> str | None:
+    """Why accept-new could not keep a key in `store` (the first UserKnownHostsFile), if so.
+
+    With `none` there is no file; /dev/null (or another device) swallows the key, so the next
+    run would meet the host as new again and trust whatever it then shows.
+    """
+    if store is None:
+        return "your ssh config sets UserKnownHostsFile none"
+    try:
+        device = str(store) == os.devnull or store.is_char_device()
+    except OSError:  # unreadable: add() will say why when it tries
+        device = False
+    return f"your ssh config's UserKnownHostsFile is {store}" if device else None
 
 
 def changed_message(name: str, seen: str, where: str | None, old: str | None = None) -> str:
@@ -245,7 +294,10 @@ def add(path: Path, name: str, blob: bytes, *, hash_names: bool = False) -> None
         finally:
             os.close(fd)
     except OSError as err:
-        raise ConnectError(f"cannot store the new host key in {path}: {err.strerror}") from None
+        # mkdir's "File exists" means a folder on the way is a file
+        code = errno.ENOTDIR if isinstance(err, FileExistsError) else err.errno
+        why = f"{path}: {os.strerror(code) if code else err}"
+        raise ConnectError(unknown_message(name, describe(blob), path, unstorable=why)) from None
 
 
 def _ends_with_newline(path: Path, size: int) -> bool:

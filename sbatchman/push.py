@@ -10,7 +10,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
@@ -208,9 +208,11 @@ def _connect(
             except SbatchmanError as err:
                 failures[name] = err
     except KeyboardInterrupt:
+        request.ssh.cancel.cancel()  # connections still being made fail now, not at timeout
         pool.shutdown(wait=False, cancel_futures=True)
         for future in futures.values():  # now, or when a connect still running gets there
             future.add_done_callback(_close_opened)
+        _let_finish(list(futures.values()))
         raise
     pool.shutdown()
     retry = any(isinstance(f, AuthError) for f in failures.values()) and not request.ssh.batch
@@ -230,6 +232,21 @@ def _connect(
             session.close()
         raise
     return sessions
+
+
+def _let_finish(futures: list[Future[Session]], most: float = 10.0) -> None:
+    """Wait (a bounded time) for cancelled connects to end, taking any further Ctrl-C here.
+
+    Python joins worker threads at exit; a second Ctrl-C during that join is a traceback.
+    Here it is simply the same request to stop, already being carried out.
+    """
+    deadline = time.monotonic() + most
+    while time.monotonic() < deadline:
+        try:
+            wait(futures, timeout=deadline - time.monotonic())
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _close_opened(future: Future[Session]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import pwd
 import re
 import subprocess
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import AuthError, ConnectError
+from sbatchman.sshcancel import Cancel
 
 
 class Secrets:
@@ -64,6 +66,7 @@ class SshOptions:
     connect_timeout: float = 15.0
     stall_timeout: float = 120.0
     secrets: Secrets = field(default_factory=Secrets, compare=False, repr=False)
+    cancel: Cancel = field(default_factory=Cancel, compare=False, repr=False)  # Ctrl-C
 
 
 def config_argv(cluster: Cluster, settings: Settings) -> list[str]:
@@ -122,16 +125,30 @@ def policy_config(cluster: Cluster, settings: Settings, options: SshOptions) -> 
     lines += [policy[i + 1].replace("=", " ", 1) for i in range(0, len(policy), 2)]
     ssh_config = cluster.ssh_config or settings.ssh_config
     # Absolute: a relative Include would be looked up in ~/.ssh, not where -F would look.
+    # Not "~/.ssh/config": ssh expands `~` in an Include from $HOME, but reads its own
+    # default config from the password database's home; the sftp backend's `ssh -G` does that.
     sources = (
         [str(ssh_config.absolute())]
         if ssh_config is not None
-        else ["~/.ssh/config", _SYSTEM_CONFIG]
+        else [os.path.join(ssh_home(), ".ssh", "config"), _SYSTEM_CONFIG]
     )
     lines.append("Include " + " ".join(f'"{src}"' if " " in src else src for src in sources))
     return "\n".join(lines) + "\n"
 
 
 _SYSTEM_CONFIG = "/etc/ssh/ssh_config"
+
+
+def ssh_home() -> str:
+    """The folder OpenSSH means by `~` in its own files (config, known_hosts, identities).
+
+    ssh takes it from the password database, never from $HOME, so both backends do too: with
+    $HOME moved (sudo -E, containers, test harnesses) they still read what `ssh` reads.
+    """
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:  # a uid without a passwd entry: ssh itself would refuse to run
+        return os.path.expanduser("~")
 
 
 # The first matching pattern in ssh's stderr becomes the one-line cause shown to the user.

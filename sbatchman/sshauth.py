@@ -46,6 +46,7 @@ class _Login:
         self.batch = options.batch or target.batch_mode
         self.secrets = options.secrets
         self.needs: list[str] = []  # what a prompt could have supplied, for the batch message
+        self.notes: list[str] = []  # why a key the user named could not be offered
         self.tried: list[str] = []
         self.allowed: list[str] = []
         self.who = f"{target.user}@{target.hostname}"
@@ -84,6 +85,12 @@ class _Login:
             self.tried = []  # a second factor may reuse a method (publickey,publickey)
 
     def failure(self) -> ConnectError:
+        error = self._failure()
+        if self.notes:
+            return type(error)(f"{error}; {'; '.join(self.notes)}")
+        return error
+
+    def _failure(self) -> ConnectError:
         allowed = ",".join(self.allowed) or "none"
         if self.needs:
             why = (
@@ -109,6 +116,12 @@ class _Login:
     # -- publickey -------------------------------------------------------------------------
 
     def publickey(self) -> None:
+        key_path = self.target.key_path
+        if key_path is not None:
+            try:  # ssh leaves out a -i file it cannot stat, with only a warning
+                os.stat(key_path)
+            except OSError as err:
+                self.unusable(key_path, err)
         offered: set[bytes] = set()
         with _agent(self.target) as agent_keys:
             wanted = {b for b in (_public_blob(p) for p in self.target.identity_files) if b}
@@ -126,6 +139,22 @@ class _Login:
                 offered.add(loaded.asbytes())
                 if self.try_key(loaded):
                     return
+
+    def unusable(self, path: Path, err: Exception) -> None:
+        """Note why the cluster's key_path is no use; other files (ssh's default list of
+        ~/.ssh/id_* among them) are skipped silently, as ssh does."""
+        key_path = self.target.key_path
+        if key_path is None or os.path.abspath(path) != os.path.abspath(key_path):
+            return
+        if isinstance(err, FileNotFoundError):
+            why = "does not exist"
+        elif isinstance(err, OSError):
+            why = f"cannot be read ({err.strerror or err})"
+        else:
+            why = f"is not a private key sbatchman can use ({err})"
+        note = f"key_path {path} {why} ({self.target.key_where})"
+        if note not in self.notes:
+            self.notes.append(note)
 
     def try_key(self, key: paramiko.PKey) -> bool:
         try:
@@ -145,7 +174,8 @@ class _Login:
             return _load_private_key(path, None)
         except _Encrypted:
             pass
-        except (OSError, ValueError, paramiko.SSHException):
+        except (OSError, ValueError, paramiko.SSHException) as err:
+            self.unusable(path, err)
             return None  # missing, unreadable or a type paramiko cannot use: ssh skips it too
         cache_key = f"passphrase:{path.resolve()}"
         unlocked = self.secrets.key(cache_key)

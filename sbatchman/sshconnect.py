@@ -10,6 +10,8 @@ gets the same host-key policy and one-line errors, with no second ssh process in
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import socket
 import subprocess
@@ -20,7 +22,7 @@ import paramiko
 
 from sbatchman import hostkeys
 from sbatchman.config import Cluster, Settings
-from sbatchman.errors import ConnectError
+from sbatchman.errors import ConnectError, Interrupted
 from sbatchman.ssh import SshOptions
 from sbatchman.sshauth import authenticate
 from sbatchman.sshresolve import (
@@ -63,27 +65,57 @@ def connect(cluster: Cluster, settings: Settings, options: SshOptions) -> parami
     """
     if cluster.host is None:
         raise ConnectError(f"{cluster.name} is a local cluster; there is nothing to connect to")
+    quiet_paramiko()
     target = resolve_cluster(cluster, settings, options)
     return _connect(target, options, depth=0)
+
+
+def quiet_paramiko() -> None:
+    """Keep paramiko's own log lines (with tracebacks) off stderr; we report one line per problem.
+
+    paramiko logs every failure to the `paramiko` logger, and with no handler configured
+    Python prints such records on stderr, under --json too. Only that logger is changed: a
+    handler that drops records, and no passing them on to the application's root logger.
+    """
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
 
 
 def _connect(target: Resolved, options: SshOptions, depth: int) -> ChainedTransport:
     if depth > MAX_HOPS:
         raise ConnectError(f"more than {MAX_HOPS} jump hosts: is ProxyJump looping in your config?")
+    made: list[Carrier | paramiko.Transport] = []  # what Ctrl-C must break, innermost last
+    with options.cancel.watching(lambda: _break(made)):
+        try:
+            return _open(target, options, depth, made)
+        except ConnectError:
+            if options.cancel.cancelled:  # the failure is the cancel itself
+                raise Interrupted("interrupted") from None
+            raise
+
+
+def _open(
+    target: Resolved, options: SshOptions, depth: int, made: list[Carrier | paramiko.Transport]
+) -> ChainedTransport:
     below: ChainedTransport | None = None
     if target.proxy_jump:
         hops = split_jump_list(target.proxy_jump)
         rest = ",".join(hops[:-1]) or None
         hop = resolve_hop(hops[-1], list(target.config_args), rest, options)
         below = _connect(hop, options, depth + 1)
+        made.append(below)
         sock: Carrier = _through(below, target, options.connect_timeout)
     elif target.proxy_command:
         sock = _proxy_command(target)
     else:
-        sock = _socket(target, options.connect_timeout)
+        sock = _socket(target, options)
+    made.append(sock)
     transport: ChainedTransport | None = None
     try:
         transport = ChainedTransport(sock)
+        made.append(transport)
         if below is not None:
             transport.below.append(below)
             below = None
@@ -102,6 +134,21 @@ def _connect(target: Resolved, options: SshOptions, depth: int) -> ChainedTransp
         raise
 
 
+def _break(made: Sequence[Carrier | paramiko.Transport]) -> None:
+    """Make every blocked call of a connection in progress fail now (called on Ctrl-C).
+
+    A TCP socket is shut down rather than closed: that wakes a thread blocked in it at once,
+    and the thread that owns it still closes it. A Transport's close() ends its thread and
+    every wait on it (banner, key exchange, login, channel open).
+    """
+    for thing in reversed(made):
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            if isinstance(thing, socket.socket):
+                thing.shutdown(socket.SHUT_RDWR)
+            else:
+                thing.close()
+
+
 def _close(
     transport: paramiko.Transport | None,
     sock: Carrier,
@@ -115,9 +162,10 @@ def _close(
         below.close()
 
 
-def _socket(target: Resolved, timeout: float) -> socket.socket:
+def _socket(target: Resolved, options: SshOptions) -> socket.socket:
     """TCP to the host, each address in turn as ssh does, with Nagle off for small SFTP requests."""
     where = f"{target.hostname}:{target.port}"
+    timeout = options.connect_timeout
     family = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}.get(
         target.address_family, socket.AF_UNSPEC
     )
@@ -132,11 +180,15 @@ def _socket(target: Resolved, timeout: float) -> socket.socket:
         sock = socket.socket(fam, kind, proto)
         sock.settimeout(timeout)
         try:
-            sock.connect(address)
+            with options.cancel.watching(functools.partial(sock.shutdown, socket.SHUT_RDWR)):
+                sock.connect(address)
         except OSError as err:
             sock.close()
             last = err
             continue
+        except BaseException:
+            sock.close()
+            raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return sock
@@ -228,6 +280,7 @@ def _handshake(transport: ChainedTransport, target: Resolved, options: SshOption
     where = f"{target.hostname}:{target.port}"
     entries = hostkeys.load([*target.user_known_hosts, *target.global_known_hosts])
     name = target.known_hosts_name
+    _allow(transport, target)
     _prefer(transport, hostkeys.known_types(entries, name))
     _prefer_gcm(transport)
     timeout = options.connect_timeout
@@ -260,6 +313,7 @@ def _handshake(transport: ChainedTransport, target: Resolved, options: SshOption
         accept_new=options.accept_new_host_keys,
         store=store,
         hash_names=target.hash_known_hosts,
+        bare=target.known_hosts_bare,
     )
 
 
@@ -286,6 +340,22 @@ def _prefer_gcm(transport: paramiko.Transport) -> None:
     current = list(options.ciphers)
     first = [c for c in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") if c in current]
     options.ciphers = tuple(first + [c for c in current if c not in first])
+
+
+def _allow(transport: paramiko.Transport, target: Resolved) -> None:
+    """Only the host key algorithms ssh would accept here (HostKeyAlgorithms, or its default),
+    so a server never gets by with a key type the user's ssh refuses."""
+    if not target.host_key_algorithms:
+        return
+    options = transport.get_security_options()
+    allowed = [a for a in options.key_types if a in target.host_key_algorithms]
+    if not allowed:
+        raise ConnectError(
+            f"{target.hostname}:{target.port}: none of the host key algorithms your ssh config"
+            f" allows ({','.join(target.host_key_algorithms)}) is one the sftp backend supports;"
+            " use -b rsync for this cluster"
+        )
+    options.key_types = tuple(allowed)
 
 
 def _prefer(transport: paramiko.Transport, known: Sequence[str]) -> None:

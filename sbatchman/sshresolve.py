@@ -13,12 +13,12 @@ import os
 import pwd
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import ConfigError, ConnectError
-from sbatchman.ssh import SshOptions, base_argv, config_argv, policy_argv
+from sbatchman.ssh import SshOptions, base_argv, config_argv, policy_argv, ssh_home
 
 DEFAULT_AUTH_ORDER = ("publickey", "keyboard-interactive", "password")
 
@@ -47,6 +47,9 @@ class Resolved:
     address_family: str
     config_args: tuple[str, ...]  # the -F option, handed on to jump hosts as OpenSSH does
     check_host_ip: bool = False  # OpenSSH's default since 8.5
+    host_key_algorithms: tuple[str, ...] = ()  # what ssh would accept; () means no limit
+    key_path: Path | None = None  # the cluster's own key_path, to name it when it is unusable
+    key_where: str = ""  # where key_path is set: `clusters[0].key_path`
 
     @property
     def known_hosts_name(self) -> str:
@@ -55,12 +58,20 @@ class Resolved:
             return self.host_key_alias
         return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
 
+    @property
+    def known_hosts_bare(self) -> str | None:
+        """Where ssh also looks on another port ("checking without port identifier")."""
+        return None if self.host_key_alias or self.port == 22 else self.hostname
+
 
 def resolve_cluster(cluster: Cluster, settings: Settings, options: SshOptions) -> Resolved:
     """The final connection settings for a cluster, exactly as its rsync `ssh` would use them."""
     assert cluster.host is not None, "local clusters are never connected to"
     args = base_argv(cluster, settings, options)[1:]
-    return _resolve(cluster.host, args, config_argv(cluster, settings), options)
+    resolved = _resolve(cluster.host, args, config_argv(cluster, settings), options)
+    if cluster.key_path is None:
+        return resolved
+    return replace(resolved, key_path=cluster.key_path, key_where=f"{cluster.where}.key_path")
 
 
 def resolve_hop(
@@ -174,6 +185,7 @@ def _resolve(host: str, args: list[str], config_args: list[str], options: SshOpt
         address_family=one("addressfamily", "any"),
         config_args=tuple(config_args),
         check_host_ip=_yes(one("checkhostip")),
+        host_key_algorithms=tuple(a for a in one("hostkeyalgorithms").split(",") if a),
     )
 
 
@@ -237,8 +249,7 @@ def _login_name() -> str:
 class _Tokens:
     """OpenSSH's %-tokens for paths `ssh -G` prints unexpanded (IdentityFile, IdentityAgent).
 
-    `~` follows $HOME, as everything else on the Python side does; for a normal login it is
-    the same directory OpenSSH takes from the password database.
+    `~` and `%d` are the password database's home, as in ssh (see ssh.ssh_home), not $HOME.
     """
 
     original: str
@@ -247,14 +258,17 @@ class _Tokens:
     user: str
 
     def path(self, text: str) -> Path:
-        return Path(os.path.expanduser(self.expand(text)))
+        expanded = self.expand(text)
+        if expanded == "~" or expanded.startswith("~/"):
+            return Path(ssh_home() + expanded[1:])
+        return Path(os.path.expanduser(expanded))  # ~user/... is the same in both
 
     def expand(self, text: str) -> str:
         local = socket.gethostname()
         conn = f"{local}{self.hostname}{self.port}{self.user}"
         table = {
             "%": "%",
-            "d": os.path.expanduser("~"),
+            "d": ssh_home(),
             "h": self.hostname,
             "n": self.original,
             "p": str(self.port),
@@ -307,7 +321,7 @@ def _config_names_user(cluster: Cluster, settings: Settings) -> bool:
     """Whether the config says `User <your own login name>`: -G cannot tell that from none."""
     import paramiko
 
-    path = cluster.ssh_config or settings.ssh_config or Path("~/.ssh/config").expanduser()
+    path = cluster.ssh_config or settings.ssh_config or Path(ssh_home(), ".ssh", "config")
     try:
         parsed = paramiko.SSHConfig.from_path(str(path))
     except (OSError, paramiko.ConfigParseError):

@@ -6,50 +6,30 @@ Each scenario runs on both backends against a real sshd: `sshconnect.connect()` 
 
 from __future__ import annotations
 
+import base64
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from sbatchman import hostkeys
-from sbatchman.config import Cluster, Settings
+from sbatchman.config import Settings
 from sbatchman.errors import ConnectError
-from sbatchman.ssh import Master, SshOptions, cause
-from sbatchman.sshconnect import connect
+from sbatchman.ssh import cause
 from tests.conftest import SshdFactory
-from tests.support.sshd import SshServer, generate_key
+from tests.support.hostkeytypes import (
+    ACCEPT,
+    STRICT,
+    Reach,
+    make_key,
+    setup,
+    via_paramiko,
+    via_ssh,
+)
+from tests.support.sshd import generate_key
 from tests.support.sshkit import config_block, host_key_line, make_cluster
 
-STRICT = SshOptions(batch=True, connect_timeout=10)
-ACCEPT = SshOptions(batch=True, connect_timeout=10, accept_new_host_keys=True)
-
-
-def via_paramiko(cluster: Cluster, settings: Settings, options: SshOptions) -> None:
-    connect(cluster, settings, options).close()
-
-
-def via_ssh(cluster: Cluster, settings: Settings, options: SshOptions) -> None:
-    master = Master(cluster, settings, options)
-    try:
-        master.open()
-    finally:
-        master.close()
-
-
 BACKENDS = pytest.mark.parametrize("reach", [via_paramiko, via_ssh], ids=["paramiko", "ssh"])
-Reach = Callable[[Cluster, Settings, SshOptions], None]
-
-
-def setup(
-    server: SshServer, tmp_path: Path, known: str = "", **overrides: str
-) -> tuple[Path, Settings]:
-    """A known_hosts file holding `known`, and settings whose ssh config uses it for `server`."""
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(known)
-    config = tmp_path / "ssh_config"
-    config.write_text(config_block(server, known_hosts=known_hosts, **overrides))
-    return known_hosts, Settings(ssh_config=config)
 
 
 def other_key_line(tmp_path: Path, name: str) -> str:
@@ -208,8 +188,12 @@ def test_host_patterns() -> None:
 
 
 def test_loading_never_fails_on_odd_files(tmp_path: Path) -> None:
+    """Odd lines are skipped, as ssh skips them: one that counted would make a host "changed"."""
     odd = tmp_path / "odd"
-    odd.write_bytes(b"\xff\xfe garbage\n@cert-authority\n@revoked * ssh-ed25519\nhost only\n")
+    odd.write_bytes(
+        b"\xff\xfe garbage\n@cert-authority\n@revoked * ssh-ed25519\nhost only\n"
+        b"host ssh-ed25519 AAAA\n"  # valid base64, but no key of the type it names
+    )
     folder = tmp_path / "folder"
     folder.mkdir()
     assert hostkeys.load([odd, folder, tmp_path / "missing"]) == []
@@ -273,3 +257,42 @@ def test_check_host_ip_refuses_another_key_filed_under_the_address(tmp_path: Pat
     hostkeys.verify(entries, "login.example", blob, accept_new=False, store=None)
     with pytest.raises(ConnectError, match="CHANGED"):
         hostkeys.check_ip(entries, "10.1.2.3", blob)
+
+
+def test_check_host_ip_wants_the_key_among_those_filed_under_the_address(tmp_path: Path) -> None:
+    """As ssh: a key of another type filed under the address also counts against it, and a
+    matching key there is enough whatever else is filed (checked with ssh 9.2)."""
+    ours = make_key(tmp_path / "ours", "ed25519")
+    foreign = make_key(tmp_path / "foreign", "ecdsa")
+    known = tmp_path / "known_hosts"
+    known.write_text(foreign.line("10.1.2.3"))
+    blob = base64.b64decode(ours.base64)
+    with pytest.raises(ConnectError, match=r"CHANGED for 10\.1\.2\.3: .* has ECDSA key SHA256:"):
+        hostkeys.check_ip(hostkeys.load([known]), "10.1.2.3", blob)
+    known.write_text(foreign.line("10.1.2.3") + ours.line("10.1.2.3"))
+    hostkeys.check_ip(hostkeys.load([known]), "10.1.2.3", blob)
+
+
+@pytest.mark.parametrize("where", ["/dev/null", "none", "under-a-file"])
+def test_accept_new_says_why_a_key_cannot_be_stored(
+    where: str, sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """Never "store it in /dev/null": when the key cannot be kept, the line says why, and the
+    flag refuses too (a swallowed key would make every later run meet a "new" host)."""
+    server = sshd_factory("hk")
+    (tmp_path / "a-file").write_text("")
+    target = {"under-a-file": str(tmp_path / "a-file" / "kh")}.get(where, where)
+    _, settings = setup(server, tmp_path, UserKnownHostsFile=target)
+    reason = {
+        "/dev/null": "(your ssh config's UserKnownHostsFile is /dev/null)",
+        "none": "(your ssh config sets UserKnownHostsFile none)",
+        "under-a-file": f"({target}: Not a directory)",
+    }[where]
+    for options in (STRICT, ACCEPT) if where != "under-a-file" else (ACCEPT,):
+        with pytest.raises(ConnectError) as caught:
+            via_paramiko(make_cluster("h", "hk"), settings, options)
+        message = str(caught.value)
+        assert message.startswith(f"unknown host key for [127.0.0.1]:{server.port}: ED25519 key")
+        assert f"--accept-new-host-keys cannot store it {reason}" in message
+        assert "rerun" not in message and "store it in" not in message
+    assert "Accepted publickey" not in server.log_text()

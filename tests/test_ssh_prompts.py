@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sbatchman.config import Settings
-from sbatchman.errors import AuthError
+from sbatchman.errors import AuthError, ConnectError
 from sbatchman.ssh import Master, SshOptions
 from sbatchman.sshconnect import connect
 from tests.conftest import SshdFactory
@@ -262,3 +262,37 @@ def test_two_factor_bastion_asks_once_for_three_aliases_through_sync(
     assert bastion.log.forwarded == [("127.0.0.1", target.port)]  # one connection, reused
     for alias in ("one", "two", "three"):
         assert (target.root / alias / f"{alias}.py").read_text() == f"{alias}\n"
+
+
+@pytest.mark.parametrize("problem", ["missing", "not-a-key", "a-folder"])
+def test_an_unusable_key_path_is_named_in_the_failure(
+    problem: str, sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """Not just "authentication failed": which file, what is wrong with it, where it is set."""
+    server = sshd_factory("kp")
+    config = tmp_path / "ssh_config"
+    config.write_text(config_block(server, IdentityFile=str(tmp_path / "not-this-either")))
+    key = tmp_path / "id_cluster"
+    if problem == "not-a-key":
+        key.write_text("hello\n")
+    elif problem == "a-folder":
+        key.mkdir()
+    cluster = make_cluster("kp", "kp", key_path=key, where="clusters[2]")
+    with pytest.raises(ConnectError) as caught:
+        connect(cluster, Settings(ssh_config=config), BATCH)
+    why = {
+        "missing": "does not exist",
+        "not-a-key": "is not a private key sbatchman can use",
+        "a-folder": "cannot be read (Is a directory)",
+    }[problem]
+    assert str(caught.value).startswith(f"{server.user}@127.0.0.1: authentication failed")
+    assert f"; key_path {key} {why}" in str(caught.value)
+    assert str(caught.value).count("(clusters[2].key_path)") == 1
+
+
+def test_a_key_path_that_works_leaves_no_note(sshd_factory: SshdFactory, tmp_path: Path) -> None:
+    server = sshd_factory("kp")
+    config = tmp_path / "ssh_config"
+    config.write_text(config_block(server, IdentityFile=None))
+    cluster = make_cluster("kp", "kp", key_path=server.client_key)
+    connect(cluster, Settings(ssh_config=config), BATCH).close()
