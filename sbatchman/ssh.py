@@ -7,11 +7,9 @@ folder) means one 2FA prompt per cluster, however many sync_dirs it has.
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 import pwd
-import re
 import subprocess
 import tempfile
 import threading
@@ -19,8 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
-from sbatchman.errors import AuthError, ConnectError
+from sbatchman.errors import AuthError, ConnectError, Interrupted
 from sbatchman.sshcancel import Cancel
+from sbatchman.sshwords import (
+    DENIED,
+    SERVER_KEY,
+    batch_needs,
+    cause,
+    key_needs_passphrase,
+    needs_probe,
+)
 
 
 class Secrets:
@@ -151,134 +157,6 @@ def ssh_home() -> str:
         return os.path.expanduser("~")
 
 
-# The first matching pattern in ssh's stderr becomes the one-line cause shown to the user.
-_CAUSES = [
-    (r"Connection refused", "connection refused"),
-    (r"timed out|Connection timed out", "connection timed out"),
-    (r"Could not resolve hostname", "unknown host name (check host, or your ~/.ssh/config)"),
-    (r"REMOTE HOST IDENTIFICATION HAS CHANGED", "HOST KEY CHANGED: possible attack; nothing sent"),
-    (
-        r"REVOKED HOST KEY|marked as revoked|was revoked|revoked by file",
-        "the host key is REVOKED (in your known_hosts or RevokedHostKeys); nothing sent",
-    ),
-    (
-        r"No .*host key is known|Host key verification failed",
-        "unknown host key; verify it, then rerun with --accept-new-host-keys to store it",
-    ),
-    (r"Too many authentication failures", "authentication failed (too many keys offered)"),
-    (r"Connection closed|Connection reset", "connection closed by the server"),
-]
-_UNKNOWN = re.compile(r"No (\S+) host key is known for (\S+)")
-_SERVER_KEY = re.compile(r"Server host key: (\S+) (SHA256:[A-Za-z0-9+/=]+)")
-_CHANGED = re.compile(r"Host key for (\S+) has changed")
-_SENT = re.compile(r"fingerprint for the (\S+) key sent by the remote host is\s+(SHA256:[^\s.]+)")
-_OFFENDING = re.compile(r"Offending \S+ key in (\S+)")
-_DENIED = re.compile(r"Permission denied \(([^)]*)\)")
-
-
-def _needs_probe(stderr: str) -> bool:
-    """Whether ssh's message hides the useful part: an unknown key's fingerprint, or a jump
-    host's own error (the master's ControlPersist mutes the jump's stderr)."""
-    if _UNKNOWN.search(stderr):
-        return not _SERVER_KEY.search(stderr)
-    if _CHANGED.search(stderr) or _DENIED.search(stderr):
-        return False
-    return bool(re.search(r"kex_exchange_identification|Connection closed", stderr))
-
-
-def cause(stderr: str, *, accepting: bool = False) -> str:
-    """The most telling ssh message, in one line; host-key failures name the fingerprint.
-
-    The unknown-key fingerprint is only in ssh's -v output ("Server host key: ..."), which
-    Master fetches with a second, verbose probe when the first attempt failed that way.
-    `accepting`: --accept-new-host-keys was given, so the hint must not ask for it again.
-    """
-    from sbatchman import hostkeys
-
-    changed = _CHANGED.search(stderr)
-    if changed:
-        sent = _SENT.search(stderr)
-        offending = _OFFENDING.search(stderr)
-        sent_key = f"{sent[1]} key {sent[2]}" if sent else "a different key"
-        return hostkeys.changed_message(changed[1], sent_key, offending[1] if offending else None)
-    unknown = _UNKNOWN.search(stderr)
-    if unknown:
-        keys = _SERVER_KEY.findall(stderr[: unknown.start()])
-        seen = f"{hostkeys.short_type(keys[-1][0])} key {keys[-1][1]}" if keys else None
-        if accepting:
-            return _not_accepted(unknown[2], seen)
-        return hostkeys.unknown_message(unknown[2], seen)
-    denied = _DENIED.search(stderr)
-    if denied:
-        missing = _NO_IDENTITY.search(stderr)
-        if missing:
-            return f"authentication failed: the identity file {missing[1]} does not exist"
-        return f"authentication failed (permission denied; the server allows {denied[1]})"
-    for pattern, text in _CAUSES:
-        if re.search(pattern, stderr):
-            return _not_accepted(None, None) if accepting and text.startswith("unknown") else text
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    return lines[-1] if lines else "ssh failed with no message"
-
-
-_NO_IDENTITY = re.compile(r"Identity file (.+) not accessible: No such file or directory")
-
-
-def _not_accepted(name: str | None, seen: str | None) -> str:
-    """Unknown host key although --accept-new-host-keys was given: the ssh that checked it
-    did not take our policy (a ProxyCommand's own ssh, say) or could not store the key."""
-    host = f" for {name}" if name else ""
-    key = f": {seen}" if seen else ""
-    return (
-        f"unknown host key{host}{key}; --accept-new-host-keys was given, but the ssh that"
-        " checked it did not store it (a ProxyCommand running its own ssh, or a known_hosts"
-        " that cannot be written?); verify this fingerprint with the cluster's admins and add it to"
-        " known_hosts"
-    )
-
-
-def key_needs_passphrase(path: Path) -> bool:
-    """Whether a private key file is encrypted (OpenSSH or PEM format); False if unreadable."""
-    try:
-        text = path.read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return False
-    if "ENCRYPTED" in text.split("\n\n", 1)[0] or "BEGIN ENCRYPTED PRIVATE KEY" in text:
-        return True
-    body = re.search(r"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END", text, re.S)
-    if body is None:
-        return False
-    try:
-        blob = base64.b64decode("".join(body[1].split()))
-    except ValueError:
-        return False
-    magic = b"openssh-key-v1\0"
-    if not blob.startswith(magic) or len(blob) < len(magic) + 4:
-        return False
-    size = int.from_bytes(blob[len(magic) : len(magic) + 4], "big")
-    return blob[len(magic) + 4 : len(magic) + 4 + size] != b"none"
-
-
-def batch_needs(who: str, allowed: str) -> str | None:
-    """What a refused batch login would have needed, in the SFTP backend's words; None when
-    the server takes keys only (a wrong key is no batch-mode matter)."""
-    methods = allowed.split(",")
-    needs = [
-        text
-        for method, text in (
-            ("keyboard-interactive", "a keyboard-interactive (2FA) answer"),
-            ("password", "a password"),
-        )
-        if method in methods
-    ]
-    if not needs:
-        return None
-    return (
-        f"{who} needs {' or '.join(needs)} but running in batch mode (--batch or no terminal);"
-        " run in a terminal without --batch"
-    )
-
-
 class Master:
     """A ControlMaster connection kept open for the run, in a folder only this user can enter."""
 
@@ -335,20 +213,27 @@ class Master:
         ]  # fmt: skip
         # stderr goes to a file: the backgrounded master keeps a pipe open forever.
         with tempfile.TemporaryFile(mode="w+") as err:
-            try:
-                rc = subprocess.run(
-                    argv, stdin=subprocess.DEVNULL if self.options.batch else None,
-                    stdout=subprocess.DEVNULL, stderr=err, check=False,
-                    timeout=self.options.connect_timeout + 120,
-                ).returncode  # fmt: skip
-            except subprocess.TimeoutExpired:
-                raise ConnectError("connection timed out") from None
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL if self.options.batch else None,
+                stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+            # A signal sent to sbatchman alone (kill, SIGTERM) does not reach this ssh, and
+            # the exit would wait for it: Ctrl-C's cancel ends it, as for SFTP's connects.
+            with self.options.cancel.watching(proc.terminate):
+                try:
+                    rc = proc.wait(timeout=self.options.connect_timeout + 120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    raise ConnectError("connection timed out") from None
+            if self.options.cancel.cancelled:
+                raise Interrupted("interrupted")
             err.seek(0)
             message = err.read()
         if rc != 0:
-            if _needs_probe(message):
+            if needs_probe(message):
                 message = self._probe() or message
-            denied = _DENIED.search(message)
+            denied = DENIED.search(message)
             accepting = self.options.accept_new_host_keys
             if self.options.batch and denied:
                 # Maybe a passphrase, password or 2FA code would do: the caller may retry
@@ -388,7 +273,7 @@ class Master:
         kept = [
             line
             for line in run.stderr.splitlines()
-            if not line.startswith("debug") or _SERVER_KEY.search(line)
+            if not line.startswith("debug") or SERVER_KEY.search(line)
         ]
         return "\n".join(kept) if any(not ln.startswith("debug") for ln in kept) else None
 

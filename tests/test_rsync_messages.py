@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 
 from sbatchman.backends.rsync_output import Progress, failure, is_missing, records, unescape
-from sbatchman.ssh import SshOptions, cause, key_needs_passphrase, policy_argv
+from sbatchman.ssh import SshOptions, policy_argv
+from sbatchman.sshwords import cause, key_needs_passphrase
 from tests.support.project import Recorder
 
 ROOT = "/home/u/proj"

@@ -27,10 +27,10 @@ from tests.support.sshkit import config_block
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sync(config: Path, *args: str) -> subprocess.Popen[str]:
-    """`sbatchman sync` on `config` with the sftp backend, in batch mode, as a child."""
+def sync(config: Path, *args: str, backend: str = "sftp") -> subprocess.Popen[str]:
+    """`sbatchman sync` on `config` with the sftp backend (or another), as a child."""
     return subprocess.Popen(
-        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "-b", "sftp", *args],
+        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "-b", backend, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -276,3 +276,23 @@ def test_ctrl_c_behind_a_jump_host_stops_at_once(
     _wait_until(lambda: bool(accepted), "the server behind the bastion")
     out, err = _interrupt(child, 2)
     _assert_interrupted(child, out, err, 2)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_a_signal_to_sbatchman_alone_while_its_ssh_master_connects_stops_at_once(
+    silent: tuple[int, list[socket.socket]], tmp_path: Path, signum: int
+) -> None:
+    """The rsync backend's ssh master is our child: `kill <pid>` reaches only us (a terminal's
+    Ctrl-C would reach ssh too), and the exit must not wait for that ssh's own timeout."""
+    port, accepted = silent
+    config = project(tmp_path, to(port, tmp_path))
+    child = sync(config, "--connect-timeout", CONNECT_TIMEOUT, backend="rsync")
+    _wait_until(lambda: bool(accepted), "the server")
+    child.send_signal(signum)
+    try:
+        out, err = child.communicate(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        pytest.fail(f"still connecting {BOUND:g}s after the signal")
+    _assert_interrupted(child, out, err, 1)

@@ -15,7 +15,7 @@ import pytest
 from sbatchman import hostkeys
 from sbatchman.config import Settings
 from sbatchman.errors import ConnectError
-from sbatchman.ssh import cause
+from sbatchman.sshwords import cause
 from tests.conftest import SshdFactory
 from tests.support.hostkeytypes import (
     ACCEPT,

@@ -156,7 +156,7 @@ def failure(rc: int, stderr: str, *, stall: float, roots: tuple[str, ...] = ()) 
             "rsync is not installed on the cluster (command not found); install it, or use -b sftp"
         )
     if rc == 255:
-        from sbatchman.ssh import cause
+        from sbatchman.sshwords import cause
 
         return f"ssh: {cause(stderr)}"
     meaning = _EXIT.get(rc, f"rsync failed (exit {rc})")
