@@ -37,10 +37,14 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
+# --clusters / --aliases: the original sbatchman's spellings, which users' scripts still pass.
 ClusterOpt = Annotated[
-    list[str], typer.Option("-c", "--cluster", help="Only this cluster (repeatable).")
+    list[str],
+    typer.Option("-c", "--cluster", "--clusters", help="Only this cluster (repeatable)."),
 ]
-AliasOpt = Annotated[list[str], typer.Option("-a", "--alias", help="Only this alias (repeatable).")]
+AliasOpt = Annotated[
+    list[str], typer.Option("-a", "--alias", "--aliases", help="Only this alias (repeatable).")
+]
 ExcludeOpt = Annotated[
     list[str], typer.Option("-e", "--exclude", help="One more rsync-style exclude (repeatable).")
 ]

@@ -150,6 +150,18 @@ def test_local_cluster_sync_then_noop(
     assert '"files_sent": 0' in again.out
 
 
+@pytest.mark.parametrize(("cluster", "alias"), [("-c", "-a"), ("--clusters", "--aliases")])
+def test_the_original_long_spellings_select_as_the_short_ones(
+    capsys: pytest.CaptureFixture[str], local_config: Path, cluster: str, alias: str
+) -> None:
+    """Scripts written for the original sbatchman pass --clusters and --aliases."""
+    args = ["sync", "--config", str(local_config), cluster, "scratch", alias, "proj", "--json"]
+    run = run_cli(capsys, *args)
+    assert run.code == 0, run.err
+    targets = json.loads(run.out)["targets"]
+    assert [(t["cluster"], t["alias"]) for t in targets] == [("scratch", "proj")]
+
+
 @pytest.mark.parametrize("backend", ["rsync", "sftp"])
 def test_local_cluster_on_either_backend(
     capsys: pytest.CaptureFixture[str], local_config: Path, backend: str
