@@ -96,9 +96,13 @@ class Temporaries:
         raw = final.encode("utf-8", "surrogateescape")
         stem = final
         if len(raw) > room:
+            # Long names that share their first bytes (run_000…_1, _2) must not share one
+            # temporary: a hash of the whole name follows the cut.
+            mark = "~" + hashlib.sha256(raw).hexdigest()[:8]
+            room -= len(mark)
             while room and raw[room] & 0xC0 == 0x80:  # never cut a UTF-8 character in two
                 room -= 1
-            stem = raw[:room].decode("utf-8", "surrogateescape")
+            stem = raw[:room].decode("utf-8", "surrogateescape") + mark
         created = int(time.time()) if self.created is None else self.created
         unsigned = f".{stem}.{created:x}-{self.origin}-{self.pid:x}-{self.push}"
         return f"{unsigned}-{_check(unsigned)}{SUFFIX}"

@@ -35,3 +35,10 @@ def test_names_fit_in_255_bytes_with_the_stem_cut_between_characters() -> None:
     temps = Temporaries(created=(1 << 48) - 1, pid=(1 << 32) - 1)  # every field at its widest
     name = temps.name("東" * 90)
     assert len(name.encode()) <= 255 and parse(name) is not None
+
+
+def test_long_names_that_share_their_first_bytes_get_different_temporaries() -> None:
+    temps = Temporaries(created=NOW, pid=os.getpid())
+    names = {temps.name("L" * 200 + f"_{i}.txt") for i in range(3)}
+    assert len(names) == 3
+    assert all(len(n.encode()) <= 255 and parse(n) is not None for n in names)
