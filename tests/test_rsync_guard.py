@@ -81,11 +81,15 @@ def test_guard_leaves_out_what_would_replace_a_newer_file_and_everything_below()
 
 def test_only_the_kept_folders_make_exit_23_fine() -> None:
     said = (
-        "could not make way for new regular file: src/model.py\n"
-        "rsync error: some files/attrs were not transferred (see previous errors) (code 23)"
-        " at main.c(1394) [sender=3.5.0]\n"
+        b"could not make way for new regular file: src/model.py\n"
+        b"rsync error: some files/attrs were not transferred (see previous errors) (code 23)"
+        b" at main.c(1394) [sender=3.5.0]\n"
     )
     assert only_conflicts(said, ["src/model.py"])
     assert not only_conflicts(said, ["other"])
-    worse = said + "rsync: mkstemp failed: Permission denied (13)\n"
+    worse = said + b"rsync: mkstemp failed: Permission denied (13)\n"
     assert not only_conflicts(worse, ["src/model.py"])
+    # names as rsync escapes them: a newline inside, a space at the end
+    odd = b"could not make way for new regular file: nl\\#012x\n"
+    odd += b"could not make way for new symlink: trail \n"
+    assert only_conflicts(odd, ["nl\nx", "trail "])

@@ -249,8 +249,7 @@ class RsyncSession:
             raise unfed[0]
         said = b"".join(errors)
         kept = [path for path, why in outcome.conflicts if why == FULL_FOLDER]
-        words = unescape(said).decode("utf-8", "surrogateescape")
-        if rc == 23 and kept and guard.only_conflicts(words, kept):
+        if rc == 23 and kept and guard.only_conflicts(said, kept):
             return  # only folders kept as conflicts, as the other backends keep them
         if rc != 0:
             text = said.decode("utf-8", "replace")

@@ -45,7 +45,8 @@ _ABSENT = re.compile(
 _CONFLICT = re.compile(r"^cannot delete non-empty directory: (.*)$")
 _CONSEQUENCE = re.compile(
     r"^(could not make way for new (?:regular file|symlink): (.*)"
-    r"|rsync error: some files/attrs were not transferred .*)$"
+    r"|rsync error: some files/attrs were not transferred .*)$",
+    re.DOTALL,  # a name may hold a newline
 )
 
 
@@ -125,9 +126,15 @@ def parse_stat(out: bytes, root: str) -> dict[str, DestStat] | None:
     return found
 
 
+def _said_by(stderr: str, programs: tuple[str, ...]) -> list[str]:
+    """The lines these programs wrote; a login's own chatter (a locale warning, a banner
+    from a profile script) is not theirs and says nothing about the look."""
+    return [line.strip() for line in stderr.split("\n") if line.strip().startswith(programs)]
+
+
 def stat_worked(rc: int, stderr: str) -> bool:
     """xargs says 123 when some stat failed: fine if only for paths that are not there."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = _said_by(stderr, ("stat:", "xargs:", "env:"))
     return rc == 0 or (rc == 123 and all(_STAT_ABSENT.search(line) for line in lines))
 
 
@@ -153,7 +160,7 @@ def probe_failure(rc: int, stderr: str) -> bool:
     """True when the probe failed for a reason other than paths that are not there."""
     if rc == 0:
         return False
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    lines = _said_by(stderr, ("rsync",))
     return rc not in (3, 12, 23) or not all(_ABSENT.search(line) for line in lines)
 
 
@@ -229,10 +236,12 @@ def kept_folder(line: str) -> str | None:
     return hit[1] if hit else None
 
 
-def only_conflicts(stderr: str, kept: list[str]) -> bool:
-    """True when all rsync complained about is the folders it kept (then exit 23 is fine)."""
-    for line in stderr.splitlines():
-        line = line.strip()
+def only_conflicts(stderr: bytes, kept: list[str]) -> bool:
+    """True when all rsync complained about is the folders it kept (then exit 23 is fine).
+
+    Lines are split before rsync's escapes are undone: a kept name may hold a newline."""
+    for raw in stderr.split(b"\n"):
+        line = unescape(raw).decode("utf-8", "surrogateescape").removesuffix("\r")
         hit = _CONSEQUENCE.match(line)
         if line and not (hit and (hit[2] is None or hit[2] in kept)):
             return False
