@@ -37,14 +37,16 @@ def test_stat_records_are_read_back_by_name_with_any_character() -> None:
 
 def test_list_only_lines_and_what_a_probe_may_say() -> None:
     out = (
-        "drwxr-xr-x          4,096 2030/03/17 17:46:40 results\n"
-        "lrwxrwxrwx              8 2001/09/09 01:46:40 data\n"
-        "-rw-r--r--              2 2001/09/09 01:46:40 we ird -> x\n"
+        b"drwxr-xr-x          4,096 2030/03/17 17:46:40 results\n"
+        b"lrwxrwxrwx              8 2001/09/09 01:46:40 data\n"
+        b"-rw-r--r--              2 2001/09/09 01:46:40 we ird -> x\n"
+        b"-rw-r--r--              2 2030/03/17 17:46:40 nl\\#012name\n"
     )
     assert parse_listing(out) == {
         "results": DestStat("dir", 0, 1_900_000_000),
         "data": DestStat("link", 0, 1_000_000_000),
         "we ird -> x": DestStat("file", 0, 1_000_000_000),
+        "nl\nname": DestStat("file", 0, 1_900_000_000),
     }
     missing = 'rsync: [sender] link_stat "/d/x" failed: No such file or directory (2)\n'
     assert not probe_failure(23, missing)

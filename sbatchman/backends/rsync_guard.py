@@ -83,7 +83,7 @@ def look(
     if probe_failure(rc, stderr):
         missing = is_missing(rc, stderr)  # then open.py pushes this cluster over SFTP
         raise (RsyncMissing if missing else TransferError)(failure(rc, stderr, stall=stall))
-    return parse_listing(unescape(out).decode("utf-8", "surrogateescape"))
+    return parse_listing(out)
 
 
 def probed(selection: Selection) -> list[Entry]:
@@ -143,16 +143,18 @@ def probe_argv(rsync: str, remote_args: list[str], scratch: Path) -> list[str]:
     return [rsync, "--list-only", "--files-from=-", "--from0", *remote_args, f"{scratch}/"]
 
 
-def parse_listing(out: str) -> dict[str, DestStat]:
-    """`rsync --list-only` lines (TZ=UTC0, names unescaped) into what the cluster has."""
+def parse_listing(out: bytes) -> dict[str, DestStat]:
+    """`rsync --list-only` lines (TZ=UTC0) into what the cluster has. Lines are split before
+    rsync's escapes are undone: a name may hold a newline (`\\#012`)."""
     found: dict[str, DestStat] = {}
-    for line in out.split("\n"):
-        item = _LIST.match(line)
+    for raw in out.split(b"\n"):
+        item = _LIST.match(raw.decode("utf-8", "surrogateescape"))
         if item is None:
             continue
         kind = _KINDS.get(item[1], "other")
         when = calendar.timegm(time.strptime(item[2], "%Y/%m/%d %H:%M:%S"))
-        found[item[3]] = DestStat(kind, 0, when)
+        name = unescape(item[3].encode("utf-8", "surrogateescape"))
+        found[name.decode("utf-8", "surrogateescape")] = DestStat(kind, 0, when)
     return found
 
 
