@@ -68,7 +68,7 @@ def decide(
             return None
         if newer_file:
             return Action(entry, "conflict", NEWER_FILE)
-        return Action(entry, "mkdir", f"replaces a {dest.kind}", clear=dest.kind)
+        return Action(entry, "mkdir", _replaces(dest.kind), clear=dest.kind)
     op: Op = "link" if entry.kind == "link" else "send"
     if dest is None:
         return Action(entry, op, "new")
@@ -83,7 +83,7 @@ def decide(
             return Action(entry, "conflict", NEWER_FILE)
         return Action(entry, "link", "link changed")
     if dest.kind != "file":
-        return Action(entry, "send", f"replaces a {dest.kind}")
+        return Action(entry, "send", _replaces(dest.kind))
     local = seconds(entry.mtime_ns)
     if dest.mtime > local:
         return Action(entry, "skip-newer", "remote is newer")
@@ -92,6 +92,11 @@ def decide(
     if dest.size != entry.size:
         return Action(entry, "send", "size differs")
     return None
+
+
+def _replaces(kind: Kind) -> str:
+    """The `why` of a replacement, in words (docs/cli.md lists them)."""
+    return "replaces a special file" if kind == "other" else f"replaces a {kind}"
 
 
 def trusted(

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import IsolatedEnv
 from tests.support.backends import stamp, three_ways, tree
 from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshdFactory, SshServer
@@ -93,3 +95,20 @@ def test_a_kept_folder_with_an_awkward_name_is_a_conflict_on_every_backend(
     for backend, dest in dests.items():
         assert (dest / name / "results.csv").read_text() == "the cluster's\n", backend
         assert (dest / "ok.txt").read_text() == "ok\n", backend
+
+
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])  # sftp: the built-in copier here
+def test_a_local_cluster_pushing_into_home_never_changes_its_mode(
+    isolated_env: IsolatedEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str
+) -> None:
+    """As over ssh: a group-writable project must not make home group-writable."""
+    home = isolated_env.home
+    home.chmod(0o755)
+    local = make_tree(tmp_path / "proj", {"job.sh": "#!/bin/sh\n"})
+    local.chmod(0o770)
+    cluster = {"name": "here", "sync_dirs": [{"alias": "p", "local": str(local), "remote": "~"}]}
+    config = write_config(tmp_path / "c.toml", [cluster], transfer_backend=backend)
+    run = run_cli(capsys, "sync", "--config", str(config))
+    assert run.code == 0, run.out + run.err
+    assert (home / "job.sh").read_text() == "#!/bin/sh\n"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755

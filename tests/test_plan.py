@@ -82,7 +82,8 @@ def test_something_in_the_way_is_replaced_first() -> None:
     for kind in ("file", "link", "other"):
         action = decide(folder, DestStat(kind, 1, 0))  # type: ignore[arg-type]
         assert action is not None
-        assert (action.op, action.reason, action.clear) == ("mkdir", f"replaces a {kind}", kind)
+        words = "replaces a special file" if kind == "other" else f"replaces a {kind}"
+        assert (action.op, action.reason, action.clear) == ("mkdir", words, kind)
     link = decide(Entry("l", "link", 1, 0, 0o777, "t"), DestStat("dir", 0, 0))
     assert link is not None and (link.op, link.clear) == ("link", "dir")
     new = decide(file(), None)

@@ -27,6 +27,7 @@ from sbatchman.plan import (
     build,
     folders,
     in_the_way,
+    is_login_folder,
     listing_failure,
     locked_folders,
     root_entry,
@@ -242,7 +243,7 @@ class LocalSession:
         except OSError:
             here = None
         conflicts = [path for path, _ in plan.conflicts]
-        top = (root_entry(job.selection.root), here)
+        top = None if is_login_folder(job.remote) else (root_entry(job.selection.root), here)
         return attribute_fixes(job.selection, listings, dirlinks, conflicts, top)
 
     def abort(self) -> None:
