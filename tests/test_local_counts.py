@@ -1,7 +1,8 @@
-"""The local copier counts what landed when the disk gives out part way (a full scratch disk).
+"""The local copier, when the disk refuses one file (a full scratch disk): the others still go,
+and the count says what landed.
 
 RLIMIT_FSIZE stands in for a full disk: writes past it fail with EFBIG (Python ignores
-SIGXFSZ), so the small files land and the big one cannot.
+SIGXFSZ), so the small files land and the big one cannot, as with rsync's exit 23.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ LIMIT = 64 << 10
 
 
 def test_a_push_that_runs_out_of_room_reports_the_files_that_landed(tmp_path: Path) -> None:
-    small = {f"a{i}.txt": f"{i}\n" for i in range(5)}
+    small = {f"a{i}.txt": f"{i}\n" for i in range(5)} | {"z.txt": "after the big one\n"}
     proj = make_tree(tmp_path / "proj", small)
-    (proj / "z.bin").write_bytes(b"\0" * (4 * LIMIT))
+    (proj / "m.bin").write_bytes(b"\0" * (4 * LIMIT))  # fails alone; z.txt still goes
     dest = tmp_path / "dest"
     config = write_config(
         tmp_path / "c.toml",
@@ -48,6 +49,6 @@ def test_a_push_that_runs_out_of_room_reports_the_files_that_landed(tmp_path: Pa
     landed = sorted(p.name for p in dest.iterdir() if not p.name.startswith("."))
     assert landed == sorted(small)
     assert sorted(f["path"] for f in target["files"]) == landed
-    assert target["files_sent"] == 5 and target["bytes_sent"] == sum(map(len, small.values()))
+    assert target["files_sent"] == 6 and target["bytes_sent"] == sum(map(len, small.values()))
     assert "File too large" in target["error"]
     assert not [p for p in dest.iterdir() if p.name.endswith(".sbm-part")]

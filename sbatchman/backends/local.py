@@ -20,6 +20,7 @@ from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTra
 from sbatchman.backends.sources import Changed, copy_file
 from sbatchman.errors import TransferError
 from sbatchman.plan import (
+    Action,
     DestStat,
     Kind,
     Plan,
@@ -187,28 +188,37 @@ class LocalSession:
                     what = "cannot remove what is in the way of this folder"
                 failures.append(f"{entry.path}: {what}: {err.strerror}")
                 continue
-            if action.op == "mkdir":
-                dest.mkdir(mode=0o700, exist_ok=True)  # its own mode comes last (it may be r-x)
-            elif action.op == "link":
-                part = dest.with_name(temporaries.name(dest.name))
-                os.symlink(entry.target or "", part)
-                os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
-                os.replace(part, dest)
-            elif action.op == "send":
-                part = dest.with_name(temporaries.name(dest.name))
-                try:
-                    copy_file(source, entry, part)
-                    os.replace(part, dest)
-                except Changed as err:
-                    failed.add(entry.path)
-                    failures.append(f"{entry.path}: {err}")
-                    continue
-                finally:
-                    part.unlink(missing_ok=True)
+            try:
+                self._place(action, source, dest, temporaries)
+            except (Changed, OSError) as err:  # this entry fails; the others still go, as rsync
+                failed.add(entry.path)
+                why = err.strerror if isinstance(err, OSError) and err.strerror else err
+                failures.append(f"{entry.path}: {why}")
+                continue
+            if action.op == "send":
                 outcome.sent.append((entry.path, action.reason))
                 outcome.bytes_sent += entry.size
                 events.sent(entry.path, entry.size, action.reason)
         return failures
+
+    @staticmethod
+    def _place(action: Action, source: Path, dest: Path, temporaries: Temporaries) -> None:
+        """One entry at its final path, through a temporary beside it (never half-written)."""
+        entry = action.entry
+        if action.op == "mkdir":
+            dest.mkdir(mode=0o700, exist_ok=True)  # its own mode comes last (it may be r-x)
+            return
+        part = dest.with_name(temporaries.name(dest.name))
+        try:
+            if action.op == "link":
+                os.symlink(entry.target or "", part)
+                os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
+            else:
+                copy_file(source, entry, part)
+            os.replace(part, dest)
+        finally:
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
 
     def _fix_attributes(
         self,
