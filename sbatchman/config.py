@@ -8,6 +8,7 @@ of the program can trust the objects. Locations are written the way users read t
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import sys
 from collections.abc import Mapping
@@ -141,6 +142,11 @@ def parse(text: str, path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(_syntax_message(path, str(err), text)) from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ConfigError(
+            f"{path}: TOML nested too deeply (arrays or tables inside each other hundreds of"
+            " levels deep); no setting takes that"
+        ) from None
     except ValueError as err:  # tomllib's int() refuses numbers of more than 4300 digits
         found = re.search(r"[0-9][0-9_]{4299,}", text)
         if not found:
@@ -274,6 +280,16 @@ class _Parser:
             return text[2:].lstrip("/") or "."
         if text.startswith("~"):
             raise self.fail(where, f"{text!r}: ~user paths are not expanded; write the full path")
+        named = False  # a `..` after a folder name means that folder must exist there first
+        for part in text.split("/"):
+            if part == ".." and named:
+                plain = posixpath.normpath(text)
+                raise self.fail(
+                    where,
+                    f"{text!r}: a '..' after a folder name depends on that folder existing on"
+                    f" the cluster (the backends cannot all check it); write {plain!r}",
+                )
+            named = named or part not in ("", ".", "..")
         return text
 
     def cluster(self, raw: Any, where: str, settings: Settings) -> Cluster:

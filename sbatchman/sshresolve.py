@@ -303,14 +303,26 @@ def require_user(cluster: Cluster, settings: Settings, config_path: Path | None 
         return
     assert cluster.host is not None
     options = SshOptions(batch=True)
-    with_config = _ssh_g(cluster.host, config_argv(cluster, settings), options)
+    where = str(config_path) if config_path is not None else "config"
+    ssh_config = cluster.ssh_config or settings.ssh_config or "~/.ssh/config"
+    try:
+        with_config = _ssh_g(cluster.host, config_argv(cluster, settings), options)
+    except ConnectError as err:  # an ssh config ssh cannot read is the config's mistake
+        place = (
+            f"{cluster.where}.ssh_config"
+            if cluster.ssh_config
+            else "global.ssh_config"
+            if settings.ssh_config
+            else f"{cluster.where}.host"
+        )
+        raise ConfigError(
+            f'{where}: {place}: {err}; fix {ssh_config}, or give user = "..." for this cluster'
+        ) from None
     without = _ssh_g(cluster.host, ["-F", os.devnull], options)
     if with_config.get("user") != without.get("user"):
         return
     if _config_names_user(cluster, settings):
         return
-    where = str(config_path) if config_path is not None else "config"
-    ssh_config = cluster.ssh_config or settings.ssh_config or "~/.ssh/config"
     raise ConfigError(
         f"{where}: {cluster.where}.user: missing, and {ssh_config} has no User for host"
         f' {cluster.host!r}; add user = "..." or a User line'

@@ -213,3 +213,46 @@ def test_a_config_path_under_an_unknown_user_is_one_line(tmp_path: Path, how: st
         f"sbatchman: error: {where}: '~no-such-user-sbm/c.toml': cannot expand"
         " ~no-such-user-sbm: write the full path\n"
     )
+
+
+def test_an_ssh_config_ssh_cannot_read_is_a_config_error_naming_its_place(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    proj = make_tree(tmp_path / "proj", {"a.txt": "a\n"})
+    missing = tmp_path / "no-such-ssh-config"
+    clusters = [
+        {"name": "a", "sync_dirs": [{"alias": "p", "local": str(proj), "remote": "/x"}]},
+        {
+            "name": "b",
+            "host": "alpha",
+            "ssh_config": str(missing),
+            "sync_dirs": [{"alias": "p", "local": str(proj), "remote": "x"}],
+        },
+    ]
+    config = write_config(tmp_path / "c.toml", clusters)
+    run = run_cli(capsys, "sync", "--config", str(config))
+    assert run.code == 2, run.err
+    assert run.err.count("\n") == 1 and "Traceback" not in run.err
+    assert run.err.startswith(f"sbatchman: error: {config}: clusters[1].ssh_config: ")
+    assert str(missing) in run.err
+
+
+def test_a_config_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    text = "a = " + "[" * 1000 + "]" * 1000 + "\n"
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        parse(text, tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize("remote", ["zz/../proj", "/scratch/zz/../proj", "a/./../b"])
+def test_a_dot_dot_after_a_folder_name_in_remote_is_refused(tmp_path: Path, remote: str) -> None:
+    """SFTP and the local copier would take a missing `zz` for an empty destination and
+    overwrite newer files in `proj` (rsync would not): such a path is written plainly."""
+    text = f'[[clusters]]\nname = "c"\n[[clusters.sync_dirs]]\nalias = "p"\nremote = "{remote}"\n'
+    with pytest.raises(ConfigError, match=r"clusters\[0\]\.sync_dirs\[0\]\.remote: .*'\.\.'"):
+        parse(text, tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize("remote", ["../x", "../../shared/x", "/../x", "./x"])
+def test_leading_dot_dots_in_remote_stay_allowed(tmp_path: Path, remote: str) -> None:
+    text = f'[[clusters]]\nname = "c"\n[[clusters.sync_dirs]]\nalias = "p"\nremote = "{remote}"\n'
+    assert parse(text, tmp_path / "c.toml").clusters[0].sync_dirs[0].remote == remote

@@ -60,6 +60,15 @@ def test_a_missing_rsync_is_recognised() -> None:
     )
     assert is_missing(12, stderr) and not is_missing(12, "rsync: connection unexpectedly closed")
     assert "not installed" in failure(12, stderr, stall=60)
+    # each login shell's words, as the clusters' shells print them (csh/tcsh are common on HPC)
+    for said in (
+        "sh: 1: rsync: not found",
+        "zsh:1: command not found: rsync",
+        "rsync: Command not found.",
+        "fish: Unknown command: rsync",
+    ):
+        assert is_missing(127, said + "\n"), said
+    assert not is_missing(127, "sh: 1: ssh-helper: not found\n")
 
 
 def test_the_accept_new_hint_is_not_offered_when_the_flag_was_given() -> None:

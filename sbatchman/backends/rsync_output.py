@@ -33,7 +33,12 @@ _PROGRESS = re.compile(r"^\s*([\d,.]+)\s+\d{1,3}%\s+\S+/s\s+\d+:\d\d:\d\d\s*(\(x
 _ERRNO = re.compile(r"\s*\(\d+\)$")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _TEMP = re.compile(r"(^|/)\.([^/]+)\.[A-Za-z0-9]{6}$")  # rsync's temporary: .name.XXXXXX
-_MISSING = re.compile(r"rsync: (command )?not found|rsync: No such file or directory")
+# "not found" as each login shell says it: sh/bash, dash, zsh, csh/tcsh, fish.
+_MISSING = re.compile(
+    r"rsync: (command )?not found|rsync: No such file or directory|command not found: rsync"
+    r"|rsync: Command not found|Unknown command:? '?rsync",
+    re.IGNORECASE,
+)
 
 
 class RsyncMissing(TransferError):
