@@ -1,4 +1,4 @@
-"""Child processes that end with sbatchman, even when it is killed outright (SIGKILL).
+"""Child processes: they end with sbatchman (even on SIGKILL), and talking to them never hangs.
 
 Kept out of ssh.py and the backends because it is about processes, not protocols: any code that
 starts a long-running helper (rsync, ssh) passes `preexec_fn=die_with_parent()`.
@@ -6,10 +6,17 @@ starts a long-running helper (rsync, ssh) passes `preexec_fn=die_with_parent()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import IO
+
+_POLL = 0.1  # seconds between looks at a quiet child
+_GRACE = 1.0  # how long output may trail the child's exit
 
 
 def die_with_parent() -> Callable[[], None] | None:
@@ -37,3 +44,40 @@ def die_with_parent() -> Callable[[], None] | None:
             os._exit(1)
 
     return arm
+
+
+def output_of(proc: subprocess.Popen[bytes], stdout: IO[bytes]) -> Iterator[bytes]:
+    """A child's output until EOF, or until the child has exited and nothing more comes.
+
+    The pipe may outlive the child: ssh passes its descriptors to the ControlMaster, which
+    holds them until the cluster ends the session, and a silent cluster never does. Reading to
+    EOF would then outlast every timeout and signal."""
+    quiet = 0.0
+    while True:
+        try:
+            ready, _, _ = select.select([stdout], [], [], _POLL)
+            chunk = os.read(stdout.fileno(), 65536) if ready else None
+        except (OSError, ValueError):  # closed by the caller, which stopped waiting for it
+            return
+        if chunk is not None:
+            if not chunk:
+                return
+            quiet = 0.0
+            yield chunk
+        elif proc.poll() is not None:
+            quiet += _POLL
+            if quiet >= _GRACE:
+                return
+
+
+def feed(pipe: IO[bytes], data: bytes | Callable[[], bytes], failed: list[BaseException]) -> None:
+    """Write a child's whole stdin; a callable makes it first (the child starts meanwhile).
+    If that fails the child gets nothing, and `failed` holds why, for the caller to report."""
+    try:
+        pipe.write(data() if callable(data) else data)
+    except BrokenPipeError:  # the child died early; its exit code says why
+        pass
+    except Exception as err:
+        failed.append(err)
+    with contextlib.suppress(BrokenPipeError):
+        pipe.close()

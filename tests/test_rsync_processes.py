@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import SshdFactory
 from tests.support.procs import alive, children, comm, signal_all
-from tests.support.project import ssh_cluster, write_config
+from tests.support.project import make_tree, ssh_cluster, write_config
 
 
 def test_a_stalled_cluster_is_called_stalled_with_the_seconds(
@@ -155,3 +155,34 @@ def test_rsync_dies_with_a_killed_sbatchman(sshd_factory: SshdFactory, tmp_path:
         )
         for pid in masters.stdout.split():  # the master ends on its own after ControlPersist
             os.kill(int(pid), signal.SIGTERM)
+
+
+def test_a_cluster_that_goes_silent_after_rsync_starts_fails_after_the_stall_timeout(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """The login works (the ssh master connects), then the session's rsync never answers.
+    rsync gives up at --timeout; sbatchman must end then too, not when the cluster does."""
+    wrapper = tmp_path / "silent-session.sh"
+    wrapper.write_text("#!/bin/sh\nexec sleep 60\n")
+    wrapper.chmod(0o755)
+    server = sshd_factory("mute", extra_config={"ForceCommand": str(wrapper)})
+    local = make_tree(tmp_path / "proj", {"a.txt": "a\n"})
+    config = write_config(
+        tmp_path / "c.toml",
+        [ssh_cluster(server, [{"alias": "p", "local": str(local), "remote": "/tmp/never"}])],
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "-b", "rsync",
+         "--stall-timeout", "3", "--json"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        out, err = child.communicate(timeout=30)  # a bound well under the 60 s silence
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        pytest.fail("still waiting for a silent cluster long after the stall timeout")
+    assert child.returncode == 1, err
+    assert "Traceback" not in err and "Exception" not in err, err
+    target = json.loads(out)["targets"][0]
+    assert target["status"] == "failed" and "stalled" in target["error"], target

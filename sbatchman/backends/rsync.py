@@ -6,7 +6,6 @@ rsync receives the exact entries the selection engine chose (`--files-from`, NUL
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import posixpath
@@ -16,7 +15,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
 
 from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.backends import rsync_guard as guard
@@ -30,7 +28,7 @@ from sbatchman.backends.rsync_output import (
     records,
     unescape,
 )
-from sbatchman.children import die_with_parent
+from sbatchman.children import die_with_parent, feed, output_of
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.plan import FULL_FOLDER, is_login_folder
 from sbatchman.precedence import keep_dirlinks_for
@@ -40,6 +38,7 @@ _ITEM = re.compile(r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (.*)$")
 _SKIP = re.compile(r"^(.*) is newer$")
 # How long the after-failure check may take; past it the count is reported as unknown.
 _CHECK_TIMEOUT = 15.0
+_GRACE = 1.0  # how long stderr may trail rsync's exit (see children.output_of)
 # Characters that cannot change meaning in a POSIX shell: the only paths an rsync without -s
 # may send (it hands the remote path to the remote shell).
 _SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./+,:=@%-]*$")
@@ -230,19 +229,23 @@ class RsyncSession:
             # Feed names and drain stderr on threads: either pipe filling up would deadlock.
             errors: list[bytes] = []
             unfed: list[BaseException] = []  # why the names could not be made (rsync got none)
-            feeder = threading.Thread(target=_feed, args=(proc.stdin, names, unfed), daemon=True)
-            drain = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
+            feeder = threading.Thread(target=feed, args=(proc.stdin, names, unfed), daemon=True)
+            drain = threading.Thread(
+                target=lambda: errors.extend(output_of(proc, stderr)), daemon=True
+            )
             feeder.start()
             drain.start()
             try:
-                for raw in records(iter(lambda: os.read(stdout.fileno(), 65536), b"")):
+                for raw in records(output_of(proc, stdout)):
                     self._line(raw, known, progress, outcome)
                 progress.finish()
                 rc = proc.wait()
             finally:
                 self.running.discard(proc)
-            feeder.join()
-            drain.join()
+            # ssh's stderr is rsync's: through the ControlMaster, the master holds it open
+            # until the cluster ends the session, which a silent cluster never does.
+            feeder.join(2 * _GRACE)
+            drain.join(2 * _GRACE)
         if self.aborted:
             raise InterruptedPart(outcome)
         if unfed:
@@ -378,19 +381,6 @@ def _name(text: str, known: set[str]) -> str:
     raw = text.encode("utf-8", "surrogateescape")
     name = unescape(raw).decode("utf-8", "surrogateescape")
     return name if name in known or text not in known else text
-
-
-def _feed(pipe: IO[bytes], data: bytes | Callable[[], bytes], failed: list[BaseException]) -> None:
-    """Write the names; a callable makes them first (rsync connects meanwhile). If it fails,
-    rsync gets an empty list, so it does nothing, and the failure is what the push reports."""
-    try:
-        pipe.write(data() if callable(data) else data)
-    except BrokenPipeError:  # rsync died early; its exit code says why
-        pass
-    except Exception as err:
-        failed.append(err)
-    with contextlib.suppress(BrokenPipeError):
-        pipe.close()
 
 
 def _local_dest(remote: str) -> str:
