@@ -157,11 +157,13 @@ def test_rsync_dies_with_a_killed_sbatchman(sshd_factory: SshdFactory, tmp_path:
             os.kill(int(pid), signal.SIGTERM)
 
 
+@pytest.mark.parametrize("remote", ["/tmp/never", "../never/x"], ids=["plain", "dot-dot"])
 def test_a_cluster_that_goes_silent_after_rsync_starts_fails_after_the_stall_timeout(
-    sshd_factory: SshdFactory, tmp_path: Path
+    sshd_factory: SshdFactory, tmp_path: Path, remote: str
 ) -> None:
     """The login works (the ssh master connects), then the session's rsync never answers.
-    rsync gives up at --timeout; sbatchman must end then too, not when the cluster does."""
+    rsync gives up at --timeout; sbatchman must end then too, not when the cluster does. A
+    `..` path has its folder made by a separate rsync first: that one is bounded as well."""
     wrapper = tmp_path / "silent-session.sh"
     wrapper.write_text("#!/bin/sh\nexec sleep 60\n")
     wrapper.chmod(0o755)
@@ -169,7 +171,7 @@ def test_a_cluster_that_goes_silent_after_rsync_starts_fails_after_the_stall_tim
     local = make_tree(tmp_path / "proj", {"a.txt": "a\n"})
     config = write_config(
         tmp_path / "c.toml",
-        [ssh_cluster(server, [{"alias": "p", "local": str(local), "remote": "/tmp/never"}])],
+        [ssh_cluster(server, [{"alias": "p", "local": str(local), "remote": remote}])],
     )
     child = subprocess.Popen(
         [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "-b", "rsync",

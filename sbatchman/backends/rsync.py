@@ -194,7 +194,10 @@ class RsyncSession:
                 out, err = proc.communicate(data, timeout=max(1.0, self.stall_timeout))
             except subprocess.TimeoutExpired:
                 proc.kill()
-                raise TransferError("timed out looking at the cluster's folder") from None
+                raise TransferError(
+                    f"stalled: the cluster did not answer for {self.stall_timeout:g} s"
+                    " (--stall-timeout)"
+                ) from None
             finally:
                 self.running.discard(proc)
         if self.aborted:
@@ -360,11 +363,11 @@ class RsyncSession:
             host = self.master.host.rpartition("@")[2]
             host = f"[{host}]" if ":" in host else host
             argv += ["--", f"{empty}/./{below}", f"{host}:{dest}"]
-            run = subprocess.run(argv, capture_output=True, text=True, check=False)
-            if run.returncode != 0:
-                message = failure(run.returncode, run.stderr, stall=self.stall_timeout)
-                missing = is_missing(run.returncode, run.stderr)
-                raise (RsyncMissing if missing else TransferError)(message)
+            rc, _, said = self._ask(argv, b"", {})  # bounded, and stopped by abort()
+            if rc != 0:
+                text = said.decode("utf-8", "replace")
+                message = failure(rc, text, stall=self.stall_timeout)
+                raise (RsyncMissing if is_missing(rc, text) else TransferError)(message)
 
     def abort(self) -> None:
         self.aborted = True
