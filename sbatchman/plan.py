@@ -24,6 +24,17 @@ NEWER_FILE = "newer file on the cluster"
 FULL_FOLDER = "folder not empty on the cluster"
 
 
+def kind_of(mode: int | None) -> Kind:
+    """What a destination entry is, from its st_mode (None: the server did not say)."""
+    if mode is None:
+        return "other"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "link" if stat.S_ISLNK(mode) else "other"
+
+
 @dataclass(frozen=True)
 class DestStat:
     """What the destination has at a path; mtime in whole seconds, as SFTP v3 reports it."""

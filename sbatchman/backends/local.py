@@ -22,13 +22,13 @@ from sbatchman.errors import TransferError
 from sbatchman.plan import (
     Action,
     DestStat,
-    Kind,
     Plan,
     attribute_fixes,
     build,
     folders,
     in_the_way,
     is_login_folder,
+    kind_of,
     listing_failure,
     locked_folders,
     root_entry,
@@ -68,15 +68,7 @@ def _listing(folder: Path) -> dict[str, DestStat] | None:
     listing: dict[str, DestStat] = {}
     for entry in entries:
         st = entry.stat(follow_symlinks=False)
-        kind: Kind = (
-            "dir"
-            if stat.S_ISDIR(st.st_mode)
-            else "file"
-            if stat.S_ISREG(st.st_mode)
-            else "link"
-            if stat.S_ISLNK(st.st_mode)
-            else "other"
-        )
+        kind = kind_of(st.st_mode)
         target = os.readlink(entry.path) if kind == "link" else None
         listing[entry.name] = DestStat(
             kind, st.st_size, int(st.st_mtime), stat.S_IMODE(st.st_mode), target

@@ -15,7 +15,6 @@ import calendar
 import os
 import posixpath
 import re
-import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from sbatchman.backends import Job
 from sbatchman.backends.local import destination
 from sbatchman.backends.rsync_output import RsyncMissing, failure, is_missing, unescape
 from sbatchman.errors import TransferError
-from sbatchman.plan import NEWER_FILE, DestStat, Kind, decide, replaced_link_warning
+from sbatchman.plan import NEWER_FILE, DestStat, Kind, decide, kind_of, replaced_link_warning
 from sbatchman.selection import Entry, Selection
 from sbatchman.ssh import Master
 
@@ -174,17 +173,7 @@ def lstat_all(root: Path, entries: list[Entry]) -> dict[str, DestStat]:
             st = os.lstat(root / entry.path)
         except OSError:
             continue
-        mode = st.st_mode
-        kind: Kind = (
-            "dir"
-            if stat.S_ISDIR(mode)
-            else "file"
-            if stat.S_ISREG(mode)
-            else "link"
-            if stat.S_ISLNK(mode)
-            else "other"
-        )
-        found[entry.path] = DestStat(kind, st.st_size, int(st.st_mtime))
+        found[entry.path] = DestStat(kind_of(st.st_mode), st.st_size, int(st.st_mtime))
     return found
 
 

@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 
 from sbatchman.backends import sftp_wire as w
 from sbatchman.backends.sftp_apply import Apply
-from sbatchman.backends.sftp_scan import kind_of
-from sbatchman.plan import Action, seconds
+from sbatchman.plan import Action, kind_of, seconds
 from sbatchman.selection import Entry
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from sbatchman.backends import sftp_wire as w
 from sbatchman.errors import TransferError
-from sbatchman.plan import DestStat, Kind, in_the_way, listing_failure, seconds
+from sbatchman.plan import DestStat, in_the_way, kind_of, listing_failure, seconds
 from sbatchman.selection import Selection
 
 # Folders listed at once: each holds a handle on the server and up to two READDIR replies
@@ -38,18 +38,6 @@ def join(root: str, rel: str) -> str:
     if not rel:
         return root
     return rel if root == "." else posixpath.join(root, rel)
-
-
-def kind_of(mode: int | None) -> Kind:
-    if mode is None:
-        return "other"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
 
 
 def dest_stat(attrs: w.Attrs) -> DestStat:
