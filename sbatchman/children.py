@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 _POLL = 0.1  # seconds between looks at a quiet child
-_GRACE = 1.0  # how long output may trail the child's exit
+GRACE = 1.0  # how long output may trail the child's exit; readers end within it
 
 
 def die_with_parent() -> Callable[[], None] | None:
@@ -66,7 +66,7 @@ def output_of(proc: subprocess.Popen[bytes], stdout: IO[bytes]) -> Iterator[byte
             yield chunk
         elif proc.poll() is not None:
             quiet += _POLL
-            if quiet >= _GRACE:
+            if quiet >= GRACE:
                 return
 
 

@@ -6,9 +6,7 @@ Progress and notices go to stderr; the summary, dry-run listings and JSON go to 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -99,27 +97,16 @@ class _TargetEvents:
             self.reporter.line(f"{self.label}: kept {shown}")
 
 
-class _Console(Console):
-    """A console whose reader may leave (`sync -v | head`) without stopping the transfer.
-
-    rich's own answer to a broken pipe is SystemExit(1), raised in whichever worker thread
-    printed: the push would die half-way. Here the output is dropped instead; the exit
-    status still says how the sync went.
-    """
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
-
-
 class ConsoleReporter:
-    """The Reporter the CLI uses; a context manager around the live progress display."""
+    """The Reporter the CLI uses; a context manager around the live progress display.
+
+    A reader that leaves (`sync -v | head`) or a full disk never reaches rich (whose answer
+    would be SystemExit in a worker thread): cli.main writes through output.Guarded."""
 
     def __init__(self, style: Style, out: Console | None = None, err: Console | None = None):
         self.style = style
-        self.out = out or _Console(highlight=False, soft_wrap=True)
-        self.err = err or _Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = out or Console(highlight=False, soft_wrap=True)
+        self.err = err or Console(stderr=True, highlight=False, soft_wrap=True)
         self.progress: Progress | None = None
         self._lock = threading.Lock()
 

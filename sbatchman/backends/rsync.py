@@ -28,7 +28,7 @@ from sbatchman.backends.rsync_output import (
     records,
     unescape,
 )
-from sbatchman.children import die_with_parent, feed, output_of
+from sbatchman.children import GRACE, die_with_parent, feed, output_of
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.plan import FULL_FOLDER, is_login_folder
 from sbatchman.precedence import keep_dirlinks_for
@@ -38,7 +38,6 @@ _ITEM = re.compile(r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (.*)$")
 _SKIP = re.compile(r"^(.*) is newer$")
 # How long the after-failure check may take; past it the count is reported as unknown.
 _CHECK_TIMEOUT = 15.0
-_GRACE = 1.0  # how long stderr may trail rsync's exit (see children.output_of)
 # Characters that cannot change meaning in a POSIX shell: the only paths an rsync without -s
 # may send (it hands the remote path to the remote shell).
 _SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./+,:=@%-]*$")
@@ -247,8 +246,8 @@ class RsyncSession:
                 self.running.discard(proc)
             # ssh's stderr is rsync's: through the ControlMaster, the master holds it open
             # until the cluster ends the session, which a silent cluster never does.
-            feeder.join(2 * _GRACE)
-            drain.join(2 * _GRACE)
+            feeder.join(2 * GRACE)
+            drain.join(2 * GRACE)
         if self.aborted:
             raise InterruptedPart(outcome)
         if unfed:
