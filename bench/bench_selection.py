@@ -1,4 +1,4 @@
-"""Time sbatchman.selection.select() against `rsync -rn --exclude ...` on one generated tree.
+"""Time sbatchman.selection.walk.select() against `rsync -rn --exclude ...` on one generated tree.
 
 The budget (docs/filters.md) is select() <= 2x rsync's own dry-run walk of the same tree with
 the same excludes, both measured in the same run so the machine and page cache are shared.
@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import write_block
-from sbatchman.selection import Rule, select
+from sbatchman.selection.walk import Rule, select
 
 EXCLUDES = [".git", "__pycache__", "*.pyc", "*.o", "results/", "/data", "wandb", "*.ckpt"]
 IGNORE_TEXT = "# per-project leftovers\n*.log\n!keep.log\ntmp/\n"

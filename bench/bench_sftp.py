@@ -120,11 +120,11 @@ def _env(work: Path) -> dict[str, str]:
 
 def _engine_push(config: Path, alias: str) -> Callable[[], float]:
     """The SFTP push alone, on a session opened once (connection and CLI start-up excluded)."""
-    from sbatchman.backends import Job
-    from sbatchman.backends.sftp import open_sftp
+    from sbatchman.backends.sftp.session import open_sftp
     from sbatchman.config import load
-    from sbatchman.selection import select
-    from sbatchman.ssh import SshOptions
+    from sbatchman.model import Job
+    from sbatchman.selection.walk import select
+    from sbatchman.ssh.master import SshOptions
 
     cfg = load(config)
     cluster = cfg.clusters[0]

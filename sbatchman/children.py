@@ -1,6 +1,6 @@
 """Child processes: they end with sbatchman (even on SIGKILL), and talking to them never hangs.
 
-Kept out of ssh.py and the backends because it is about processes, not protocols: any code that
+Kept out of ssh/ and the backends because it is about processes, not protocols: any code that
 starts a long-running helper (rsync, ssh) passes `preexec_fn=die_with_parent()`.
 """
 

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from sbatchman import __version__
-from sbatchman.errors import SbatchmanError
+from sbatchman.errors import ExitCode, SbatchmanError
 
 app = typer.Typer(
     help="Push your working directories to many HPC clusters at once (rsync or SFTP).",
@@ -149,10 +149,10 @@ def sync(
 ) -> int:
     """Push every sync_dir to every cluster (or those chosen with -c / -a)."""
     from sbatchman import config as configuration
-    from sbatchman.push import Request, exit_code
+    from sbatchman.model import Request, exit_code
     from sbatchman.push import sync as run_sync
     from sbatchman.report import ConsoleReporter, Style
-    from sbatchman.ssh import SshOptions
+    from sbatchman.ssh.master import SshOptions
 
     _did_its_work(ctx)
     reporter = ConsoleReporter(Style(verbose, quiet, json_out, dry_run))
@@ -180,7 +180,7 @@ def sync(
         reporter.refused(str(err), err.exit_code)
         raise
     except KeyboardInterrupt:
-        reporter.refused("interrupted", 130)
+        reporter.refused("interrupted", ExitCode.INTERRUPTED)
         raise
     reporter.summary(results)
     return exit_code(results)
@@ -205,7 +205,7 @@ def list_files(
     """Show the files a sync would consider, without touching the network."""
     from sbatchman import config as configuration
     from sbatchman.listing import ls_lines
-    from sbatchman.push import Request
+    from sbatchman.model import Request
 
     request = Request(tuple(cluster), tuple(alias), tuple(exclude), gitignore=gitignore)
     for line in ls_lines(configuration.load(_config_file(config)), request, explain):
@@ -291,7 +291,7 @@ def _run(args: list[str], invocation: _Invocation) -> int:
         return err.exit_code
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("sbatchman: interrupted", err=True)
-        return 130
+        return ExitCode.INTERRUPTED
     except typer.TyperException as err:  # the parser's usage errors (typer's vendored click)
         ctx = getattr(err, "ctx", None)
         if type(err).__name__ == "NoArgsIsHelpError":  # `sbatchman config`: show its help
@@ -302,8 +302,8 @@ def _run(args: list[str], invocation: _Invocation) -> int:
             command = ctx.command_path if ctx is not None else "sbatchman"
             line = f"sbatchman: error: {message} (see `{command} --help`)"
             typer.echo(show_text(line), err=True)
-            _refuse_in_json(ctx, args, message, getattr(err, "exit_code", 2))
-        return int(getattr(err, "exit_code", 2))
+            _refuse_in_json(ctx, args, message, getattr(err, "exit_code", ExitCode.USAGE))
+        return int(getattr(err, "exit_code", ExitCode.USAGE))
     return code if isinstance(code, int) else 0
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sbatchman.selection import Entry, Selection
+from sbatchman.selection.walk import Entry, Selection
 from sbatchman.temporaries import SUFFIX, Temporaries, is_temporary
 
 Kind = Literal["dir", "file", "link", "other"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sbatchman.config import Cluster, Settings, SyncDir
-from sbatchman.rules import Rule
+from sbatchman.selection.rules import Rule
 
 
 def merge_excludes(

@@ -11,71 +11,26 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from dataclasses import replace
 
-from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer, Session
-from sbatchman.config import Cluster, Config, Settings, SyncDir
+from sbatchman.backends import Session
+from sbatchman.config import Config, Settings, SyncDir
 from sbatchman.errors import AuthError, ConfigError, Interrupted, SbatchmanError, UsageError
+from sbatchman.model import (
+    Events,
+    InterruptedPart,
+    Job,
+    Outcome,
+    PartialTransfer,
+    Reporter,
+    Request,
+    Result,
+    Status,
+    Target,
+)
 from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
-from sbatchman.selection import Rule, Selection, check_patterns, select
-from sbatchman.ssh import SshOptions
-from sbatchman.sshresolve import require_user
-
-
-@dataclass(frozen=True)
-class Request:
-    """What the user asked `sync` to do, already parsed from the command line."""
-
-    clusters: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
-    excludes: tuple[str, ...] = ()
-    backend: str | None = None
-    gitignore: bool | None = None
-    dry_run: bool = False
-    jobs: int = 4
-    ssh: SshOptions = field(default_factory=SshOptions)
-
-
-@dataclass(frozen=True)
-class Target:
-    """One sync_dir bound for one cluster, with everything decided that the config decides."""
-
-    cluster: Cluster
-    sync_dir: SyncDir
-    backend: str
-    rules: tuple[Rule, ...]
-    gitignore: bool
-
-
-Status = Literal["ok", "failed", "dry-run", "interrupted"]
-
-
-@dataclass
-class Result:
-    cluster: str
-    alias: str
-    backend: str
-    status: Status = "ok"
-    files_sent: int = 0
-    bytes_sent: int = 0
-    sent: list[tuple[str, str]] = field(default_factory=list)
-    skipped_newer: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    conflicts: list[tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-    error: str | None = None
-
-
-class Reporter(Protocol):
-    """Where the core sends what a person or a script might want to see."""
-
-    def notice(self, message: str) -> None: ...
-    def events(self, target: Target) -> Events: ...
-    def prompting(self) -> AbstractContextManager[None]:
-        """Around the phase that may ask the user something: live output must hold still."""
-        ...
+from sbatchman.selection.walk import Rule, Selection, check_patterns, select
+from sbatchman.ssh.resolve import require_user
 
 
 def resolve_targets(config: Config, request: Request, *, connecting: bool = True) -> list[Target]:
@@ -343,10 +298,3 @@ def _record(result: Result, outcome: Outcome) -> None:
     result.skipped_newer = outcome.skipped_newer
     result.conflicts = outcome.conflicts
     result.warnings = list(outcome.warnings)
-
-
-def exit_code(results: Sequence[Result]) -> int:
-    """0 only when every target succeeded; an interruption outranks a failure."""
-    if any(r.status == "interrupted" for r in results):
-        return 130
-    return 1 if any(r.status == "failed" for r in results) else 0

@@ -18,13 +18,13 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from sbatchman.backends import Events
+from sbatchman.model import Events
 from sbatchman.names import json_name, json_text, show_name, show_text
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from sbatchman.push import Result, Target
+    from sbatchman.model import Result, Target
 
 JSON_SCHEMA_VERSION = 1
 _GOOD = frozenset({"ok", "dry-run"})  # statuses that are not a problem
@@ -249,7 +249,7 @@ def refusal(error: str, exit_code: int, dry_run: bool) -> str:
     document = {
         "schema": JSON_SCHEMA_VERSION,
         "dry_run": dry_run,
-        "exit_code": exit_code,
+        "exit_code": int(exit_code),
         "error": json_text(error),
         "targets": [],
     }
@@ -258,12 +258,12 @@ def refusal(error: str, exit_code: int, dry_run: bool) -> str:
 
 def to_json(results: Sequence[Result], dry_run: bool) -> dict[str, Any]:
     """The --json document; its schema is documented in docs/cli.md and checked by the tests."""
-    from sbatchman.push import exit_code
+    from sbatchman.model import exit_code
 
     return {
         "schema": JSON_SCHEMA_VERSION,
         "dry_run": dry_run,
-        "exit_code": exit_code(results),
+        "exit_code": int(exit_code(results)),
         "error": None,
         "targets": [
             {

@@ -9,7 +9,7 @@ import pytest
 from sbatchman.config import default_config_path, load, parse
 from sbatchman.errors import ConfigError
 from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
-from sbatchman.selection import Rule
+from sbatchman.selection.walk import Rule
 
 NO_USER = "sbatchman-no-such-user"
 

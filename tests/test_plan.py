@@ -21,7 +21,7 @@ from sbatchman.plan import (
     part_name,
     trusted,
 )
-from sbatchman.selection import Entry, Selection
+from sbatchman.selection.walk import Entry, Selection
 from sbatchman.temporaries import Temporaries
 
 NS = 1_000_000_000

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends import Events, InterruptedPart, Job
 from sbatchman.backends.local import LocalSession
 from sbatchman.config import load
-from sbatchman.push import Request, Target, exit_code, sync
-from sbatchman.selection import select
+from sbatchman.model import Events, InterruptedPart, Job, Request, Target, exit_code
+from sbatchman.push import sync
+from sbatchman.selection.walk import select
 from tests.support.project import Recorder, make_tree, write_config
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -75,6 +76,86 @@ def test_modules_stay_small() -> None:
     big = {
         p.relative_to(REPO).as_posix(): n
         for p in (REPO / "sbatchman").rglob("*.py")
-        if (n := len(p.read_text().splitlines())) > 450
+        if (n := len(p.read_text().splitlines())) > 400
     }
     assert not big, f"split these along a real seam: {big}"
+
+
+# The data path, lowest first: a module imports only from its own layer or the ones before it.
+# selection and ssh sit side by side and never import each other.
+LAYERS: list[tuple[str, set[str]]] = [
+    ("base", {"__init__", "errors", "names", "output", "children", "temporaries"}),
+    ("config", {"configschema", "config", "starter"}),
+    ("selection", {"selection"}),
+    ("ssh", {"ssh"}),
+    ("vocabulary", {"model", "plan", "precedence"}),
+    ("backends", {"backends"}),
+    ("coordinator", {"fanout", "targets", "push"}),
+    ("front", {"report", "listing", "cli", "__main__"}),
+]
+SIBLINGS = {frozenset({"selection", "ssh"})}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every sbatchman module and the sbatchman modules it imports (lazy and typing-only too)."""
+    files = {_module_name(p): p for p in (REPO / "sbatchman").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name.split(".")[0] == "sbatchman"}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sbatchman"):
+                assert node.level == 0 and node.module is not None
+                for alias in node.names:  # `from pkg import module` depends on the module
+                    sub = f"{node.module}.{alias.name}"
+                    edges.add(sub if sub in files else node.module)
+        graph[name] = {e for e in edges if e in files and e != name}
+    return graph
+
+
+def layer_of(module: str) -> tuple[int, str]:
+    top = module.split(".")[1] if "." in module else "__init__"
+    for rank, (layer, members) in enumerate(LAYERS):
+        if top in members:
+            return rank, layer
+    raise AssertionError(f"{module}: add it to a layer in tests/test_repo.py LAYERS")
+
+
+def test_imports_only_go_down_the_layers() -> None:
+    wrong = []
+    for module, imports in sorted(import_graph().items()):
+        rank, layer = layer_of(module)
+        for imported in sorted(imports):
+            other_rank, other = layer_of(imported)
+            if other_rank > rank or frozenset({layer, other}) in SIBLINGS:
+                wrong.append(f"{module} ({layer}) imports {imported} ({other})")
+    assert not wrong, "upward or sideways imports:\n" + "\n".join(wrong)
+
+
+def test_imports_have_no_cycles() -> None:
+    graph = import_graph()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return [*path[path.index(module) :], module]
+        if module in done:
+            return None
+        for imported in sorted(graph[module]):
+            cycle = visit(imported, [*path, module])
+            if cycle:
+                return cycle
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        cycle = visit(module, [])
+        assert cycle is None, "import cycle: " + " -> ".join(cycle or [])

@@ -8,8 +8,8 @@ from pathlib import Path
 from rich.console import Console
 
 from sbatchman.config import parse
+from sbatchman.model import Result, Target
 from sbatchman.precedence import merge_excludes
-from sbatchman.push import Result, Target
 from sbatchman.report import ConsoleReporter, Style, human_bytes
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends import InterruptedPart, Job
 from sbatchman.backends.rsync import RsyncInfo, RsyncSession, _rsh_quote
 from sbatchman.backends.rsync_output import itemized_why as _why
 from sbatchman.config import parse
-from sbatchman.selection import Selection, select
+from sbatchman.model import InterruptedPart, Job
+from sbatchman.selection.walk import Selection, select
 from tests.support.project import Recorder, make_tree
 
 

@@ -13,7 +13,7 @@ from sbatchman.backends.rsync_guard import (
     stat_worked,
 )
 from sbatchman.plan import NEWER_FILE, DestStat
-from sbatchman.selection import Entry, Selection
+from sbatchman.selection.walk import Entry, Selection
 
 NS = 1_000_000_000
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends import Job, PartialTransfer
 from sbatchman.backends.rsync import RsyncSession
 from sbatchman.backends.rsync_info import detect
 from sbatchman.config import Cluster, Config, load
+from sbatchman.model import Job, PartialTransfer
 from sbatchman.names import json_name
-from sbatchman.selection import select
-from sbatchman.ssh import Master, SshOptions
+from sbatchman.selection.walk import select
+from sbatchman.ssh.master import Master, SshOptions
 from tests.conftest import SshdFactory
 from tests.support.procs import signal_all
 from tests.support.project import Recorder, make_tree, run_cli, ssh_cluster, write_config

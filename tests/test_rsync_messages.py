@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 from sbatchman.backends.rsync_output import Progress, failure, is_missing, records, unescape
-from sbatchman.ssh import SshOptions, policy_argv
-from sbatchman.sshwords import cause, key_needs_passphrase
+from sbatchman.ssh.master import SshOptions, policy_argv
+from sbatchman.ssh.words import cause, key_needs_passphrase
 from tests.support.project import Recorder
 
 ROOT = "/home/u/proj"

@@ -1,4 +1,4 @@
-"""Unit tests for sbatchman.selection; the worked examples are loaded from docs/filters.md."""
+"""Unit tests for sbatchman.selection.walk; the worked examples are loaded from docs/filters.md."""
 
 from __future__ import annotations
 
@@ -16,10 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman import ignorefiles
 from sbatchman.errors import ConfigError, UsageError
-from sbatchman.patterns import split_lines
-from sbatchman.selection import Entry, Rule, Selection, check_patterns, explain, select
+from sbatchman.selection import ignorefiles
+from sbatchman.selection.patterns import split_lines
+from sbatchman.selection.walk import (
+    Entry,
+    Rule,
+    Selection,
+    check_patterns,
+    explain,
+    select,
+)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "filters.md"
 RSYNC = shutil.which("rsync")
@@ -528,7 +535,7 @@ def test_unreadable_dir_for_real() -> None:
             """
             import sys
             from pathlib import Path
-            from sbatchman.selection import select
+            from sbatchman.selection.walk import select
             sel = select(Path(sys.argv[1]), [])
             print(sorted(e.path for e in sel.entries))
             print(sorted(sel.problems))

@@ -1,4 +1,4 @@
-"""Property tests for sbatchman.selection with the real rsync and git as oracles.
+"""Property tests for sbatchman.selection.walk with the real rsync and git as oracles.
 
 Trees and patterns come from deliberately tiny alphabets so that patterns hit names often;
 `test_strategies_exercise_exclusions` checks that they do, so a property cannot pass by
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sbatchman.selection import IGNORE_FILE, Rule, Selection, explain, select
+from sbatchman.selection.walk import IGNORE_FILE, Rule, Selection, explain, select
 
 RSYNC = shutil.which("rsync")
 GIT = shutil.which("git")

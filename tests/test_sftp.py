@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends.sftp import SftpSession
-from sbatchman.backends.sftp_wire import Wire
+from sbatchman.backends.sftp.session import SftpSession
+from sbatchman.backends.sftp.wire import Wire
 from sbatchman.errors import TransferError
 from sbatchman.plan import PART_SUFFIX
 from sbatchman.temporaries import Temporaries

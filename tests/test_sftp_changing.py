@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends import PartialTransfer
+from sbatchman.model import PartialTransfer
 from sbatchman.plan import PART_SUFFIX
 from tests.support.project import Recorder, make_tree
 from tests.support.sftpkit import T0, Remote, set_mtime

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends import InterruptedPart, PartialTransfer
+from sbatchman.model import InterruptedPart, PartialTransfer
 from sbatchman.plan import PART_SUFFIX, part_name
 from sbatchman.temporaries import MAX_AGE_S, Temporaries
 from tests.support.project import Recorder, make_tree

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends import PartialTransfer
-from sbatchman.backends.sftp_scan import Scan, _check_errors
+from sbatchman.backends.sftp.scan import Scan, _check_errors
 from sbatchman.errors import Interrupted, TransferError
+from sbatchman.model import PartialTransfer
 from sbatchman.plan import PART_SUFFIX, DestStat
 from tests.conftest import SshdFactory
 from tests.support.project import make_tree, run_cli, ssh_cluster, write_config

@@ -1,7 +1,8 @@
 """Both backends reach real sshd servers the way the user's own `ssh` would.
 
-The paramiko side is `sshconnect.connect()`, the rsync side `ssh.Master`; every test here runs
-against real OpenSSH servers from the test bed (no mocks), with config files written per test.
+The paramiko side is `ssh.connect.connect()`, the rsync side `ssh.master.Master`; every test
+here runs against real OpenSSH servers from the test bed (no mocks), with config files
+written per test.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import pytest
 
 from sbatchman.config import Settings
 from sbatchman.errors import ConfigError, ConnectError
-from sbatchman.ssh import Master, SshOptions
-from sbatchman.sshconnect import connect
-from sbatchman.sshresolve import require_user, resolve_cluster
+from sbatchman.ssh.connect import connect
+from sbatchman.ssh.master import Master, SshOptions
+from sbatchman.ssh.resolve import require_user, resolve_cluster
 from tests.conftest import SshdFactory
 from tests.support.sshd import SshServer, current_user, generate_key
 from tests.support.sshkit import config_block, make_cluster

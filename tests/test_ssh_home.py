@@ -20,9 +20,9 @@ import pytest
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import ConnectError
-from sbatchman.ssh import Master, SshOptions, policy_config
-from sbatchman.sshconnect import connect
-from sbatchman.sshresolve import resolve_cluster
+from sbatchman.ssh.connect import connect
+from sbatchman.ssh.master import Master, SshOptions, policy_config
+from sbatchman.ssh.resolve import resolve_cluster
 from tests.conftest import IsolatedEnv, SshdFactory
 from tests.support.sshkit import config_block, make_cluster
 

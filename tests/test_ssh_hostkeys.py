@@ -1,7 +1,7 @@
 """Host keys: unknown refused with its fingerprint, accept-new stores it, changed always refused.
 
-Each scenario runs on both backends against a real sshd: `sshconnect.connect()` (paramiko) and
-`ssh.Master` (the system ssh under rsync). The known_hosts file is per test.
+Each scenario runs on both backends against a real sshd: `ssh.connect.connect()` (paramiko) and
+`ssh.master.Master` (the system ssh under rsync). The known_hosts file is per test.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman import hostkeys
 from sbatchman.config import Settings
 from sbatchman.errors import ConnectError
-from sbatchman.sshwords import cause
+from sbatchman.ssh import hostkeys
+from sbatchman.ssh.words import cause
 from tests.conftest import SshdFactory
 from tests.support.hostkeytypes import (
     ACCEPT,

@@ -17,8 +17,8 @@ import pytest
 
 from sbatchman.config import Settings
 from sbatchman.errors import AuthError, ConnectError
-from sbatchman.ssh import Master, SshOptions
-from sbatchman.sshconnect import connect
+from sbatchman.ssh.connect import connect
+from sbatchman.ssh.master import Master, SshOptions
 from tests.conftest import SshdFactory
 from tests.support.authserver import CODE, AuthServer, auth_server_config, start_auth_server
 from tests.support.sshkit import (
@@ -41,8 +41,8 @@ def connect_script(config: Path, hosts: list[str], *, batch: bool = False) -> st
             "from pathlib import Path",
             "from sbatchman.config import Settings",
             "from sbatchman.errors import SbatchmanError",
-            "from sbatchman.ssh import SshOptions",
-            "from sbatchman.sshconnect import connect",
+            "from sbatchman.ssh.master import SshOptions",
+            "from sbatchman.ssh.connect import connect",
             "from tests.support.sshkit import make_cluster",
             f"options = SshOptions(batch={batch}, connect_timeout=10)",
             f"settings = Settings(ssh_config=Path({str(config)!r}))",
@@ -114,7 +114,7 @@ def test_rsync_master_asks_passphrase_once(encrypted_server: tuple[Path, Path]) 
             "import subprocess",
             "from pathlib import Path",
             "from sbatchman.config import Settings",
-            "from sbatchman.ssh import Master, SshOptions",
+            "from sbatchman.ssh.master import Master, SshOptions",
             "from tests.support.sshkit import make_cluster",
             f"settings = Settings(ssh_config=Path({str(config)!r}))",
             "master = Master(make_cluster('one', 'one'), settings, SshOptions(batch=False))",

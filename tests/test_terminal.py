@@ -11,7 +11,7 @@ def test_prompts_and_titles_show_control_characters_escaped() -> None:
     config. ESC there must not retitle, clear or recolour the user's terminal."""
     script = python_lines(
         [
-            "from sbatchman import terminal",
+            "from sbatchman.ssh import terminal",
             r"terminal.write('Two-factor\x1b]0;owned\x07 login\nsecond line\n')",
             r"answer = terminal.ask('Code\x1b[2J: ', echo=True)",
             "print('ANSWER', answer, flush=True)",

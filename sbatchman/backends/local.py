@@ -16,9 +16,9 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.backends.sources import Changed, copy_file
 from sbatchman.errors import TransferError
+from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import (
     Action,
     DestStat,
@@ -35,7 +35,7 @@ from sbatchman.plan import (
     stale_folders,
 )
 from sbatchman.precedence import keep_dirlinks_for
-from sbatchman.selection import Entry
+from sbatchman.selection.walk import Entry
 from sbatchman.temporaries import Temporaries
 
 

@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sbatchman.backends import Events, Job, Outcome, Session
+from sbatchman.backends import Session
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import Interrupted, SbatchmanError
-from sbatchman.ssh import SshOptions
+from sbatchman.model import Events, Job, Outcome
+from sbatchman.ssh.master import SshOptions
 
 if TYPE_CHECKING:
-    from sbatchman.push import Reporter, Request, Target
+    from sbatchman.model import Reporter, Request, Target
 
 
 def open_session(
@@ -38,7 +39,7 @@ def open_session(
     if info is not None:
         if cluster.is_local:
             return rsync.RsyncSession(info, None, request.ssh.stall_timeout)
-        from sbatchman.ssh import Master
+        from sbatchman.ssh.master import Master
 
         master = Master(cluster, settings, request.ssh)
         master.open()
@@ -59,7 +60,7 @@ def open_session(
 
 def _sftp(cluster: Cluster, settings: Settings, options: SshOptions) -> Session:
     with _without_invoke():
-        from sbatchman.backends.sftp import open_sftp
+        from sbatchman.backends.sftp.session import open_sftp
 
     return open_sftp(cluster, settings, options)
 

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.backends import rsync_guard as guard
 from sbatchman.backends.rsync_info import RsyncInfo
 from sbatchman.backends.rsync_output import (
@@ -30,9 +29,10 @@ from sbatchman.backends.rsync_output import (
 )
 from sbatchman.children import GRACE, die_with_parent, feed, output_of
 from sbatchman.errors import Interrupted, TransferError
+from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import FULL_FOLDER, is_login_folder
 from sbatchman.precedence import keep_dirlinks_for
-from sbatchman.ssh import Master
+from sbatchman.ssh.master import Master
 
 _ITEM = re.compile(r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (.*)$")
 _SKIP = re.compile(r"^(.*) is newer$")

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sbatchman.backends import Job
 from sbatchman.backends.local import destination
 from sbatchman.backends.rsync_output import RsyncMissing, failure, is_missing, unescape
 from sbatchman.errors import TransferError
+from sbatchman.model import Job
 from sbatchman.plan import NEWER_FILE, DestStat, Kind, decide, kind_of, replaced_link_warning
-from sbatchman.selection import Entry, Selection
-from sbatchman.ssh import Master
+from sbatchman.selection.walk import Entry, Selection
+from sbatchman.ssh.master import Master
 
 # Runs a short command over the session's connection: (argv, stdin, env) -> (rc, stdout, stderr)
 Ask = Callable[[list[str], bytes, dict[str, str]], tuple[int, bytes, bytes]]

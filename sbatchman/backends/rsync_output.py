@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from sbatchman.backends import Events
 from sbatchman.errors import TransferError
+from sbatchman.model import Events
 
 # rsync's own exit codes, in the words a user can act on.
 _EXIT = {
@@ -161,7 +161,7 @@ def failure(rc: int, stderr: str, *, stall: float, roots: tuple[str, ...] = ()) 
             "rsync is not installed on the cluster (command not found); install it, or use -b sftp"
         )
     if rc == 255:
-        from sbatchman.sshwords import cause
+        from sbatchman.ssh.words import cause
 
         return f"ssh: {cause(stderr)}"
     meaning = _EXIT.get(rc, f"rsync failed (exit {rc})")

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 
-from sbatchman.selection import Entry
+from sbatchman.selection.walk import Entry
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP, errno.EXDEV}

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
-from sbatchman.ssh import Master, SshOptions
-from sbatchman.sshconnect import connect
+from sbatchman.ssh.connect import connect
+from sbatchman.ssh.master import Master, SshOptions
 from tests.support.sshd import SshServer, start_sshd
 from tests.support.sshkit import config_block
 

@@ -12,12 +12,12 @@ import os
 import stat
 from pathlib import Path
 
-from sbatchman.backends import Job, Outcome
 from sbatchman.backends.local import LocalSession
-from sbatchman.backends.sftp import open_sftp
+from sbatchman.backends.sftp.session import open_sftp
 from sbatchman.config import load
-from sbatchman.selection import select
-from sbatchman.ssh import SshOptions
+from sbatchman.model import Job, Outcome
+from sbatchman.selection.walk import select
+from sbatchman.ssh.master import SshOptions
 from tests.support.project import Recorder, ssh_cluster, write_config
 from tests.support.sshd import SshServer
 

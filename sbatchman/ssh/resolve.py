@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import ConfigError, ConnectError
-from sbatchman.ssh import SshOptions, base_argv, config_argv, policy_argv, ssh_home
+from sbatchman.ssh.master import SshOptions, base_argv, config_argv, policy_argv, ssh_home
 
 DEFAULT_AUTH_ORDER = ("publickey", "keyboard-interactive", "password")
 

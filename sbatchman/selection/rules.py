@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sbatchman.errors import ConfigError
-from sbatchman.patterns import PatternError, RsyncPattern, compile_rsync
+from sbatchman.selection.patterns import PatternError, RsyncPattern, compile_rsync
 
 __all__ = [
     "BUILTIN_DOT_GIT",

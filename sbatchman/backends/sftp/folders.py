@@ -11,10 +11,11 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Sequence
 
-from sbatchman.backends import sftp_wire as w
-from sbatchman.backends.sftp_apply import Apply
+from sbatchman.backends.sftp import codec as c
+from sbatchman.backends.sftp import wire as w
+from sbatchman.backends.sftp.apply import Apply
 from sbatchman.plan import Action, kind_of, seconds
-from sbatchman.selection import Entry
+from sbatchman.selection.walk import Entry
 
 
 def make_root(run: Apply, ancestors: Sequence[str]) -> None:
@@ -22,26 +23,26 @@ def make_root(run: Apply, ancestors: Sequence[str]) -> None:
     exists: dict[str, bool] = {}
 
     def checker(path: str) -> w.Callback:
-        def on_reply(reply: w.Reply) -> None:
+        def on_reply(reply: c.Reply) -> None:
             found = reply.attrs()
             exists[path] = found is not None
-            if found is None and reply.status()[0] != w.NO_SUCH_FILE:
-                run.fail(path, f"cannot read {path}: {w.describe(reply)}")
+            if found is None and reply.status()[0] != c.NO_SUCH_FILE:
+                run.fail(path, f"cannot read {path}: {c.describe(reply)}")
 
         return on_reply
 
     for path in ancestors:
-        run.wire.call(w.STAT, w.path(path), checker(path))
+        run.wire.call(c.STAT, c.path(path), checker(path))
     run.wire.pump()
     for path in ancestors:
         if run.failures:
             return
         if not exists.get(path):
 
-            def refused(reply: w.Reply, path: str = path) -> None:
-                run.fail(path, f"cannot create {path}: {w.describe(reply)}")
+            def refused(reply: c.Reply, path: str = path) -> None:
+                run.fail(path, f"cannot create {path}: {c.describe(reply)}")
 
-            mkdir(run, path, w.attrs(), refused)
+            mkdir(run, path, c.attrs(), refused)
             run.wire.pump()
 
 
@@ -56,35 +57,35 @@ def mkdir(
     one new folder at once), anything else calls `refused` with the MKDIR's reply. OpenSSH says
     only "Failure" for EEXIST, so only a failure costs the extra LSTAT."""
 
-    def on_mkdir(reply: w.Reply) -> None:
+    def on_mkdir(reply: c.Reply) -> None:
         if reply.ok():
             if made is not None:
                 made()
             return
 
-        def on_lstat(found: w.Reply) -> None:
+        def on_lstat(found: c.Reply) -> None:
             attrs = found.attrs()
             if attrs is None or kind_of(attrs.mode) != "dir":
                 refused(reply)
             elif made is not None:
                 made()
 
-        run.wire.call(w.LSTAT, w.path(path), on_lstat)
+        run.wire.call(c.LSTAT, c.path(path), on_lstat)
 
-    run.wire.call(w.MKDIR, w.path(path) + attrs, on_mkdir)
+    run.wire.call(c.MKDIR, c.path(path) + attrs, on_mkdir)
 
 
 def remove_leftovers(run: Apply, leftovers: Sequence[str]) -> None:
     """Temporaries of an earlier, killed run; failing to remove one is worth a warning only."""
     for rel in leftovers:
 
-        def on_reply(reply: w.Reply, rel: str = rel) -> None:
+        def on_reply(reply: c.Reply, rel: str = rel) -> None:
             if reply.ok():
                 run.touched(rel)
             else:
-                run.outcome.warnings.append(f"could not remove leftover {rel}: {w.describe(reply)}")
+                run.outcome.warnings.append(f"could not remove leftover {rel}: {c.describe(reply)}")
 
-        run.wire.call(w.REMOVE, w.path(run.remote(rel)), on_reply)
+        run.wire.call(c.REMOVE, c.path(run.remote(rel)), on_reply)
     run.wire.pump()
 
 
@@ -92,8 +93,8 @@ def unlock_folders(run: Apply, folders: Sequence[Entry]) -> None:
     """Make read-only folders we write into owner-writable (see plan.locked_folders)."""
     for entry in folders:
         run.changed.add(entry.path)  # so its real mode is put back at the end
-        payload = w.path(run.remote(entry.path)) + w.attrs(perm=entry.mode | 0o700)
-        run.call_ok(w.SETSTAT, payload, entry.path or ".", "cannot make the folder writable")
+        payload = c.path(run.remote(entry.path)) + c.attrs(perm=entry.mode | 0o700)
+        run.call_ok(c.SETSTAT, payload, entry.path or ".", "cannot make the folder writable")
     run.wire.pump()
 
 
@@ -109,23 +110,23 @@ def clear_the_way(run: Apply, actions: Sequence[Action]) -> set[str]:
             continue
         rel = action.entry.path
 
-        def on_reply(reply: w.Reply, rel: str = rel, folder: bool = action.clear == "dir") -> None:
+        def on_reply(reply: c.Reply, rel: str = rel, folder: bool = action.clear == "dir") -> None:
             if reply.ok():
                 run.touched(rel)
                 return
             blocked.add(rel)
             if folder:
                 run.fail(
-                    rel, f"cannot replace the folder in the way (not empty?): {w.describe(reply)}"
+                    rel, f"cannot replace the folder in the way (not empty?): {c.describe(reply)}"
                 )
             else:
                 run.failed_dirs.add(rel)
                 run.fail(
-                    rel, f"cannot remove what is in the way of this folder: {w.describe(reply)}"
+                    rel, f"cannot remove what is in the way of this folder: {c.describe(reply)}"
                 )
 
-        kind = w.RMDIR if action.clear == "dir" else w.REMOVE
-        run.wire.call(kind, w.path(run.remote(rel)), on_reply)
+        kind = c.RMDIR if action.clear == "dir" else c.REMOVE
+        run.wire.call(kind, c.path(run.remote(rel)), on_reply)
     run.wire.pump()
     return blocked
 
@@ -147,14 +148,14 @@ def make_folders(run: Apply, new: Sequence[Entry]) -> None:
                 failed.add(entry.path)
                 continue
 
-            def refused(reply: w.Reply, entry: Entry = entry) -> None:
+            def refused(reply: c.Reply, entry: Entry = entry) -> None:
                 failed.add(entry.path)
-                run.fail(entry.path, f"cannot create folder: {w.describe(reply)}")
+                run.fail(entry.path, f"cannot create folder: {c.describe(reply)}")
 
             def made(entry: Entry = entry) -> None:
                 run.touched(entry.path)
 
-            attrs = w.attrs(perm=entry.mode | 0o700)
+            attrs = c.attrs(perm=entry.mode | 0o700)
             mkdir(run, run.remote(entry.path), attrs, refused, made)
         run.wire.pump()
 
@@ -163,8 +164,8 @@ def set_folder_attrs(run: Apply, folders: Sequence[Entry]) -> None:
     """Mode and mtime of folders, last: writing into a folder changes its mtime. The
     destination folder itself ("" in the plan) is named "." in a failure."""
     for entry in folders:
-        payload = w.path(run.remote(entry.path)) + w.attrs(
+        payload = c.path(run.remote(entry.path)) + c.attrs(
             perm=entry.mode, mtime=seconds(entry.mtime_ns)
         )
-        run.call_ok(w.SETSTAT, payload, entry.path or ".", "cannot set folder mode and time")
+        run.call_ok(c.SETSTAT, payload, entry.path or ".", "cannot set folder mode and time")
     run.wire.pump()

@@ -1,8 +1,8 @@
 """Open a verified, authenticated paramiko Transport to a cluster, as OpenSSH would.
 
-`ssh -G` decides host, port, user, keys, known_hosts and proxies (sshresolve); the host key is
+`ssh -G` decides host, port, user, keys, known_hosts and proxies (resolve); the host key is
 checked against known_hosts before anything about the user is sent (hostkeys); login follows
-OpenSSH's order (sshauth). ProxyJump hops are paramiko Transports of their own, verified and
+OpenSSH's order (auth). ProxyJump hops are paramiko Transports of their own, verified and
 authenticated the same way, each carrying the next over a `direct-tcpip` channel: every hop
 gets the same host-key policy and one-line errors, with no second ssh process in between.
 """
@@ -20,12 +20,12 @@ from collections.abc import Sequence
 
 import paramiko
 
-from sbatchman import hostkeys
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import ConnectError, Interrupted
-from sbatchman.ssh import SshOptions
-from sbatchman.sshauth import authenticate
-from sbatchman.sshresolve import (
+from sbatchman.ssh import hostkeys
+from sbatchman.ssh.auth import authenticate
+from sbatchman.ssh.master import SshOptions
+from sbatchman.ssh.resolve import (
     Resolved,
     resolve_cluster,
     resolve_hop,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import AuthError, ConnectError, Interrupted
-from sbatchman.sshcancel import Cancel
-from sbatchman.sshwords import (
+from sbatchman.ssh.cancel import Cancel
+from sbatchman.ssh.words import (
     DENIED,
     SERVER_KEY,
     batch_needs,

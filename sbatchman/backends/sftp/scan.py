@@ -11,10 +11,11 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from sbatchman.backends import sftp_wire as w
+from sbatchman.backends.sftp import codec as c
+from sbatchman.backends.sftp import wire as w
 from sbatchman.errors import TransferError
 from sbatchman.plan import DestStat, in_the_way, kind_of, listing_failure, seconds
-from sbatchman.selection import Selection
+from sbatchman.selection.walk import Selection
 
 # Folders listed at once: each holds a handle on the server and up to two READDIR replies
 # (about 100 names each) in flight, which must fit the channel's receive window.
@@ -40,7 +41,7 @@ def join(root: str, rel: str) -> str:
     return rel if root == "." else posixpath.join(root, rel)
 
 
-def dest_stat(attrs: w.Attrs) -> DestStat:
+def dest_stat(attrs: c.Attrs) -> DestStat:
     return DestStat(
         kind_of(attrs.mode), attrs.size or 0, attrs.mtime or 0, stat.S_IMODE(attrs.mode or 0)
     )
@@ -69,16 +70,16 @@ def scan(
     folders where the tree has a file are listed too (plan.in_the_way: empty or not)."""
     result = Scan()
 
-    def on_root(reply: w.Reply) -> None:
+    def on_root(reply: c.Reply) -> None:
         found = reply.attrs()
         if found is not None:
             result.root = dest_stat(found)
             return
         code, message = reply.status()
-        if code != w.NO_SUCH_FILE:
+        if code != c.NO_SUCH_FILE:
             result.errors[""] = f"cannot read the remote folder {root}: {message}"
 
-    wire.call(w.STAT, w.path(root), on_root)
+    wire.call(c.STAT, c.path(root), on_root)
     _list(wire, root, folders, result)
     if result.root is not None and result.root.kind != "dir":
         raise TransferError(f"the remote path {root} exists and is not a folder")
@@ -144,18 +145,18 @@ class _Lister:
         self.done = False
 
     def start(self) -> None:
-        self.wire.call(w.OPENDIR, w.path(self.path), self.on_open, background=True)
+        self.wire.call(c.OPENDIR, c.path(self.path), self.on_open, background=True)
 
     def finish(self, listing: Listing | None) -> None:
         self.done = True
         self.running[0] -= 1
         self.result.listings[self.folder] = listing
 
-    def on_open(self, reply: w.Reply) -> None:
+    def on_open(self, reply: c.Reply) -> None:
         handle = reply.handle()
         if handle is None:
             code, message = reply.status()
-            if code != w.NO_SUCH_FILE:  # judged once every listing is in: see _check_errors
+            if code != c.NO_SUCH_FILE:  # judged once every listing is in: see _check_errors
                 self.result.errors[self.folder] = (
                     f"cannot list the remote folder {self.path}: {message}"
                 )
@@ -167,25 +168,25 @@ class _Lister:
 
     def read(self) -> None:
         self.reads += 1
-        self.wire.call(w.READDIR, w.string(self.handle), self.on_read, background=True)
+        self.wire.call(c.READDIR, c.string(self.handle), self.on_read, background=True)
 
-    def on_read(self, reply: w.Reply) -> None:
+    def on_read(self, reply: c.Reply) -> None:
         self.reads -= 1
         if not self.done:
-            if reply.kind == w.NAME:
+            if reply.kind == c.NAME:
                 for name, attrs in reply.names():
                     if name not in (".", ".."):
                         self.listing[name] = dest_stat(attrs)
                 self.read()
             else:
                 code, message = reply.status()
-                if code != w.EOF:
+                if code != c.EOF:
                     self.result.errors[self.folder] = (
                         f"cannot list the remote folder {self.path}: {message}"
                     )
                 self.finish(self.listing)
         if self.done and not self.reads:
-            self.wire.call(w.CLOSE, w.string(self.handle), None, background=True)
+            self.wire.call(c.CLOSE, c.string(self.handle), None, background=True)
 
 
 def _read_links(wire: w.Wire, root: str, selection: Selection, result: Scan) -> None:
@@ -200,8 +201,8 @@ def _read_links(wire: w.Wire, root: str, selection: Selection, result: Scan) -> 
             if listing and name in listing and listing[name].kind == "link":
                 yield entry.path, name, listing
 
-    def reader(name: str, listing: Listing) -> Callable[[w.Reply], None]:
-        def on_reply(reply: w.Reply) -> None:
+    def reader(name: str, listing: Listing) -> Callable[[c.Reply], None]:
+        def on_reply(reply: c.Reply) -> None:
             names = reply.names()
             old = listing[name]
             target = names[0][0] if names else None
@@ -210,7 +211,7 @@ def _read_links(wire: w.Wire, root: str, selection: Selection, result: Scan) -> 
         return on_reply
 
     for path, name, listing in remote_links():
-        wire.call(w.READLINK, w.path(join(root, path)), reader(name, listing))
+        wire.call(c.READLINK, c.path(join(root, path)), reader(name, listing))
     wire.pump()
 
 

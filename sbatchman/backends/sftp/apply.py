@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sbatchman.backends import Events, Outcome
-from sbatchman.backends import sftp_wire as w
-from sbatchman.backends.sftp_scan import join
+from sbatchman.backends.sftp import codec as c
+from sbatchman.backends.sftp import wire as w
+from sbatchman.backends.sftp.scan import join
 from sbatchman.backends.sources import Changed, Source
+from sbatchman.model import Events, Outcome
 from sbatchman.plan import Action, seconds
-from sbatchman.selection import Entry
+from sbatchman.selection.walk import Entry
 from sbatchman.temporaries import Temporaries
 
 POSIX_RENAME = "posix-rename@openssh.com"
@@ -101,23 +102,23 @@ class Apply:
         """Replace `dest` by `part` in one step (posix-rename), or remove-then-rename."""
         self.renaming += 1
         if POSIX_RENAME in self.wire.extensions:
-            payload = w.string(POSIX_RENAME.encode()) + w.path(part) + w.path(dest)
-            self.wire.call(w.EXTENDED, payload, callback)
+            payload = c.string(POSIX_RENAME.encode()) + c.path(part) + c.path(dest)
+            self.wire.call(c.EXTENDED, payload, callback)
             return
         # Plain SFTP RENAME refuses an existing target; removing it first leaves the final
         # path briefly absent, never partial.
-        self.wire.call(w.REMOVE, w.path(dest), None)
-        self.wire.call(w.RENAME, w.path(part) + w.path(dest), callback)
+        self.wire.call(c.REMOVE, c.path(dest), None)
+        self.wire.call(c.RENAME, c.path(part) + c.path(dest), callback)
 
     def discard(self, part: str) -> None:
-        self.wire.call(w.REMOVE, w.path(part), None, cleanup=True)
+        self.wire.call(c.REMOVE, c.path(part), None, cleanup=True)
 
     def call_ok(self, kind: int, payload: bytes, rel: str, what: str) -> None:
         """A request whose only interest is success; a failure fails `rel` with `what`."""
 
-        def check(reply: w.Reply) -> None:
+        def check(reply: c.Reply) -> None:
             if not reply.ok():
-                self.fail(rel, f"{what}: {w.describe(reply)}")
+                self.fail(rel, f"{what}: {c.describe(reply)}")
 
         self.wire.call(kind, payload, check)
 
@@ -155,8 +156,8 @@ def _transfer(run: Apply, actions: Sequence[Action], chmods: Sequence[Entry]) ->
     waiting: deque[Action] = deque(actions)
     writers: deque[_Upload] = deque()
     for entry in chmods:
-        payload = w.path(run.remote(entry.path)) + w.attrs(perm=entry.mode)
-        run.call_ok(w.SETSTAT, payload, entry.path, "cannot set mode")
+        payload = c.path(run.remote(entry.path)) + c.attrs(perm=entry.mode)
+        run.call_ok(c.SETSTAT, payload, entry.path, "cannot set mode")
 
     def more() -> bool:
         if run.stop.is_set():  # Ctrl-C: files not started never will be, the rest wind down
@@ -189,28 +190,28 @@ def _link(run: Apply, action: Action) -> None:
     dest = run.remote(entry.path)
     part = run.part(dest)
 
-    def done(reply: w.Reply) -> None:
+    def done(reply: c.Reply) -> None:
         run.in_flight_files -= 1
         run.renaming -= 1
         if reply.ok():
             run.touched(entry.path)
         else:
-            run.fail(entry.path, f"cannot put the link in place: {w.describe(reply)}")
+            run.fail(entry.path, f"cannot put the link in place: {c.describe(reply)}")
             run.discard(part)
 
-    def on_symlink(reply: w.Reply) -> None:
+    def on_symlink(reply: c.Reply) -> None:
         if not reply.ok():
             run.in_flight_files -= 1
-            run.fail(entry.path, f"cannot create link: {w.describe(reply)}")
+            run.fail(entry.path, f"cannot create link: {c.describe(reply)}")
             return
         if LSETSTAT in run.wire.extensions:
-            times = w.attrs(mtime=seconds(entry.mtime_ns))
-            payload = w.string(LSETSTAT.encode()) + w.path(part) + times
-            run.wire.call(w.EXTENDED, payload, None)  # a link's mtime is cosmetic
+            times = c.attrs(mtime=seconds(entry.mtime_ns))
+            payload = c.string(LSETSTAT.encode()) + c.path(part) + times
+            run.wire.call(c.EXTENDED, payload, None)  # a link's mtime is cosmetic
         run.rename(part, dest, done)
 
     target = (entry.target or "").encode("utf-8", "surrogateescape")
-    run.wire.call(w.SYMLINK, w.string(target) + w.path(part), on_symlink)
+    run.wire.call(c.SYMLINK, c.string(target) + c.path(part), on_symlink)
 
 
 class _Upload:
@@ -232,15 +233,15 @@ class _Upload:
         self.closing = 0
 
     def start(self) -> None:
-        flags = w.O_WRITE | w.O_CREAT | w.O_EXCL
-        payload = w.path(self.part) + w.u32(flags) + w.attrs(perm=0o600)
-        self.run.wire.call(w.OPEN, payload, self.on_open)
+        flags = c.O_WRITE | c.O_CREAT | c.O_EXCL
+        payload = c.path(self.part) + c.u32(flags) + c.attrs(perm=0o600)
+        self.run.wire.call(c.OPEN, payload, self.on_open)
 
-    def on_open(self, reply: w.Reply) -> None:
+    def on_open(self, reply: c.Reply) -> None:
         handle = reply.handle()
         if handle is None:
             self.run.in_flight_files -= 1
-            self.run.fail(self.entry.path, f"cannot create a file: {w.describe(reply)}")
+            self.run.fail(self.entry.path, f"cannot create a file: {c.describe(reply)}")
             return
         self.handle = handle
         if self.run.stop.is_set():
@@ -282,11 +283,11 @@ class _Upload:
                 if not self.writes:
                     self.finish()
                 return False
-            payload = w.string(self.handle) + w.u64(self.offset) + w.string(data)
+            payload = c.string(self.handle) + c.u64(self.offset) + c.string(data)
             self.offset += len(data)
             self.writes += 1
             run.in_flight_bytes += len(data)
-            run.wire.call(w.WRITE, payload, self._written(len(data)))
+            run.wire.call(c.WRITE, payload, self._written(len(data)))
         return not self.eof
 
     def abandon(self) -> None:
@@ -297,7 +298,7 @@ class _Upload:
             self.finish()
 
     def _written(self, size: int) -> w.Callback:
-        def on_reply(reply: w.Reply) -> None:
+        def on_reply(reply: c.Reply) -> None:
             self.writes -= 1
             self.run.in_flight_bytes -= size
             if not reply.ok() and not self.error:
@@ -314,13 +315,13 @@ class _Upload:
         if self.local is not None:
             self.local.close()
         if not self.error:
-            times = w.attrs(perm=self.entry.mode, mtime=seconds(self.entry.mtime_ns))
+            times = c.attrs(perm=self.entry.mode, mtime=seconds(self.entry.mtime_ns))
             self.closing += 1
-            self.run.wire.call(w.FSETSTAT, w.string(self.handle) + times, self.on_closing)
+            self.run.wire.call(c.FSETSTAT, c.string(self.handle) + times, self.on_closing)
         self.closing += 1
-        self.run.wire.call(w.CLOSE, w.string(self.handle), self.on_closing)
+        self.run.wire.call(c.CLOSE, c.string(self.handle), self.on_closing)
 
-    def on_closing(self, reply: w.Reply) -> None:
+    def on_closing(self, reply: c.Reply) -> None:
         self.closing -= 1
         if not reply.ok() and not self.error:
             self.error = f"could not finish the file: {_write_words(reply)}"
@@ -333,12 +334,12 @@ class _Upload:
             return
         self.run.rename(self.part, self.dest, self.on_renamed)
 
-    def on_renamed(self, reply: w.Reply) -> None:
+    def on_renamed(self, reply: c.Reply) -> None:
         run = self.run
         run.in_flight_files -= 1
         run.renaming -= 1
         if not reply.ok():
-            run.fail(self.entry.path, f"cannot put the file in place: {w.describe(reply)}")
+            run.fail(self.entry.path, f"cannot put the file in place: {c.describe(reply)}")
             run.discard(self.part)
             return
         run.touched(self.entry.path)
@@ -347,9 +348,9 @@ class _Upload:
         run.events.sent(self.entry.path, self.offset, self.reason)
 
 
-def _write_words(reply: w.Reply) -> str:
+def _write_words(reply: c.Reply) -> str:
     """OpenSSH says only "Failure" for ENOSPC and EDQUOT: name the likely causes."""
     code, message = reply.status()
-    if code == w.FAILURE:
+    if code == c.FAILURE:
         return f"{message} (disk full or quota exceeded on the cluster?)"
     return message

@@ -1,6 +1,6 @@
 """What OpenSSH's stderr means, in one line a user can act on; and what a key file needs.
 
-Kept apart from ssh.py (which builds argv and runs the master) because this is the part that
+Kept apart from master.py (which builds argv and runs the master) because this is the part that
 must track OpenSSH's wording, release by release, and is tested line by line against it.
 """
 
@@ -52,7 +52,7 @@ def cause(stderr: str, *, accepting: bool = False) -> str:
     Master fetches with a second, verbose probe when the first attempt failed that way.
     `accepting`: --accept-new-host-keys was given, so the hint must not ask for it again.
     """
-    from sbatchman import hostkeys
+    from sbatchman.ssh import hostkeys
 
     changed = _CHANGED.search(stderr)
     if changed:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from sbatchman.patterns import GitPattern, RsyncPattern
+from sbatchman.selection.patterns import GitPattern, RsyncPattern
 
 T = TypeVar("T")
 Matcher = Callable[[bytes], "re.Match[bytes] | None"]

@@ -3,8 +3,8 @@
 Used where rsync is missing. It follows the same plan as the local engine (plan.build over one
 listing per folder) and the same safety rules: temporary name, then rename; mode and mtime on
 every file; a dry run that writes nothing at all on the cluster. The wire protocol, the reading
-of the destination and the carrying out of the plan live in sftp_wire, sftp_scan, sftp_folders
-and sftp_apply.
+of the destination and the carrying out of the plan live in wire, scan, folders
+and apply (beside this module).
 
 What a push reports is what landed: a file counts once its rename is confirmed, also when the
 connection dies or Ctrl-C stops the push part way (renames sent but never answered are named as
@@ -19,10 +19,10 @@ import threading
 
 import paramiko
 
-from sbatchman.backends import Events, InterruptedPart, Job, Outcome, PartialTransfer, Session
-from sbatchman.backends import sftp_wire as w
-from sbatchman.backends.sftp_apply import Apply, Limits, transfer
-from sbatchman.backends.sftp_folders import (
+from sbatchman.backends import Session
+from sbatchman.backends.sftp import wire as w
+from sbatchman.backends.sftp.apply import Apply, Limits, transfer
+from sbatchman.backends.sftp.folders import (
     clear_the_way,
     make_folders,
     make_root,
@@ -30,10 +30,11 @@ from sbatchman.backends.sftp_folders import (
     set_folder_attrs,
     unlock_folders,
 )
-from sbatchman.backends.sftp_pool import ChannelPool
-from sbatchman.backends.sftp_scan import Scan, out_of_range, root_path, scan
+from sbatchman.backends.sftp.pool import ChannelPool
+from sbatchman.backends.sftp.scan import Scan, out_of_range, root_path, scan
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import Interrupted, TransferError
+from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import (
     Plan,
     attribute_fixes,
@@ -45,7 +46,7 @@ from sbatchman.plan import (
     stale_folders,
 )
 from sbatchman.precedence import keep_dirlinks_for
-from sbatchman.ssh import SshOptions
+from sbatchman.ssh.master import SshOptions
 from sbatchman.temporaries import Temporaries
 
 MAX_CHUNK = 256 << 10  # largest WRITE we send, even if the server would take more
@@ -57,7 +58,7 @@ NAMED = 5  # files a note names before it only counts the rest
 
 def open_sftp(cluster: Cluster, settings: Settings, options: SshOptions) -> Session:
     """Connect (prompts included) and return the session every sync_dir of `cluster` uses."""
-    from sbatchman.sshconnect import connect
+    from sbatchman.ssh.connect import connect
 
     return SftpSession(connect(cluster, settings, options), options.stall_timeout)
 
@@ -266,7 +267,7 @@ class _Push:
 
 
 def _times_note(paths: list[str]) -> str:
-    """One line for every file whose time the cluster cannot hold (see sftp_scan.out_of_range)."""
+    """One line for every file whose time the cluster cannot hold (see scan.out_of_range)."""
     named = ", ".join(paths[:NAMED])
     more = f" (and {len(paths) - NAMED} more)" if len(paths) > NAMED else ""
     return (

@@ -16,8 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sbatchman.errors import ConfigError
-from sbatchman.patterns import PatternError, compile_git, compile_rsync, split_lines, to_bytes
-from sbatchman.rules import (
+from sbatchman.selection.patterns import (
+    PatternError,
+    compile_git,
+    compile_rsync,
+    split_lines,
+    to_bytes,
+)
+from sbatchman.selection.rules import (
     BUILTIN_DOT_GIT,
     BUILTIN_IGNORE_FILE,
     GITIGNORE,
@@ -28,7 +34,7 @@ from sbatchman.rules import (
     compile_exclude,
     show,
 )
-from sbatchman.rulesets import ExcludeSet, IgnoreLine, IgnoreStack
+from sbatchman.selection.rulesets import ExcludeSet, IgnoreLine, IgnoreStack
 
 __all__ = ["Context", "Stack", "context", "folder_lines"]
 

@@ -3,8 +3,8 @@
 Every backend transfers exactly the set `select` returns (rsync receives it via --files-from),
 so this module is the one place where rsync's `--exclude` meaning and git's `.gitignore`
 meaning are applied. docs/filters.md is the spec; the tests hold both to the real tools.
-Pattern compilation lives in sbatchman.patterns, the compiled rule sets in sbatchman.rulesets,
-finding and reading ignore files in sbatchman.ignorefiles, and Rule in sbatchman.rules.
+Pattern compilation lives in patterns, the compiled rule sets in rulesets, finding and reading
+ignore files in ignorefiles, and Rule in rules (all beside this module).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Literal
 
 from sbatchman.errors import UsageError
-from sbatchman.ignorefiles import Context, Stack, context, folder_lines
-from sbatchman.patterns import to_bytes
-from sbatchman.rules import BUILTIN_DOT_GIT as BUILTIN_DOT_GIT
-from sbatchman.rules import BUILTIN_IGNORE_FILE as BUILTIN_IGNORE_FILE
-from sbatchman.rules import GITIGNORE as GITIGNORE
-from sbatchman.rules import IGNORE_FILE, Note, Rule, by_rule, compile_exclude
+from sbatchman.selection.ignorefiles import Context, Stack, context, folder_lines
+from sbatchman.selection.patterns import to_bytes
+from sbatchman.selection.rules import BUILTIN_DOT_GIT as BUILTIN_DOT_GIT
+from sbatchman.selection.rules import BUILTIN_IGNORE_FILE as BUILTIN_IGNORE_FILE
+from sbatchman.selection.rules import GITIGNORE as GITIGNORE
+from sbatchman.selection.rules import IGNORE_FILE, Note, Rule, by_rule, compile_exclude
 
 __all__ = [
     "IGNORE_FILE",

@@ -19,10 +19,10 @@ from typing import Any
 
 import paramiko
 
-from sbatchman import terminal
 from sbatchman.errors import AuthError, ConnectError
-from sbatchman.ssh import SshOptions
-from sbatchman.sshresolve import Resolved
+from sbatchman.ssh import terminal
+from sbatchman.ssh.master import SshOptions
+from sbatchman.ssh.resolve import Resolved
 
 Handler = Callable[[str, str, list[tuple[str, bool]]], list[str]]
 """paramiko's keyboard-interactive callback: (title, instructions, [(prompt, echo)]) → answers."""

@@ -12,7 +12,7 @@ import threading
 
 import paramiko
 
-from sbatchman.backends.sftp_wire import Wire
+from sbatchman.backends.sftp.wire import Wire
 from sbatchman.errors import Interrupted
 
 MAX_CHANNELS = 8  # per connection: OpenSSH's default MaxSessions is 10
