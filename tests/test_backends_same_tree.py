@@ -17,9 +17,10 @@ import pytest
 
 from sbatchman.backends import rsync_guard
 from sbatchman.plan import FULL_FOLDER, NEWER_FILE
-from tests.support.backends import stamp, three_ways, tree
-from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.backends import three_ways
+from tests.support.project import run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshServer
+from tests.support.trees import Node, digest, make_tree, snapshot, stamp
 
 OLD, NEW = 1_000_000_000, 1_900_000_000  # 2001 and 2030
 
@@ -116,11 +117,15 @@ def test_rsync_sftp_and_local_land_identical_trees(
     sent = {c: sorted(f["path"] for f in t["files"]) for c, t in report.items()}
     assert sent["with-sftp"] == sent["with-rsync"] == sent["on-this-machine"]
 
-    full = {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()}
+    full = {
+        name: snapshot(dest, folder_times=True, link_times=True) for name, dest in dests.items()
+    }
     assert full["sftp"] == full["rsync"] == full["local"]  # folder and link mtimes included
-    content_only = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
+    content_only = {
+        name: snapshot(dest, folder_times=False, link_times=False) for name, dest in dests.items()
+    }
     assert not any(name.endswith((".pyc", ".o", "HEAD")) for name in full["sftp"])
-    expected = tree(local, folder_and_link_times=False)
+    expected = snapshot(local, folder_times=False, link_times=False)
     for excluded in (
         "src/model.pyc",
         "build",
@@ -136,7 +141,7 @@ def test_rsync_sftp_and_local_land_identical_trees(
     again = run_cli(capsys, "sync", "--config", str(config), "--json")
     assert again.code == 0
     assert all(t["files_sent"] == 0 for t in json.loads(again.out)["targets"])
-    assert tree(dests["sftp"], folder_and_link_times=True) == full["sftp"]
+    assert snapshot(dests["sftp"], folder_times=True, link_times=True) == full["sftp"]
 
 
 def put_obstacles(dest: Path, outside: Path) -> None:
@@ -191,15 +196,20 @@ def test_things_in_the_way_are_replaced_as_rsync_does(
         assert any("was a link: the link on the cluster is replaced" in w
                    for w in target["warnings"])  # fmt: skip
     assert list(outside.iterdir()) == []  # nothing was written through the link
-    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
+    trees = {
+        name: snapshot(dest, folder_times=False, link_times=False) for name, dest in dests.items()
+    }
     assert trees["sftp"] == trees["rsync"] == trees["local"]
     landed = trees["sftp"]
-    assert landed["was a link"][0] == "dir" and "was a link/through.txt" in landed
-    assert landed["was a file"][0] == "dir" and "was a file/inner.txt" in landed
-    assert landed["was a folder"][0] == "file"
-    assert landed["src/model.py"][0] == "dir" and "src/model.py/notes" in landed
+    assert landed["was a link"].kind == "dir" and "was a link/through.txt" in landed
+    assert landed["was a file"].kind == "dir" and "was a file/inner.txt" in landed
+    assert landed["was a folder"].kind == "file"
+    assert landed["src/model.py"].kind == "dir" and "src/model.py/notes" in landed
     assert "kept/inside" in landed and "ok.txt" in landed
-    assert landed["empty now"][:2] == ("dir", 0o751)  # its own mode, as rsync gives it
+    assert (landed["empty now"].kind, landed["empty now"].mode) == (
+        "dir",
+        0o751,
+    )  # its own mode, as rsync gives it
 
 
 @pytest.mark.parametrize("look", ["stat", "rsync --list-only"])
@@ -249,7 +259,9 @@ def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
         for name in ("notes.txt", "results", "lnk"):
             stamp(dest / name, NEW)
     config = three_ways(server, local, dests, tmp_path / "remotes.toml")
-    before = {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()}
+    before = {
+        name: snapshot(dest, folder_times=True, link_times=True) for name, dest in dests.items()
+    }
     conflicts = [
         {"path": "full", "why": FULL_FOLDER},
         {"path": "notes.txt", "why": NEWER_FILE},
@@ -262,7 +274,9 @@ def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
         assert f"would keep {cluster}/proj: notes.txt (conflict: {NEWER_FILE})" in dry.out
         assert f"would keep {cluster}/proj: results (conflict: {NEWER_FILE})" in dry.out
         assert f"would keep {cluster}/proj: full (conflict: {FULL_FOLDER})" in dry.out
-    assert {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()} == before
+    assert {
+        name: snapshot(dest, folder_times=True, link_times=True) for name, dest in dests.items()
+    } == before
 
     run = run_cli(capsys, "sync", "--config", str(config), "--json")
     assert run.code == 0, run.out + run.err
@@ -270,16 +284,22 @@ def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
     for target in report.values():
         assert target["status"] == "ok", target
         assert sorted(target["conflicts"], key=lambda c: c["path"]) == conflicts, target
-    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
+    trees = {
+        name: snapshot(dest, folder_times=False, link_times=False) for name, dest in dests.items()
+    }
     assert trees["sftp"] == trees["rsync"] == trees["local"]
     landed = trees["sftp"]
-    assert landed["notes.txt"][0] == "file" and landed["notes.txt"][4] == b"cluster notes\n"
-    assert landed["results"][0] == "file" and landed["results"][4] == b"cluster results\n"
+    assert landed["notes.txt"].kind == "file" and landed["notes.txt"].digest == digest(
+        b"cluster notes\n"
+    )
+    assert landed["results"].kind == "file" and landed["results"].digest == digest(
+        b"cluster results\n"
+    )
     assert not any(path.startswith("results/") for path in landed)
-    assert landed["full"][0] == "dir" and landed["full/keep.txt"][4] == b"mine\n"
-    assert landed["old.txt"] == ("link", "real.txt", None)  # older: replaced, as rsync does
-    assert landed["olddir"][0] == "dir" and "olddir/in.txt" in landed
-    assert landed["emptyd"][0] == "file" and landed["lnk"][0] == "file"  # a link is no file
+    assert landed["full"].kind == "dir" and landed["full/keep.txt"].digest == digest(b"mine\n")
+    assert landed["old.txt"] == Node("link", target="real.txt")  # older: replaced, as rsync does
+    assert landed["olddir"].kind == "dir" and "olddir/in.txt" in landed
+    assert landed["emptyd"].kind == "file" and landed["lnk"].kind == "file"  # a link is no file
 
     summary = run_cli(capsys, "sync", "--config", str(config), "-v")
     assert summary.code == 0
@@ -303,9 +323,11 @@ def test_a_looping_link_in_the_way_is_replaced_everywhere(
         (dest / "a").symlink_to("a")  # listing it fails with ELOOP
     run = run_cli(capsys, "sync", "--config", str(three_ways(server, local, dests, tmp_path / "c")))
     assert run.code == 0, run.out + run.err
-    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
+    trees = {
+        name: snapshot(dest, folder_times=False, link_times=False) for name, dest in dests.items()
+    }
     assert trees["sftp"] == trees["rsync"] == trees["local"]
-    assert trees["local"]["a"][0] == "dir" and "a/x.txt" in trees["local"]
+    assert trees["local"]["a"].kind == "dir" and "a/x.txt" in trees["local"]
 
 
 def test_a_failed_replacement_leaves_read_only_folders_read_only_everywhere(

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from sbatchman.plan import is_part
-from tests.conftest import SshdFactory
 from tests.support.delayproxy import SilentServer, refused_port
-from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
-from tests.support.sshd import SshServer
+from tests.support.project import run_cli, ssh_cluster, write_config
+from tests.support.sshd import SshdFactory, SshServer
+from tests.support.trees import make_tree
 
 TARGET_KEYS = {
     "cluster": str,

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SshdFactory
 from tests.support.procs import alive, children, comm, signal_all
-from tests.support.project import make_tree, ssh_cluster, write_config
+from tests.support.project import ssh_cluster, write_config
+from tests.support.sshd import SshdFactory
+from tests.support.trees import make_tree
 
 
 def test_a_stalled_cluster_is_called_stalled_with_the_seconds(

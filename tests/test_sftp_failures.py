@@ -26,10 +26,10 @@ from sbatchman.backends.sftp.scan import Scan, _check_errors
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.model import PartialTransfer
 from sbatchman.plan import PART_SUFFIX, DestStat
-from tests.conftest import SshdFactory
-from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.project import run_cli, ssh_cluster, write_config
 from tests.support.sftpkit import T0, Remote, set_mtime
-from tests.support.sshd import SshServer
+from tests.support.sshd import SshdFactory, SshServer
+from tests.support.trees import make_tree
 
 REPO = Path(__file__).resolve().parents[1]
 

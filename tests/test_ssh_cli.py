@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SshdFactory
-from tests.support.project import make_tree, write_config
-from tests.support.sshd import SshServer
+from tests.support.project import write_config
+from tests.support.sshd import SshdFactory, SshServer
 from tests.support.sshkit import config_block
+from tests.support.trees import make_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
