@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,23 +19,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.project import write_config
+from tests.support.running import start_sync
 from tests.support.sshd import SshdFactory, SshServer
 from tests.support.sshkit import config_block
 from tests.support.trees import make_tree
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def sync(config: Path, *args: str, backend: str = "sftp") -> subprocess.Popen[str]:
     """`sbatchman sync` on `config` with the sftp backend (or another), as a child."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "-b", backend, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    return start_sync(config, "-b", backend, *args)
 
 
 def project(tmp_path: Path, cluster: dict[str, object]) -> Path:
