@@ -144,6 +144,7 @@ def test_a_dry_run_writes_nothing_and_says_what_it_would_send(sync: Sync) -> Non
     assert not sync.dest.path().exists()
     assert dry.sent() == ["a.txt", "sub/b.sh"]  # files; a link is no file to send
     assert dry.target["files_sent"] == 2
+    assert dry.target["bytes_sent"] == len("a\n") + len("#!/bin/sh\n")
 
 
 def test_counts_are_what_was_sent(sync: Sync) -> None:
@@ -152,11 +153,12 @@ def test_counts_are_what_was_sent(sync: Sync) -> None:
     assert first.code == 0, first.out + first.run.err
     assert first.sent() == ["a.txt", "b.txt", "sub/c.txt"]
     assert first.target["files_sent"] == 3
-    assert first.target["bytes_sent"] >= 1010
+    assert first.target["bytes_sent"] == 1010, first.target
 
     sync.source.write({"b.txt": "changed\n"})
     again = sync.run("--json")
     assert again.sent() == ["b.txt"] and again.target["files_sent"] == 1
+    assert again.target["bytes_sent"] == len("changed\n")
     assert sync.dest.read("b.txt") == b"changed\n"
 
 
