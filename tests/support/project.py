@@ -1,4 +1,4 @@
-"""Build local project trees and sbatchman configs that point at the test bed's real servers."""
+"""Write sbatchman configs that point at the test bed's real servers, and run the CLI in-process."""
 
 from __future__ import annotations
 
