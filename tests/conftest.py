@@ -49,11 +49,11 @@ import re
 import site
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.env import IsolatedEnv
 from tests.support.sshd import (
     SshdFactory,
     SshServer,
@@ -99,14 +99,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
     pytest.skip(reason)
-
-
-@dataclass(frozen=True)
-class IsolatedEnv:
-    """Where the current test's HOME and sbatchman config file point."""
-
-    home: Path
-    config: Path
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IsolatedEnv
-from tests.support.backends import stamp, three_ways, tree
-from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.backends import three_ways
+from tests.support.env import IsolatedEnv
+from tests.support.project import run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshdFactory, SshServer
+from tests.support.trees import make_tree, snapshot, stamp
 
 
 def test_long_names_that_share_their_first_bytes_all_land(
@@ -36,7 +37,7 @@ def test_long_names_that_share_their_first_bytes_all_land(
     assert all(t["files_sent"] == 3 for t in json.loads(run.out)["targets"])
     for name, dest in dests.items():
         assert sorted(p.name for p in dest.iterdir()) == sorted(names), name
-    assert len({repr(tree(d, folder_and_link_times=False)) for d in dests.values()}) == 1
+    assert len({repr(snapshot(d)) for d in dests.values()}) == 1
 
 
 def test_a_login_that_writes_to_stderr_does_not_break_the_rsync_backend(

@@ -1,13 +1,14 @@
-"""rsync, SFTP and the local copier land the same tree from the same sync_dir, via `sbatchman sync`.
+"""What every backend promises about the destination tree, stated once and run for each.
 
 Users switch backends (rsync missing on a login node, a laptop without it); what ends up on the
-cluster must not depend on that choice. One awkward tree (exec scripts, symlinks of every kind,
-empty and nested folders, odd names, excluded files) goes through the real CLI three times.
+cluster must not depend on that choice. Each test below is one promise about a source tree and
+a destination tree, run through the real CLI by the local copier, rsync over a real sshd and
+SFTP over a real sshd (the `sync` fixture's parameter). The other direction (fetch) joins by
+adding a parameter there.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -17,18 +18,53 @@ import pytest
 
 from sbatchman.backends import rsync_guard
 from sbatchman.plan import FULL_FOLDER, NEWER_FILE
-from tests.support.backends import stamp, three_ways, tree
-from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.sides import ALIAS, CLUSTER, Side, Sync
 from tests.support.sshd import SshServer
+from tests.support.trees import Node, digest, stamp
 
 OLD, NEW = 1_000_000_000, 1_900_000_000  # 2001 and 2030
+TARGET = f"{CLUSTER}/{ALIAS}"
 
 EXCLUDES = ["*.pyc", "build/", ".git"]
+EXCLUDED = (  # by EXCLUDES, or by the tree's own logs/.sbatchmanignore
+    "src/model.pyc",
+    "build",
+    "build/out.o",
+    ".git",
+    ".git/HEAD",
+    "logs/.sbatchmanignore",
+    "logs/run.log",
+)
 
 
-def awkward_tree(root: Path) -> Path:
-    make_tree(
-        root,
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("rsync", marks=pytest.mark.ssh),
+        pytest.param("sftp", marks=pytest.mark.ssh),
+    ]
+)
+def sync(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Sync:
+    """A fresh source tree and a not yet existing destination (missing parents, a space)."""
+    backend: str = request.param
+    server: SshServer | None = None
+    if backend == "local":
+        dest = tmp_path / "via local" / "proj"
+    else:
+        server = request.getfixturevalue("three_clusters")[0]
+        root = request.getfixturevalue("cluster_roots")[server.name]
+        dest = root / f"via {backend}" / "proj"
+    source = Side(tmp_path / "project")
+    source.path().mkdir()
+    return Sync(backend, source, Side(dest), tmp_path / "sync.toml", server, capsys)
+
+
+def awkward_tree(side: Side) -> Side:
+    """Exec scripts, symlinks of every kind, empty and nested folders, odd names, excluded
+    files, and fractional-second times on everything."""
+    side.write(
         {
             "run.sh": "#!/bin/sh\necho run\n",
             "src/model.py": "print('model')\n",
@@ -42,6 +78,9 @@ def awkward_tree(root: Path) -> Path:
             "logs/.sbatchmanignore": "*.log\n!keep.log\n",
             "logs/run.log": "ignored",
             "logs/keep.log": "kept\n",
+            "empty/nested/deeper/": "",
+            "private/key": "k\n",
+            "tools/x": "#!/bin/sh\n",
         },
         links={
             "latest": "src/model.py",
@@ -51,175 +90,157 @@ def awkward_tree(root: Path) -> Path:
             "folder link": "src/deep",
         },
     )
-    (root / "empty" / "nested" / "deeper").mkdir(parents=True)
-    (root / "private").mkdir()
-    (root / "private" / "key").write_text("k\n")
-    (root / "private" / "key").chmod(0o600)
-    (root / "private").chmod(0o750)
-    (root / "tools").mkdir()
-    (root / "tools" / "x").write_text("#!/bin/sh\n")
-    (root / "tools" / "x").chmod(0o751)
+    (side.path("private/key")).chmod(0o600)
+    (side.path("private")).chmod(0o750)
+    (side.path("tools/x")).chmod(0o751)
     stamp = 1_700_000_000_000_000_000
-    for i, path in enumerate(sorted(root.rglob("*"), reverse=True)):  # children first
+    for i, path in enumerate(sorted(side.path().rglob("*"), reverse=True)):  # children first
         ns = stamp + i * 7_000_000_000 + 250_000_000  # fractional seconds on purpose
         os.utime(path, ns=(ns, ns), follow_symlinks=False)
-    return root
+    return side
 
 
-def test_rsync_sftp_and_local_land_identical_trees(
-    three_clusters: list[SshServer],
-    cluster_roots: dict[str, Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    server = three_clusters[0]
-    local = awkward_tree(tmp_path / "project")
-    root = cluster_roots[server.name]
-    dests = {
-        "rsync": root / "via rsync" / "proj",  # missing parents, a space
-        "sftp": root / "via sftp" / "proj",
-        "local": tmp_path / "via local" / "proj",
-    }
-    sync_dir = {"alias": "proj", "local": str(local)}
-    config = write_config(
-        tmp_path / "remotes.toml",
-        [
-            ssh_cluster(
-                server,
-                [{**sync_dir, "remote": str(dests["rsync"])}],
-                name="with-rsync",
-                transfer_backend="rsync",
-            ),
-            ssh_cluster(
-                server,
-                [{**sync_dir, "remote": str(dests["sftp"])}],
-                name="with-sftp",
-                transfer_backend="sftp",
-            ),
-            {
-                "name": "on-this-machine",
-                "transfer_backend": "sftp",  # a local cluster: the built-in copier
-                "sync_dirs": [{**sync_dir, "remote": str(dests["local"])}],
-            },
-        ],
-        common_excludes=EXCLUDES,
-    )
+def without_excluded(tree: dict[str, Node]) -> dict[str, Node]:
+    for excluded in EXCLUDED:
+        tree.pop(excluded)
+    return tree
 
-    run = run_cli(capsys, "sync", "--config", str(config), "--json")
-    assert run.code == 0, run.out + run.err
-    report = {t["cluster"]: t for t in json.loads(run.out)["targets"]}
-    assert {c: t["backend"] for c, t in report.items()} == {
-        "with-rsync": "rsync",
-        "with-sftp": "sftp",
-        "on-this-machine": "local",
-    }
-    sent = {c: sorted(f["path"] for f in t["files"]) for c, t in report.items()}
-    assert sent["with-sftp"] == sent["with-rsync"] == sent["on-this-machine"]
 
-    full = {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()}
-    assert full["sftp"] == full["rsync"] == full["local"]  # folder and link mtimes included
-    content_only = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
-    assert not any(name.endswith((".pyc", ".o", "HEAD")) for name in full["sftp"])
-    expected = tree(local, folder_and_link_times=False)
-    for excluded in (
-        "src/model.pyc",
-        "build",
-        "build/out.o",
-        ".git",
-        ".git/HEAD",
-        "logs/.sbatchmanignore",
-        "logs/run.log",
-    ):
-        expected.pop(excluded)
-    assert content_only["sftp"] == expected
+def test_the_same_tree_lands_and_a_second_run_sends_nothing(sync: Sync) -> None:
+    awkward_tree(sync.source)
 
-    again = run_cli(capsys, "sync", "--config", str(config), "--json")
+    run = sync.run("--json", excludes=EXCLUDES)
+    assert run.code == 0, run.out + run.run.err
+    expected_full = without_excluded(sync.source.snapshot(times=True))
+    full = sync.dest.snapshot(times=True)
+    assert full == expected_full  # folder and link mtimes included
+    assert not any(name.endswith((".pyc", ".o", "HEAD")) for name in full)
+    assert sync.dest.snapshot() == without_excluded(sync.source.snapshot())
+    assert run.sent() == sorted(p for p, node in expected_full.items() if node.kind == "file")
+    assert sync.dest.temporaries() == []
+
+    again = sync.run("--json", excludes=EXCLUDES)
     assert again.code == 0
-    assert all(t["files_sent"] == 0 for t in json.loads(again.out)["targets"])
-    assert tree(dests["sftp"], folder_and_link_times=True) == full["sftp"]
+    assert again.target["files_sent"] == 0
+    assert sync.dest.snapshot(times=True) == full
 
 
-def put_obstacles(dest: Path, outside: Path) -> None:
+def test_modes_times_and_exec_bits_are_kept(sync: Sync) -> None:
+    awkward_tree(sync.source)
+    assert sync.run(excludes=EXCLUDES).code == 0
+    landed, source = sync.dest.snapshot(), sync.source.snapshot()
+    assert landed["run.sh"].mode == 0o755 and landed["tools/x"].mode == 0o751
+    assert landed["private"].mode == 0o750 and landed["private/key"].mode == 0o600
+    for path in ("run.sh", "src/deep/er/est/util.py", "empty file"):
+        assert landed[path].mtime == source[path].mtime, path  # the whole second
+    assert landed["latest"] == Node("link", target="src/model.py")
+    assert landed["folder link"] == Node("link", target="src/deep")  # a link, not a copy
+
+
+def test_a_dry_run_writes_nothing_and_says_what_it_would_send(sync: Sync) -> None:
+    sync.source.write({"a.txt": "a\n", "sub/b.sh": "#!/bin/sh\n"}, links={"l": "a.txt"})
+    dry = sync.run("--json", "-n")
+    assert dry.code == 0, dry.out + dry.run.err
+    assert not sync.dest.path().exists()
+    assert dry.sent() == ["a.txt", "sub/b.sh"]  # files; a link is no file to send
+    assert dry.target["files_sent"] == 2
+    assert dry.target["bytes_sent"] == len("a\n") + len("#!/bin/sh\n")
+
+
+def test_counts_are_what_was_sent(sync: Sync) -> None:
+    sync.source.write({"a.txt": "a" * 1000, "b.txt": "b" * 10, "sub/c.txt": ""})
+    first = sync.run("--json")
+    assert first.code == 0, first.out + first.run.err
+    assert first.sent() == ["a.txt", "b.txt", "sub/c.txt"]
+    assert first.target["files_sent"] == 3
+    assert first.target["bytes_sent"] == 1010, first.target
+
+    sync.source.write({"b.txt": "changed\n"})
+    again = sync.run("--json")
+    assert again.sent() == ["b.txt"] and again.target["files_sent"] == 1
+    assert again.target["bytes_sent"] == len("changed\n")
+    assert sync.dest.read("b.txt") == b"changed\n"
+
+
+def test_a_newer_file_on_the_destination_is_kept(sync: Sync) -> None:
+    sync.source.write({"a.txt": "from the source\n", "b.txt": "b\n"})
+    sync.source.stamp_all(OLD)
+    sync.dest.write({"a.txt": "edited on the cluster\n"})
+    sync.dest.stamp_all(NEW)
+    run = sync.run("--json")
+    assert run.code == 0, run.out + run.run.err
+    assert run.sent() == ["b.txt"]
+    assert run.target["skipped_newer_remote"] == ["a.txt"]
+    assert sync.dest.read("a.txt") == b"edited on the cluster\n"
+
+
+def put_obstacles(dest: Side, outside: Path) -> None:
     """What an earlier layout left on the cluster where the tree now has something else (all
     older than the tree: type changes win over them, as in rsync)."""
-    make_tree(dest, {"was a file": "old\n", "kept/inside": "mine\n", "empty now": "old\n"})
-    (dest / "was a link").symlink_to(outside)  # a folder goes here: never write through it
-    (dest / "was a folder").mkdir()  # empty: a file goes here
-    (dest / "src").mkdir()
-    (dest / "src" / "model.py").mkdir()  # not empty: kept, a conflict
-    (dest / "src" / "model.py" / "notes").write_text("n\n")
-    for path in dest.rglob("*"):
-        stamp(path, OLD)
+    dest.write(
+        {
+            "was a file": "old\n",
+            "kept/inside": "mine\n",
+            "empty now": "old\n",
+            "was a folder/": "",  # empty: a file goes here
+            "src/model.py/notes": "n\n",  # a folder, not empty: kept, a conflict
+        },
+        links={"was a link": str(outside)},  # a folder goes here: never write through it
+    )
+    dest.stamp_all(OLD)
 
 
-def test_things_in_the_way_are_replaced_as_rsync_does(
-    three_clusters: list[SshServer],
-    cluster_roots: dict[str, Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    server = three_clusters[1]
-    local = make_tree(
-        tmp_path / "project",
+def test_things_in_the_way_are_replaced_as_rsync_does(sync: Sync, tmp_path: Path) -> None:
+    sync.source.write(
         {
             "was a file/inner.txt": "i\n",
             "was a link/through.txt": "t\n",
             "was a folder": "now a file\n",
             "src/model.py": "print('model')\n",
             "ok.txt": "fine\n",
-        },
+            "empty now/": "",  # an empty folder where the cluster has a file
+        }
     )
-    (local / "empty now").mkdir()  # an empty folder where the cluster has a file
-    (local / "empty now").chmod(0o751)
+    sync.source.path("empty now").chmod(0o751)
     outside = tmp_path / "outside"
     outside.mkdir()
-    root = cluster_roots[server.name]
-    dests = {
-        "rsync": root / "rsync",
-        "sftp": root / "sftp",
-        "local": tmp_path / "local-dest",
-    }
-    for dest in dests.values():
-        put_obstacles(dest, outside)
-    config = three_ways(server, local, dests, tmp_path / "remotes.toml")
-    run = run_cli(capsys, "sync", "--config", str(config), "--json")
-    assert run.code == 0, run.out + run.err  # the non-empty folder is kept: a conflict
-    report = {t["cluster"]: t for t in json.loads(run.out)["targets"]}
-    for target in report.values():
-        assert target["status"] == "ok"
-        assert target["conflicts"] == [{"path": "src/model.py", "why": FULL_FOLDER}]
-        assert any("was a link: the link on the cluster is replaced" in w
-                   for w in target["warnings"])  # fmt: skip
+    put_obstacles(sync.dest, outside)
+    before = sync.dest.snapshot()
+
+    run = sync.run("--json")
+    assert run.code == 0, run.out + run.run.err  # the non-empty folder is kept: a conflict
+    assert run.target["status"] == "ok"
+    assert run.target["conflicts"] == [{"path": "src/model.py", "why": FULL_FOLDER}]
+    assert any("was a link: the link on the cluster is replaced" in w
+               for w in run.target["warnings"])  # fmt: skip
     assert list(outside.iterdir()) == []  # nothing was written through the link
-    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
-    assert trees["sftp"] == trees["rsync"] == trees["local"]
-    landed = trees["sftp"]
-    assert landed["was a link"][0] == "dir" and "was a link/through.txt" in landed
-    assert landed["was a file"][0] == "dir" and "was a file/inner.txt" in landed
-    assert landed["was a folder"][0] == "file"
-    assert landed["src/model.py"][0] == "dir" and "src/model.py/notes" in landed
+    landed = sync.dest.snapshot()
+    kept = ("kept", "kept/inside", "src/model.py", "src/model.py/notes")
+    source = sync.source.snapshot()
+    del source["src/model.py"]
+    assert landed == source | {path: before[path] for path in kept}
+    assert landed["was a link"].kind == "dir" and "was a link/through.txt" in landed
+    assert landed["was a file"].kind == "dir" and "was a file/inner.txt" in landed
+    assert landed["was a folder"].kind == "file"
+    assert landed["src/model.py"].kind == "dir" and "src/model.py/notes" in landed
     assert "kept/inside" in landed and "ok.txt" in landed
-    assert landed["empty now"][:2] == ("dir", 0o751)  # its own mode, as rsync gives it
+    assert (landed["empty now"].kind, landed["empty now"].mode) == ("dir", 0o751)  # as rsync
+    assert sync.dest.temporaries() == []
 
 
 @pytest.mark.parametrize("look", ["stat", "rsync --list-only"])
 def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
-    three_clusters: list[SshServer],
-    cluster_roots: dict[str, Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    look: str,
+    sync: Sync, monkeypatch: pytest.MonkeyPatch, look: str
 ) -> None:
     """Issue 10 item 1: a local link or folder where the cluster has a newer regular file
     keeps the file (a conflict: summary, -v, --json, dry run); older things are replaced.
     The rsync backend looks with the cluster's stat, or (a cluster without GNU stat) with
     rsync --list-only."""
     if look != "stat":
+        if sync.backend != "rsync":
+            pytest.skip("only the rsync backend has a second way to look")
         monkeypatch.setattr(rsync_guard, "STAT_COMMAND", "sbm-there-is-no-such-command")
-    server = three_clusters[0]
-    local = make_tree(
-        tmp_path / "project",
+    sync.source.write(
         {
             "real.txt": "real\n",
             "results/a.txt": "a\n",
@@ -232,116 +253,87 @@ def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
         },
         links={"notes.txt": "real.txt", "old.txt": "real.txt"},
     )
-    for path in local.rglob("*"):
-        stamp(path, 1_700_000_000)
-    root = cluster_roots[server.name]
-    dests = {"rsync": root / "tc-r", "sftp": root / "tc-s", "local": tmp_path / "tc-l"}
-    for dest in dests.values():
-        make_tree(
-            dest,
-            {"notes.txt": "cluster notes\n", "results": "cluster results\n", "old.txt": "o\n"},
-        )
-        make_tree(dest, {"olddir": "old file\n", "full/keep.txt": "mine\n"})
-        (dest / "emptyd").mkdir()
-        (dest / "lnk").symlink_to("somewhere")
-        for path in dest.rglob("*"):
-            stamp(path, OLD)
-        for name in ("notes.txt", "results", "lnk"):
-            stamp(dest / name, NEW)
-    config = three_ways(server, local, dests, tmp_path / "remotes.toml")
-    before = {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()}
+    sync.source.stamp_all(1_700_000_000)
+    sync.dest.write(
+        {
+            "notes.txt": "cluster notes\n",
+            "results": "cluster results\n",
+            "old.txt": "o\n",
+            "olddir": "old file\n",
+            "full/keep.txt": "mine\n",
+            "emptyd/": "",
+        },
+        links={"lnk": "somewhere"},
+    )
+    sync.dest.stamp_all(OLD)
+    for name in ("notes.txt", "results", "lnk"):
+        stamp(sync.dest.path(name), NEW)
+    before = sync.dest.snapshot(times=True)
+    cluster_had = sync.dest.snapshot()
     conflicts = [
         {"path": "full", "why": FULL_FOLDER},
         {"path": "notes.txt", "why": NEWER_FILE},
         {"path": "results", "why": NEWER_FILE},
     ]
 
-    dry = run_cli(capsys, "sync", "--config", str(config), "-n")
-    assert dry.code == 0, dry.out + dry.err
-    for cluster in ("r", "s", "l"):
-        assert f"would keep {cluster}/proj: notes.txt (conflict: {NEWER_FILE})" in dry.out
-        assert f"would keep {cluster}/proj: results (conflict: {NEWER_FILE})" in dry.out
-        assert f"would keep {cluster}/proj: full (conflict: {FULL_FOLDER})" in dry.out
-    assert {name: tree(dest, folder_and_link_times=True) for name, dest in dests.items()} == before
+    dry = sync.run("-n")
+    assert dry.code == 0, dry.out + dry.run.err
+    assert f"would keep {TARGET}: notes.txt (conflict: {NEWER_FILE})" in dry.out
+    assert f"would keep {TARGET}: results (conflict: {NEWER_FILE})" in dry.out
+    assert f"would keep {TARGET}: full (conflict: {FULL_FOLDER})" in dry.out
+    assert sync.dest.snapshot(times=True) == before
 
-    run = run_cli(capsys, "sync", "--config", str(config), "--json")
-    assert run.code == 0, run.out + run.err
-    report = {t["cluster"]: t for t in json.loads(run.out)["targets"]}
-    for target in report.values():
-        assert target["status"] == "ok", target
-        assert sorted(target["conflicts"], key=lambda c: c["path"]) == conflicts, target
-    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
-    assert trees["sftp"] == trees["rsync"] == trees["local"]
-    landed = trees["sftp"]
-    assert landed["notes.txt"][0] == "file" and landed["notes.txt"][4] == b"cluster notes\n"
-    assert landed["results"][0] == "file" and landed["results"][4] == b"cluster results\n"
+    run = sync.run("--json")
+    assert run.code == 0, run.out + run.run.err
+    assert run.target["status"] == "ok", run.target
+    assert sorted(run.target["conflicts"], key=lambda c: c["path"]) == conflicts, run.target
+    landed = sync.dest.snapshot()
+    kept = {path: cluster_had[path] for path in ("notes.txt", "results", "full", "full/keep.txt")}
+    source = {p: n for p, n in sync.source.snapshot().items() if not p.startswith("results/")}
+    assert landed == source | kept  # the tree, but for what the cluster keeps
+    assert landed["notes.txt"].kind == "file"
+    assert landed["notes.txt"].digest == digest("cluster notes\n")
+    assert landed["results"].kind == "file"
+    assert landed["results"].digest == digest("cluster results\n")
     assert not any(path.startswith("results/") for path in landed)
-    assert landed["full"][0] == "dir" and landed["full/keep.txt"][4] == b"mine\n"
-    assert landed["old.txt"] == ("link", "real.txt", None)  # older: replaced, as rsync does
-    assert landed["olddir"][0] == "dir" and "olddir/in.txt" in landed
-    assert landed["emptyd"][0] == "file" and landed["lnk"][0] == "file"  # a link is no file
+    assert landed["full"].kind == "dir" and landed["full/keep.txt"].digest == digest("mine\n")
+    assert landed["old.txt"] == Node("link", target="real.txt")  # older: replaced, as rsync does
+    assert landed["olddir"].kind == "dir" and "olddir/in.txt" in landed
+    assert landed["emptyd"].kind == "file" and landed["lnk"].kind == "file"  # a link is no file
 
-    summary = run_cli(capsys, "sync", "--config", str(config), "-v")
+    summary = sync.run("-v")
     assert summary.code == 0
-    for cluster in ("r", "s", "l"):
-        assert f"{cluster}/proj: kept notes.txt (conflict: {NEWER_FILE})" in summary.out
-        assert f"{cluster}/proj: conflict, kept results ({NEWER_FILE})" in summary.out
+    assert f"{TARGET}: kept notes.txt (conflict: {NEWER_FILE})" in summary.out
+    assert f"{TARGET}: conflict, kept results ({NEWER_FILE})" in summary.out
 
 
-def test_a_looping_link_in_the_way_is_replaced_everywhere(
-    three_clusters: list[SshServer],
-    cluster_roots: dict[str, Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    server = three_clusters[2]
-    local = make_tree(tmp_path / "project", {"a/x.txt": "x\n", "ok.txt": "ok\n"})
-    root = cluster_roots[server.name]
-    dests = {"rsync": root / "loop-r", "sftp": root / "loop-s", "local": tmp_path / "loop-l"}
-    for dest in dests.values():
-        dest.mkdir(parents=True)
-        (dest / "a").symlink_to("a")  # listing it fails with ELOOP
-    run = run_cli(capsys, "sync", "--config", str(three_ways(server, local, dests, tmp_path / "c")))
-    assert run.code == 0, run.out + run.err
-    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
-    assert trees["sftp"] == trees["rsync"] == trees["local"]
-    assert trees["local"]["a"][0] == "dir" and "a/x.txt" in trees["local"]
+def test_a_looping_link_in_the_way_is_replaced(sync: Sync) -> None:
+    sync.source.write({"a/x.txt": "x\n", "ok.txt": "ok\n"})
+    sync.dest.path().mkdir(parents=True)
+    sync.dest.path("a").symlink_to("a")  # listing it fails with ELOOP
+    run = sync.run()
+    assert run.code == 0, run.out + run.run.err
+    landed = sync.dest.snapshot()
+    assert landed == sync.source.snapshot()
+    assert landed["a"].kind == "dir" and "a/x.txt" in landed
 
 
-def test_a_failed_replacement_leaves_read_only_folders_read_only_everywhere(
-    three_clusters: list[SshServer],
-    cluster_roots: dict[str, Path],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_a_failed_replacement_leaves_read_only_folders_read_only(sync: Sync) -> None:
     """A file that cannot be removed (immutable) where the tree has a folder, inside a 0555
     folder: that entry fails, the rest lands, and the folder's mode comes back."""
-    server = three_clusters[2]
-    local = make_tree(tmp_path / "project", {"ro/new.txt": "n\n", "ro/blk/in.txt": "i\n"})
-    (local / "ro").chmod(0o555)
-    root = cluster_roots[server.name]
-    dests = {"rsync": root / "imm-r", "sftp": root / "imm-s", "local": tmp_path / "imm-l"}
-    locked: list[Path] = []
+    sync.source.write({"ro/new.txt": "n\n", "ro/blk/in.txt": "i\n"})
+    sync.source.path("ro").chmod(0o555)
+    blocker = sync.dest.write({"ro/blk": "in the way\n"}).path("ro/blk")
+    chattr = subprocess.run(["chattr", "+i", str(blocker)], capture_output=True, check=False)
     try:
-        for dest in dests.values():
-            (dest / "ro").mkdir(parents=True)
-            (dest / "ro" / "blk").write_text("in the way\n")
-            chattr = subprocess.run(
-                ["chattr", "+i", str(dest / "ro" / "blk")], capture_output=True, check=False
-            )
-            if chattr.returncode != 0:
-                pytest.skip(f"chattr +i is not possible here: {chattr.stderr.decode().strip()}")
-            locked.append(dest / "ro" / "blk")
-            (dest / "ro").chmod(0o555)
-        run = run_cli(
-            capsys, "sync", "--config", str(three_ways(server, local, dests, tmp_path / "c"))
-        )
+        if chattr.returncode != 0:
+            pytest.skip(f"chattr +i is not possible here: {chattr.stderr.decode().strip()}")
+        sync.dest.path("ro").chmod(0o555)
+        run = sync.run()
     finally:
-        for path in locked:
-            subprocess.run(["chattr", "-i", str(path)], check=False)
-        (local / "ro").chmod(0o755)
+        subprocess.run(["chattr", "-i", str(blocker)], check=False)
+        sync.source.path("ro").chmod(0o755)
     assert run.code == 1
-    for name, dest in dests.items():
-        assert stat.S_IMODE((dest / "ro").stat().st_mode) == 0o555, name
-        assert (dest / "ro" / "new.txt").read_text() == "n\n", name
-        assert (dest / "ro" / "blk").read_text() == "in the way\n", name
+    assert stat.S_IMODE(sync.dest.path("ro").stat().st_mode) == 0o555
+    assert sync.dest.read("ro/new.txt") == b"n\n"
+    assert sync.dest.read("ro/blk") == b"in the way\n"

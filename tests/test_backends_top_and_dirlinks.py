@@ -18,9 +18,10 @@ import pytest
 
 from sbatchman.config import parse
 from sbatchman.precedence import keep_dirlinks_for
-from tests.support.backends import stamp, three_ways, tree
-from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.backends import three_ways
+from tests.support.project import run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshdFactory, SshServer
+from tests.support.trees import make_tree, snapshot, stamp
 
 LOCAL_TIME = 1_000_000_000  # 2001: the project folder's own mtime
 
@@ -114,7 +115,7 @@ def test_keep_dirlinks_writes_through_a_cluster_link_to_a_folder(
     for name, dest in dests.items():
         assert (dest / "data").is_symlink(), name
         assert os.readlink(dest / "data") == str(scratches[name]), name
-    landed = {n: tree(scratch, folder_and_link_times=False) for n, scratch in scratches.items()}
+    landed = {n: snapshot(scratch) for n, scratch in scratches.items()}
     assert landed["rsync"] == landed["sftp"] == landed["local"]
     assert set(landed["sftp"]) == {"results.txt", "input.txt"}
     for name, scratch in scratches.items():  # the folder stays the cluster's own, as with -K
@@ -144,9 +145,9 @@ def test_without_keep_dirlinks_a_replaced_cluster_link_is_reported(
     assert run.code == 0, run.out + run.err
     for cluster in ("r", "s", "l"):
         assert f"{cluster}/proj: data: the link on the cluster is replaced by a folder" in run.out
-    trees = {name: tree(dest, folder_and_link_times=False) for name, dest in dests.items()}
+    trees = {name: snapshot(dest) for name, dest in dests.items()}
     assert trees["rsync"] == trees["sftp"] == trees["local"]
-    assert trees["sftp"]["data"][0] == "dir" and "data/input.txt" in trees["sftp"]
+    assert trees["sftp"]["data"].kind == "dir" and "data/input.txt" in trees["sftp"]
     for name, scratch in scratches.items():  # what the link pointed at is untouched
         assert sorted(p.name for p in scratch.iterdir()) == ["results.txt"], name
 

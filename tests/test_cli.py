@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IsolatedEnv
-from tests.support.project import make_tree, run_cli, write_config
+from tests.support.env import IsolatedEnv
+from tests.support.project import run_cli, write_config
+from tests.support.trees import make_tree
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import pytest
 
 from sbatchman.config import load, parse
 from sbatchman.errors import ConfigError
-from tests.support.project import make_tree, run_cli
+from tests.support.project import run_cli
+from tests.support.trees import make_tree
 
 
 def fail(text: str, tmp_path: Path) -> str:

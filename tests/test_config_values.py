@@ -16,7 +16,8 @@ import pytest
 from sbatchman.config import parse
 from sbatchman.configschema import MAX_SECONDS, SECONDS_RULE
 from sbatchman.errors import ConfigError
-from tests.support.project import make_tree, run_cli, write_config
+from tests.support.project import run_cli, write_config
+from tests.support.trees import make_tree
 
 
 def fail(text: str, tmp_path: Path) -> str:

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from sbatchman.plan import is_part
-from tests.conftest import SshdFactory
 from tests.support.delayproxy import SilentServer, refused_port
-from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
-from tests.support.sshd import SshServer
+from tests.support.project import run_cli, ssh_cluster, write_config
+from tests.support.running import start_sync, wait_for_temporary
+from tests.support.sshd import SshdFactory, SshServer
+from tests.support.trees import make_tree
 
 TARGET_KEYS = {
     "cluster": str,
@@ -161,13 +162,7 @@ def test_ctrl_c_stops_transfers_leaves_no_partial_file_and_exits_130(
             )
         ],
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_sync(config, "--json")
     deadline = time.monotonic() + 60
     while not any(dest.rglob("*")) and time.monotonic() < deadline:  # wait for data to flow
         time.sleep(0.05)
@@ -266,23 +261,10 @@ def test_a_cluster_that_freezes_mid_transfer_fails_on_its_own_after_the_stall_ti
             ),
         ],
     )
-    argv = [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"]
-    proc = subprocess.Popen(
-        [*argv, "--stall-timeout", "3"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_sync(config, "--json", "--stall-timeout", "3")
     stopped: set[int] = set()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            sizes = [p.stat().st_size for p in dest.glob(".*")] if dest.exists() else []
-            if any(size > 4 << 20 for size in sizes):
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the push ended before the cluster could freeze"
+        wait_for_temporary(dest, 4 << 20, lambda: proc.poll() is None)
         stopped = frozen.session_pids()
         for pid in stopped:
             os.kill(pid, signal.SIGSTOP)

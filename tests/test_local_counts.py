@@ -14,7 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.project import make_tree, write_config
+from tests.support.project import write_config
+from tests.support.trees import make_tree
 
 LIMIT = 64 << 10
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import make_tree, run_cli, write_config
+from tests.support.project import run_cli, write_config
+from tests.support.trees import make_tree
 
 
 @pytest.fixture

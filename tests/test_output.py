@@ -18,8 +18,9 @@ import pytest
 
 from sbatchman.names import json_name, json_text, show_name, show_text
 from sbatchman.output import Guarded
-from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.project import run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshServer
+from tests.support.trees import make_tree
 
 ESC_NAME = "a\x1b[31mred"  # would turn the terminal red
 TITLE = "c[/]\x1b]0;T\x07"  # rich's closing tag, then an xterm title sequence

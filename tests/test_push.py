@@ -15,7 +15,8 @@ from sbatchman.config import load
 from sbatchman.model import Events, InterruptedPart, Job, Request, Target, exit_code
 from sbatchman.push import sync
 from sbatchman.selection.walk import select
-from tests.support.project import Recorder, make_tree, write_config
+from tests.support.project import Recorder, write_config
+from tests.support.trees import make_tree
 
 
 class DeletingReporter:

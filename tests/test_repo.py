@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IsolatedEnv
+from tests.support.env import IsolatedEnv
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -159,3 +159,29 @@ def test_imports_have_no_cycles() -> None:
     for module in sorted(graph):
         cycle = visit(module, [])
         assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def _shares_with_a_test_module(name: str) -> bool:
+    """`tests.test_x`, `test_x` and conftest are pytest's to load; importing them runs their
+    module-level setup twice and hides a shared helper outside tests/support/."""
+    parts = name.split(".")
+    if parts[0] == "tests":
+        parts = parts[1:]
+    return bool(parts) and (parts[0].startswith("test_") or parts[0] == "conftest")
+
+
+def test_tests_share_helpers_only_through_tests_support() -> None:
+    wrong = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else []
+                if node.level or node.module in ("tests", None):  # from tests import test_x
+                    names += [a.name for a in node.names]
+            else:
+                continue
+            where = f"{path.relative_to(REPO)}:{node.lineno}"
+            wrong += [f"{where} imports {n}" for n in names if _shares_with_a_test_module(n)]
+    assert not wrong, "move what they share into tests/support/:\n" + "\n".join(wrong)

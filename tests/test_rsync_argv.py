@@ -13,7 +13,8 @@ from sbatchman.backends.rsync_output import itemized_why as _why
 from sbatchman.config import parse
 from sbatchman.model import InterruptedPart, Job
 from sbatchman.selection.walk import Selection, select
-from tests.support.project import Recorder, make_tree
+from tests.support.project import Recorder
+from tests.support.trees import make_tree
 
 
 def job(tmp_path: Path, remote: str, dry_run: bool = False) -> Job:

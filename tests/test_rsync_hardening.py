@@ -22,10 +22,10 @@ from sbatchman.model import Job, PartialTransfer
 from sbatchman.names import json_name
 from sbatchman.selection.walk import select
 from sbatchman.ssh.master import Master, SshOptions
-from tests.conftest import SshdFactory
 from tests.support.procs import signal_all
-from tests.support.project import Recorder, make_tree, run_cli, ssh_cluster, write_config
-from tests.support.sshd import SshServer
+from tests.support.project import Recorder, run_cli, ssh_cluster, write_config
+from tests.support.sshd import SshdFactory, SshServer
+from tests.support.trees import make_tree
 
 
 def _session(config: Config, stall: float = 60) -> tuple[Cluster, RsyncSession]:

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SshdFactory
 from tests.support.procs import alive, children, comm, signal_all
-from tests.support.project import make_tree, ssh_cluster, write_config
+from tests.support.project import ssh_cluster, write_config
+from tests.support.running import start_sync, wait_for_temporary
+from tests.support.sshd import SshdFactory
+from tests.support.trees import make_tree
 
 
 def test_a_stalled_cluster_is_called_stalled_with_the_seconds(
@@ -31,22 +33,10 @@ def test_a_stalled_cluster_is_called_stalled_with_the_seconds(
         tmp_path / "c.toml",
         [ssh_cluster(server, [{"alias": "big", "local": str(src), "remote": str(dest)}])],
     )
-    argv = [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"]
-    proc = subprocess.Popen(
-        [*argv, "--stall-timeout", "5"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_sync(config, "--json", "--stall-timeout", "5")
     stopped: set[int] = set()
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            if dest.exists() and any(p.stat().st_size > 1 << 20 for p in dest.glob(".*")):
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, "the push ended before the cluster could freeze"
+        wait_for_temporary(dest, 1 << 20, lambda: proc.poll() is None)
         stopped = server.session_pids()
         signal_all(stopped, signal.SIGSTOP)
         out, _ = proc.communicate(timeout=90)
@@ -74,13 +64,7 @@ def test_a_server_killed_mid_run_lists_what_rsync_started_and_says_the_count_is_
         tmp_path / "c.toml",
         [ssh_cluster(server, [{"alias": "p", "local": str(src), "remote": str(dest)}])],
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "--json"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_sync(config, "--json")
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:

@@ -27,6 +27,7 @@ from sbatchman.selection.walk import (
     explain,
     select,
 )
+from tests.support.trees import make_tree
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "filters.md"
 RSYNC = shutil.which("rsync")
@@ -34,26 +35,6 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def make_tree(root: Path, spec: str) -> None:
-    """Lines: `path` file, `path/` folder, `path -> target` symlink, `path: text` file with text."""
-    for line in textwrap.dedent(spec).splitlines():
-        if not line.strip():
-            continue
-        if " -> " in line:
-            name, target = line.split(" -> ", 1)
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(target, root / name)
-        elif ": " in line:
-            name, _, text = line.partition(": ")
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text.replace("\\n", "\n"))
-        elif line.endswith("/"):
-            (root / line).mkdir(parents=True, exist_ok=True)
-        else:
-            (root / line).parent.mkdir(parents=True, exist_ok=True)
-            (root / line).touch()
 
 
 def shown(sel: Selection) -> set[str]:
@@ -135,19 +116,11 @@ EXAMPLES = load_examples(DOC.read_text())
 
 
 def build(tmp: Path, ex: Example) -> Path:
-    for item in ex.tree:
-        if " -> " in item:
-            name, target = item.split(" -> ", 1)
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(target, tmp / name)
-        elif item.endswith("/"):
-            (tmp / item).mkdir(parents=True, exist_ok=True)
-        else:
-            (tmp / item).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / item).touch()
-    for name, lines in ex.files.items():
-        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / name).write_text("".join(line + "\n" for line in lines))
+    """The example's tree: `path`, `path/`, `path -> target`, and the files it spells out."""
+    links = dict(item.split(" -> ", 1) for item in ex.tree if " -> " in item)
+    files: dict[str, str] = {item: "" for item in ex.tree if " -> " not in item}
+    files |= {name: "".join(line + "\n" for line in lines) for name, lines in ex.files.items()}
+    make_tree(tmp, files, links=links)
     return tmp / ex.sync_dir if ex.sync_dir else tmp
 
 
@@ -218,7 +191,7 @@ def test_valid_oddities_are_accepted() -> None:
 
 
 def test_bad_line_in_sbatchmanignore_is_config_error(tmp_path: Path) -> None:
-    make_tree(tmp_path, "sub/.sbatchmanignore: ok\\n[oops\\n")
+    make_tree(tmp_path, {"sub/.sbatchmanignore": "ok\n[oops\n"})
     with pytest.raises(ConfigError) as info:
         select(tmp_path, [])
     msg = str(info.value)
@@ -226,7 +199,7 @@ def test_bad_line_in_sbatchmanignore_is_config_error(tmp_path: Path) -> None:
 
 
 def test_bad_line_in_gitignore_is_reported_and_skipped(tmp_path: Path) -> None:
-    make_tree(tmp_path, ".gitignore: [oops\\n*.o\na.o\nb.txt")
+    make_tree(tmp_path, {".gitignore": "[oops\n*.o", "a.o": "", "b.txt": ""})
     sel = select(tmp_path, [], gitignore=True)
     assert shown(sel) == {".gitignore", "b.txt"}
     assert sel.problems == ()  # git accepts the line, so it is a note, not a failure
@@ -240,7 +213,7 @@ def test_bad_line_in_gitignore_is_reported_and_skipped(tmp_path: Path) -> None:
     "source", ["global.common_excludes", "clusters[1].sync_dirs[0].excludes", "-e"]
 )
 def test_explain_names_config_pattern_and_source(tmp_path: Path, source: str) -> None:
-    make_tree(tmp_path, "x.bin")
+    make_tree(tmp_path, {"x.bin": ""})
     v = explain(tmp_path, [Rule("*.txt", "other"), Rule("*.bin", source)], "x.bin")
     assert not v.pushed
     assert v.rule == Rule("*.bin", source)
@@ -248,7 +221,10 @@ def test_explain_names_config_pattern_and_source(tmp_path: Path, source: str) ->
 
 
 def test_explain_names_ignore_file_line(tmp_path: Path) -> None:
-    make_tree(tmp_path, "src/.sbatchmanignore: # c\\n\\n*.tmp\\n!keep.tmp\nsrc/a.tmp\nsrc/keep.tmp")
+    make_tree(
+        tmp_path,
+        {"src/.sbatchmanignore": "# c\n\n*.tmp\n!keep.tmp", "src/a.tmp": "", "src/keep.tmp": ""},
+    )
     v = explain(tmp_path, [], "src/a.tmp")
     assert v.rule == Rule("*.tmp", "src/.sbatchmanignore:3") and not v.pushed
     v = explain(tmp_path, [], "src/keep.tmp")
@@ -257,7 +233,7 @@ def test_explain_names_ignore_file_line(tmp_path: Path) -> None:
 
 
 def test_explain_gitignore_line(tmp_path: Path) -> None:
-    make_tree(tmp_path, "d/.gitignore: /out/\nd/out/f\nout/g")
+    make_tree(tmp_path, {"d/.gitignore": "/out/", "d/out/f": "", "out/g": ""})
     v = explain(tmp_path, [], "d/out/f", gitignore=True)
     assert v.rule == Rule("/out/", "d/.gitignore:1")
     assert "parent folder d/out" in v.reason
@@ -266,7 +242,7 @@ def test_explain_gitignore_line(tmp_path: Path) -> None:
 
 
 def test_explain_paths(tmp_path: Path) -> None:
-    make_tree(tmp_path, "a/b.txt\nlnk -> a\nf")
+    make_tree(tmp_path, {"a/b.txt": "", "f": ""}, links={"lnk": "a"})
     assert explain(tmp_path, [], str(tmp_path / "a" / "b.txt")).pushed
     assert explain(tmp_path, [], "./a//b.txt").path == "a/b.txt"
     v = explain(tmp_path, [], "lnk/b.txt")
@@ -281,20 +257,20 @@ def test_explain_paths(tmp_path: Path) -> None:
 def test_explain_agrees_with_select(tmp_path: Path) -> None:
     make_tree(
         tmp_path,
-        """
-        .gitignore: *.o\\n!keep.o\\nlogs/*\\n!logs/important/
-        .sbatchmanignore: scratch/\\n!.gitignore
-        a.o
-        keep.o
-        logs/x.log
-        logs/important/y.log
-        scratch/z
-        src/.sbatchmanignore: /gen\\n!a.o
-        src/a.o
-        src/gen/x.c
-        src/lib/gen/x.c
-        .git/HEAD
-        """,
+        {
+            ".gitignore": "*.o\n!keep.o\nlogs/*\n!logs/important/",
+            ".sbatchmanignore": "scratch/\n!.gitignore",
+            "a.o": "",
+            "keep.o": "",
+            "logs/x.log": "",
+            "logs/important/y.log": "",
+            "scratch/z": "",
+            "src/.sbatchmanignore": "/gen\n!a.o",
+            "src/a.o": "",
+            "src/gen/x.c": "",
+            "src/lib/gen/x.c": "",
+            ".git/HEAD": "",
+        },
     )
     ex = rules("lib/", "*.c", source="global.common_excludes")
     for gi in (False, True):
@@ -310,7 +286,11 @@ def test_explain_agrees_with_select(tmp_path: Path) -> None:
 
 
 def test_entries_are_ordered_and_carry_lstat(tmp_path: Path) -> None:
-    make_tree(tmp_path, "b/c.txt: hello\na-b/x\na/y\nz.txt: 12345\nlink -> z.txt\nempty/")
+    make_tree(
+        tmp_path,
+        {"b/c.txt": "hello", "a-b/x": "", "a/y": "", "z.txt": "12345", "empty/": ""},
+        links={"link": "z.txt"},
+    )
     os.chmod(tmp_path / "z.txt", 0o640)
     sel = select(tmp_path, [])
     paths = [e.path for e in sel.entries]
@@ -332,7 +312,11 @@ def test_entries_are_ordered_and_carry_lstat(tmp_path: Path) -> None:
 
 
 def test_symlinks_are_never_followed(tmp_path: Path) -> None:
-    make_tree(tmp_path, "real/inner.txt\nto_dir -> real\nbroken -> nowhere\nloop -> loop")
+    make_tree(
+        tmp_path,
+        {"real/inner.txt": ""},
+        links={"to_dir": "real", "broken": "nowhere", "loop": "loop"},
+    )
     sel = select(tmp_path, rules("inner.txt"))
     by = {e.path: e for e in sel.entries}
     assert set(by) == {"real", "to_dir", "broken", "loop"}
@@ -344,7 +328,7 @@ def test_symlinks_are_never_followed(tmp_path: Path) -> None:
 
 
 def test_root_may_be_a_symlink(tmp_path: Path) -> None:
-    make_tree(tmp_path, "real/a.txt\nreal/sub/b.txt\nalias -> real")
+    make_tree(tmp_path, {"real/a.txt": "", "real/sub/b.txt": ""}, links={"alias": "real"})
     sel = select(tmp_path / "alias", [])
     assert shown(sel) == {"a.txt", "sub/", "sub/b.txt"}
     assert sel.root == tmp_path / "alias"
@@ -359,7 +343,7 @@ def test_missing_root_is_config_error(tmp_path: Path) -> None:
 
 
 def test_special_files_are_skipped_silently(tmp_path: Path) -> None:
-    make_tree(tmp_path, "keep.txt")
+    make_tree(tmp_path, {"keep.txt": ""})
     os.mkfifo(tmp_path / "fifo")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     short = Path(tempfile.mkdtemp(dir="/tmp"))  # AF_UNIX paths must be short
@@ -377,7 +361,7 @@ def test_special_files_are_skipped_silently(tmp_path: Path) -> None:
 
 
 def test_dot_git_only_with_gitignore(tmp_path: Path) -> None:
-    make_tree(tmp_path, ".git/HEAD\nsub/.git: gitdir: x\nsub/a")
+    make_tree(tmp_path, {".git/HEAD": "", "sub/.git": "gitdir: x", "sub/a": ""})
     assert shown(select(tmp_path, [])) == {".git/", ".git/HEAD", "sub/", "sub/.git", "sub/a"}
     assert shown(select(tmp_path, [], gitignore=True)) == {"sub/", "sub/a"}
     # and ignore files cannot bring it back
@@ -388,17 +372,17 @@ def test_dot_git_only_with_gitignore(tmp_path: Path) -> None:
 def test_gitignore_of_ancestors_and_info_exclude(tmp_path: Path) -> None:
     make_tree(
         tmp_path,
-        """
-        .git/HEAD
-        .git/info/exclude: *.secret
-        .gitignore: /top.txt\\nproj/gen/\\n*.log
-        proj/.gitignore: !keep.log
-        proj/top.txt
-        proj/gen/a
-        proj/a.log
-        proj/keep.log
-        proj/k.secret
-        """,
+        {
+            ".git/HEAD": "",
+            ".git/info/exclude": "*.secret",
+            ".gitignore": "/top.txt\nproj/gen/\n*.log",
+            "proj/.gitignore": "!keep.log",
+            "proj/top.txt": "",
+            "proj/gen/a": "",
+            "proj/a.log": "",
+            "proj/keep.log": "",
+            "proj/k.secret": "",
+        },
     )
     sel = select(tmp_path / "proj", [], gitignore=True)
     assert shown(sel) == {".gitignore", "keep.log", "top.txt"}
@@ -411,14 +395,14 @@ def test_gitignore_of_ancestors_and_info_exclude(tmp_path: Path) -> None:
 def test_gitfile_work_tree(tmp_path: Path) -> None:
     make_tree(
         tmp_path,
-        """
-        store/wt/HEAD
-        store/wt/commondir: ../common
-        store/common/info/exclude: *.x
-        repo/.git: gitdir: ../store/wt
-        repo/sub/a.x
-        repo/sub/b.y
-        """,
+        {
+            "store/wt/HEAD": "",
+            "store/wt/commondir": "../common",
+            "store/common/info/exclude": "*.x",
+            "repo/.git": "gitdir: ../store/wt",
+            "repo/sub/a.x": "",
+            "repo/sub/b.y": "",
+        },
     )
     assert shown(select(tmp_path / "repo" / "sub", [], gitignore=True)) == {"b.y"}
 
@@ -426,7 +410,7 @@ def test_gitfile_work_tree(tmp_path: Path) -> None:
 def test_symlinked_ignore_file_is_not_read(tmp_path: Path) -> None:
     """git does not read a .gitignore that is a link: a note. Our own file is a config error:
     pushing without the rules the user wrote could upload what they meant to keep local."""
-    make_tree(tmp_path, "rules: *.txt\na.txt\n.gitignore -> rules")
+    make_tree(tmp_path, {"rules": "*.txt", "a.txt": ""}, links={".gitignore": "rules"})
     sel = select(tmp_path, [], gitignore=True)
     assert "a.txt" in shown(sel)
     assert sel.problems == ()
@@ -439,7 +423,7 @@ def test_symlinked_ignore_file_is_not_read(tmp_path: Path) -> None:
 def test_unreadable_ignore_file_is_config_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_tree(tmp_path, "d/.sbatchmanignore: x\nd/x")
+    make_tree(tmp_path, {"d/.sbatchmanignore": "x", "d/x": ""})
 
     def deny(*args: object, **kwargs: object) -> object:
         raise PermissionError(13, "Permission denied")
@@ -463,7 +447,7 @@ def test_ignore_file_lines() -> None:
 
 def test_bytes_not_characters(tmp_path: Path) -> None:
     # rsync and git match bytes: '?' is one byte, so it does not match a two-byte 'é'.
-    make_tree(tmp_path, "é\nab")
+    make_tree(tmp_path, {"é": "", "ab": ""})
     (tmp_path / os.fsdecode(b"\xff.bin")).touch()
     assert shown(select(tmp_path, rules("?"))) == {"é", "ab", os.fsdecode(b"\xff.bin")}
     assert shown(select(tmp_path, rules("??"))) == {os.fsdecode(b"\xff.bin")}
@@ -480,7 +464,9 @@ def test_unreadable_dir_and_file_are_problems(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Works as root too: access() is what root would be refused by, were it not root."""
-    make_tree(tmp_path, "open/a\nsecret/b\nsecret/c/d\nlocked.txt\nok.txt")
+    make_tree(
+        tmp_path, {"open/a": "", "secret/b": "", "secret/c/d": "", "locked.txt": "", "ok.txt": ""}
+    )
     os.chmod(tmp_path / "secret", 0)
     os.chmod(tmp_path / "locked.txt", 0)
     real_access = os.access
@@ -524,7 +510,7 @@ def test_unreadable_dir_for_real() -> None:
     base = Path(tempfile.mkdtemp(prefix="sbatchman-perm-", dir="/tmp"))
     try:
         os.chmod(base, 0o755)
-        make_tree(base, "open/a\nsecret/b\nnoexec/c\nok.txt")
+        make_tree(base, {"open/a": "", "secret/b": "", "noexec/c": "", "ok.txt": ""})
         os.chmod(base / "secret", 0)
         os.chmod(base / "noexec", 0o644)
         if IS_ROOT:
@@ -554,7 +540,7 @@ def test_unreadable_dir_for_real() -> None:
 
 def test_excluded_folders_are_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An excluded folder is never listed, however big it is."""
-    make_tree(tmp_path, "big/a\nbig/b\nkeep")
+    make_tree(tmp_path, {"big/a": "", "big/b": "", "keep": ""})
     seen: list[str] = []
     real_scandir = os.scandir
 
@@ -568,7 +554,7 @@ def test_excluded_folders_are_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_permission_bits_are_mode_only(tmp_path: Path) -> None:
-    make_tree(tmp_path, "x")
+    make_tree(tmp_path, {"x": ""})
     os.chmod(tmp_path / "x", 0o4755)
     (e,) = select(tmp_path, []).entries
     assert e.mode == stat.S_IMODE(os.lstat(tmp_path / "x").st_mode) == 0o4755

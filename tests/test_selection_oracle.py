@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sbatchman.selection.walk import IGNORE_FILE, Rule, Selection, explain, select
+from tests.support.trees import make_tree
 
 RSYNC = shutil.which("rsync")
 GIT = shutil.which("git")
@@ -123,15 +124,22 @@ def git_lines(draw: st.DrawFn) -> str:
 
 
 def write_tree(root: Path, tree: Tree) -> None:
-    for name, node in tree.items():
-        path = root / name
-        if node == "file":
-            path.write_bytes(name.encode())
-        elif isinstance(node, tuple):
-            os.symlink(node[1], path)
-        else:
-            path.mkdir()
-            write_tree(path, node)
+    """Lay a generated Tree out with the shared builder: files hold their own name."""
+    files: dict[str, str | bytes] = {}
+    links: dict[str, str] = {}
+
+    def flatten(node: Tree, prefix: str) -> None:
+        for name, child in node.items():
+            if child == "file":
+                files[prefix + name] = name.encode()
+            elif isinstance(child, tuple):
+                links[prefix + name] = child[1]
+            else:
+                files[prefix + name + "/"] = b""
+                flatten(child, prefix + name + "/")
+
+    flatten(tree, "")
+    make_tree(root, files, links=links)
 
 
 def folders(tree: Tree, prefix: str = "") -> Iterator[str]:

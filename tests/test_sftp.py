@@ -23,9 +23,9 @@ from sbatchman.backends.sftp.wire import Wire
 from sbatchman.errors import TransferError
 from sbatchman.plan import PART_SUFFIX
 from sbatchman.temporaries import Temporaries
-from tests.support.project import make_tree
-from tests.support.sftpkit import T0, Remote, pushed_view, set_mtime, state
+from tests.support.sftpkit import T0, Remote, set_mtime
 from tests.support.sshd import SshServer
+from tests.support.trees import make_tree, snapshot
 
 Factory = Callable[[SshServer, Path, str], Remote]
 
@@ -84,12 +84,12 @@ def test_tree_lands_exactly_and_a_second_push_sends_nothing(
     remote = remote_factory(server, local, str(dest))
 
     outcome, events = remote.push()
-    files = {p for p, facts in pushed_view(local).items() if facts[0] == "file"}
+    files = {p for p, facts in snapshot(local).items() if facts.kind == "file"}
     assert {p for p, why in outcome.sent} == files
     assert {why for _, why in outcome.sent} == {"new"}
     sizes = [p.stat().st_size for p in local.rglob("*") if p.is_file() and not p.is_symlink()]
     assert events.total == (len(files), sum(sizes))
-    assert pushed_view(dest) == pushed_view(local)
+    assert snapshot(dest) == snapshot(local)
     assert os.readlink(dest / "latest") == "src/model.py"  # SYMLINK's argument order
     assert os.access(dest / "run.sh", os.X_OK)
     assert events.progressed == (2 << 20)  # the big file reported its bytes as they landed
@@ -97,7 +97,7 @@ def test_tree_lands_exactly_and_a_second_push_sends_nothing(
 
     again, events = remote.push()
     assert again.sent == [] and events.files == []  # fractional mtimes are not "newer"
-    assert pushed_view(dest) == pushed_view(local)
+    assert snapshot(dest) == snapshot(local)
 
 
 def test_why_each_file_is_sent_and_newer_remote_files_survive(
@@ -204,10 +204,10 @@ def test_dry_run_writes_nothing_and_lists_what_the_real_run_sends(
     shutil.rmtree(dest / "empty")
     leftover = dest / "many" / Temporaries(created=1_000).name("f002.txt")  # abandoned
     leftover.write_text("partial")
-    before = state(dest)
+    before = snapshot(dest, ns=True, folder_times=True)
 
     dry, _ = remote.push(dry_run=True)
-    assert state(dest) == before  # byte for byte, mtimes included
+    assert snapshot(dest, ns=True, folder_times=True) == before  # byte for byte, mtimes included
     real, _ = remote.push()
     assert sorted(dry.sent) == sorted(real.sent)
     assert dry.skipped_newer == real.skipped_newer == ["unicodé/ünï.txt"]

@@ -16,9 +16,10 @@ import pytest
 
 from sbatchman.model import PartialTransfer
 from sbatchman.plan import PART_SUFFIX
-from tests.support.project import Recorder, make_tree
+from tests.support.project import Recorder
 from tests.support.sftpkit import T0, Remote, set_mtime
 from tests.support.sshd import SshServer
+from tests.support.trees import make_tree
 
 BIG = 32 << 20  # well past the 8 MiB in flight, so reading goes on after the first reply
 Change = Callable[[Path], None]

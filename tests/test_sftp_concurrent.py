@@ -22,9 +22,10 @@ import pytest
 from sbatchman.model import InterruptedPart, PartialTransfer
 from sbatchman.plan import PART_SUFFIX, part_name
 from sbatchman.temporaries import MAX_AGE_S, Temporaries
-from tests.support.project import Recorder, make_tree
-from tests.support.sftpkit import Remote, pushed_view
+from tests.support.project import Recorder
+from tests.support.sftpkit import Remote
 from tests.support.sshd import SshdFactory, SshServer
+from tests.support.trees import make_tree, snapshot
 
 WAIT_S = 60  # generous bound for a gate; reaching it is a failure, not a timing
 
@@ -93,7 +94,7 @@ def test_two_pushes_into_one_folder_at_once_both_land(
         second.close()
     assert len(outcome_b.sent) == 24
     assert len(results) == 1 and not isinstance(results[0], BaseException), results
-    assert pushed_view(dest) == pushed_view(local)
+    assert snapshot(dest) == snapshot(local)
     assert _temporaries(dest) == []
 
 
@@ -144,7 +145,7 @@ def test_two_pushes_into_one_new_folder_both_make_its_folders(
         second.close()
     assert len(outcome_b.sent) == 12
     assert len(results) == 1 and not isinstance(results[0], BaseException), results
-    assert pushed_view(dest) == pushed_view(local)
+    assert snapshot(dest) == snapshot(local)
 
 
 def _dead_pid() -> int:

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,42 +25,13 @@ from sbatchman.backends.sftp.scan import Scan, _check_errors
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.model import PartialTransfer
 from sbatchman.plan import PART_SUFFIX, DestStat
-from tests.conftest import SshdFactory
-from tests.support.project import make_tree, run_cli, ssh_cluster, write_config
+from tests.support.project import run_cli, ssh_cluster, write_config
+from tests.support.running import start_sync, wait_for_temporary
 from tests.support.sftpkit import T0, Remote, set_mtime
-from tests.support.sshd import SshServer
-
-REPO = Path(__file__).resolve().parents[1]
-
+from tests.support.sshd import SshdFactory, SshServer
+from tests.support.trees import make_tree
 
 # --------------------------------------------------------------------------- interruption
-
-
-def _cli(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-
-
-def _wait_for_part(folder: Path, minimum: int, running: Callable[[], bool]) -> Path:
-    """The temporary file of an upload in progress, once it holds `minimum` bytes."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for path in folder.glob(f"*{PART_SUFFIX}"):
-            try:
-                if path.stat().st_size >= minimum:
-                    return path
-            except FileNotFoundError:
-                continue
-        if not running():
-            raise AssertionError("the push ended before it could be stopped")
-        time.sleep(0.002)
-    raise AssertionError("no temporary file appeared")
 
 
 def test_a_killed_upload_leaves_no_partial_file_and_the_next_run_finishes(
@@ -88,15 +58,16 @@ def test_a_killed_upload_leaves_no_partial_file_and_the_next_run_finishes(
         ],
     )
 
-    proc = _cli(config)
-    part = _wait_for_part(dest, 1 << 20, lambda: proc.poll() is None)
+    proc = start_sync(config)
+    part = wait_for_temporary(dest, 1 << 20, lambda: proc.poll() is None)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.communicate(timeout=30)  # reaps it and closes its pipes
     assert (dest / "data.bin").read_bytes() == b"the old version"  # never a partial file
     assert part.exists()  # the killed run's temporary is still there...
 
-    proc = _cli(config)
-    assert proc.wait(timeout=120) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    proc = start_sync(config)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
     assert not part.exists()  # ...until the next run removes it
     assert (dest / "data.bin").read_bytes() == big.read_bytes()
     assert [p.name for p in dest.iterdir()] == ["data.bin"]
@@ -123,7 +94,7 @@ def test_abort_stops_a_running_push_at_once(
 
     worker = threading.Thread(target=push)
     worker.start()
-    _wait_for_part(dest, 1 << 20, worker.is_alive)
+    wait_for_temporary(dest, 1 << 20, worker.is_alive)
     started = time.monotonic()
     remote.session.abort()
     worker.join(timeout=10)

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,24 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SshdFactory
-from tests.support.project import make_tree, write_config
-from tests.support.sshd import SshServer
+from tests.support.project import write_config
+from tests.support.running import start_sync
+from tests.support.sshd import SshdFactory, SshServer
 from tests.support.sshkit import config_block
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.trees import make_tree
 
 
 def sync(config: Path, *args: str, backend: str = "sftp") -> subprocess.Popen[str]:
     """`sbatchman sync` on `config` with the sftp backend (or another), as a child."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config), "-b", backend, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    return start_sync(config, "-b", backend, *args)
 
 
 def project(tmp_path: Path, cluster: dict[str, object]) -> Path:

@@ -23,8 +23,7 @@ from sbatchman.errors import ConfigError, ConnectError
 from sbatchman.ssh.connect import connect
 from sbatchman.ssh.master import Master, SshOptions
 from sbatchman.ssh.resolve import require_user, resolve_cluster
-from tests.conftest import SshdFactory
-from tests.support.sshd import SshServer, current_user, generate_key
+from tests.support.sshd import SshdFactory, SshServer, current_user, generate_key
 from tests.support.sshkit import config_block, make_cluster
 
 BATCH = SshOptions(batch=True, connect_timeout=10)

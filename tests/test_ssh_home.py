@@ -23,7 +23,8 @@ from sbatchman.errors import ConnectError
 from sbatchman.ssh.connect import connect
 from sbatchman.ssh.master import Master, SshOptions, policy_config
 from sbatchman.ssh.resolve import resolve_cluster
-from tests.conftest import IsolatedEnv, SshdFactory
+from tests.support.env import IsolatedEnv
+from tests.support.sshd import SshdFactory
 from tests.support.sshkit import config_block, make_cluster
 
 BATCH = SshOptions(batch=True, connect_timeout=10)

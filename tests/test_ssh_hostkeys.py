@@ -16,7 +16,6 @@ from sbatchman.config import Settings
 from sbatchman.errors import ConnectError
 from sbatchman.ssh import hostkeys
 from sbatchman.ssh.words import cause
-from tests.conftest import SshdFactory
 from tests.support.hostkeytypes import (
     ACCEPT,
     STRICT,
@@ -26,7 +25,7 @@ from tests.support.hostkeytypes import (
     via_paramiko,
     via_ssh,
 )
-from tests.support.sshd import generate_key
+from tests.support.sshd import SshdFactory, generate_key
 from tests.support.sshkit import config_block, host_key_line, make_cluster
 
 BACKENDS = pytest.mark.parametrize("reach", [via_paramiko, via_ssh], ids=["paramiko", "ssh"])

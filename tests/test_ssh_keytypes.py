@@ -25,9 +25,10 @@ from tests.support.hostkeytypes import (
     via_paramiko,
     via_ssh,
 )
-from tests.support.project import make_tree, run_cli, write_config
+from tests.support.project import run_cli, write_config
 from tests.support.sshd import SshServer
 from tests.support.sshkit import make_cluster
+from tests.support.trees import make_tree
 
 BACKENDS = pytest.mark.parametrize("reach", [via_paramiko, via_ssh], ids=["paramiko", "ssh"])
 

@@ -19,8 +19,8 @@ from sbatchman.config import Settings
 from sbatchman.errors import AuthError, ConnectError
 from sbatchman.ssh.connect import connect
 from sbatchman.ssh.master import Master, SshOptions
-from tests.conftest import SshdFactory
 from tests.support.authserver import CODE, AuthServer, auth_server_config, start_auth_server
+from tests.support.sshd import SshdFactory
 from tests.support.sshkit import (
     REPO,
     config_block,

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SshdFactory
-from tests.support.project import make_tree, run_cli, snapshot, write_config
+from tests.support.project import run_cli, write_config
+from tests.support.sshd import SshdFactory
 from tests.support.sshkit import config_block
+from tests.support.trees import make_tree, snapshot
 
 
 @pytest.mark.parametrize("backend", ["rsync", "sftp"])

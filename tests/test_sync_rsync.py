@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SshdFactory
 from tests.support.delayproxy import refused_port
-from tests.support.project import make_tree, run_cli, snapshot, ssh_cluster, write_config
-from tests.support.sshd import SshServer
+from tests.support.project import run_cli, ssh_cluster, write_config
+from tests.support.sshd import SshdFactory, SshServer
+from tests.support.trees import make_tree, snapshot
 
 PROJ = {
     "src/model.py": "print('model')\n",

@@ -1,9 +1,8 @@
-"""Build local project trees and sbatchman configs that point at the test bed's real servers."""
+"""Write sbatchman configs that point at the test bed's real servers, and run the CLI in-process."""
 
 from __future__ import annotations
 
 import os
-import stat
 import sys
 import threading
 from collections.abc import Iterable
@@ -14,37 +13,6 @@ import pytest
 import tomli_w
 
 from tests.support.sshd import SshServer
-
-
-def make_tree(root: Path, files: dict[str, str], *, links: dict[str, str] | None = None) -> Path:
-    """Files from a {relative path: content} map; names ending in .sh are made executable."""
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        if rel.endswith(".sh"):
-            path.chmod(0o755)
-    for rel, target in (links or {}).items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(target, root / rel)
-    return root
-
-
-def snapshot(root: Path) -> dict[str, tuple[str, int, int, str]]:
-    """Everything two pushed trees must agree on: kind, size, mode, mtime second, link target."""
-    out: dict[str, tuple[str, int, int, str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            rel = path.relative_to(root).as_posix()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", 0, 0, os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", 0, stat.S_IMODE(st.st_mode), "")
-            else:
-                out[rel] = ("file", st.st_size, stat.S_IMODE(st.st_mode), str(int(st.st_mtime)))
-    return out
 
 
 def ssh_cluster(server: SshServer, dirs: Iterable[dict[str, object]], **extra: object) -> dict:

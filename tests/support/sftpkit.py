@@ -7,9 +7,7 @@ is how races are made deterministic without sleeps.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import stat
 from pathlib import Path
 
 from sbatchman.backends.local import LocalSession
@@ -23,39 +21,6 @@ from tests.support.sshd import SshServer
 
 BATCH = SshOptions(batch=True, connect_timeout=10, stall_timeout=30)
 T0 = 1_700_000_000 * 1_000_000_000  # a fixed past time, so "newer" cases are deterministic
-
-
-def state(root: Path) -> dict[str, tuple[object, ...]]:
-    """Everything observable about a tree: kind, mode, size, mtime in ns, content, link target."""
-    out: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            st = path.lstat()
-            rel = path.relative_to(root).as_posix()
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns)
-            else:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns, digest)
-    return out
-
-
-def pushed_view(root: Path) -> dict[str, tuple[object, ...]]:
-    """What a push must reproduce: files' mode, size, mtime second and content; link targets;
-    folders and their modes."""
-    out: dict[str, tuple[object, ...]] = {}
-    for rel, facts in state(root).items():
-        if facts[0] == "file":
-            _, mode, size, mtime_ns, digest = facts
-            out[rel] = ("file", mode, size, int(str(mtime_ns)) // 1_000_000_000, digest)
-        elif facts[0] == "dir":
-            out[rel] = ("dir", facts[1])
-        else:
-            out[rel] = facts
-    return out
 
 
 def set_mtime(path: Path, ns: int) -> None:
