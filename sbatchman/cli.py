@@ -153,7 +153,7 @@ def sync(
     from sbatchman.precedence import batch_for, timeout_for
     from sbatchman.push import sync as run_sync
     from sbatchman.report import ConsoleReporter, Style
-    from sbatchman.ssh.master import SshOptions
+    from sbatchman.ssh.endpoint import SshOptions
 
     _did_its_work(ctx)
     reporter = ConsoleReporter(Style(verbose, quiet, json_out, dry_run))
