@@ -124,7 +124,7 @@ def _engine_push(config: Path, alias: str) -> Callable[[], float]:
     from sbatchman.config import load
     from sbatchman.model import Job
     from sbatchman.selection.walk import select
-    from sbatchman.ssh.master import SshOptions
+    from sbatchman.ssh.endpoint import Endpoint, SshOptions
 
     cfg = load(config)
     cluster = cfg.clusters[0]
@@ -138,7 +138,7 @@ def _engine_push(config: Path, alias: str) -> Callable[[], float]:
         def skipped(self, path: str, why: str) -> None: ...
 
     def push() -> float:
-        session = open_sftp(cluster, cfg.settings, SshOptions(batch=True))
+        session = open_sftp(Endpoint.of(cluster, cfg.settings, SshOptions(batch=True)))
         try:
             selection = select(sync_dir.local, ())
             job = Job(cluster, sync_dir, sync_dir.remote, selection, False)

@@ -150,9 +150,10 @@ def sync(
     """Push every sync_dir to every cluster (or those chosen with -c / -a)."""
     from sbatchman import config as configuration
     from sbatchman.model import Request, exit_code
+    from sbatchman.precedence import batch_for, timeout_for
     from sbatchman.push import sync as run_sync
     from sbatchman.report import ConsoleReporter, Style
-    from sbatchman.ssh.master import SshOptions
+    from sbatchman.ssh.endpoint import SshOptions
 
     _did_its_work(ctx)
     reporter = ConsoleReporter(Style(verbose, quiet, json_out, dry_run))
@@ -168,10 +169,10 @@ def sync(
             dry_run=dry_run,
             jobs=jobs,
             ssh=SshOptions(
-                batch=batch or not sys.stdin.isatty(),
+                batch=batch_for(batch, sys.stdin.isatty()),
                 accept_new_host_keys=accept_new_host_keys,
-                connect_timeout=connect_timeout or settings.connect_timeout,
-                stall_timeout=stall_timeout or settings.stall_timeout,
+                connect_timeout=timeout_for(connect_timeout, settings.connect_timeout),
+                stall_timeout=timeout_for(stall_timeout, settings.stall_timeout),
             ),
         )
         with reporter:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sbatchman import configschema as v
-from sbatchman.configschema import Checker
+from sbatchman.configschema import CONNECT_TIMEOUT, STALL_TIMEOUT, Checker
 from sbatchman.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -89,8 +89,8 @@ class Settings:
     local_base: Path | None = None
     respect_gitignore: bool = False
     ssh_config: Path | None = None
-    connect_timeout: float = 15.0
-    stall_timeout: float = 120.0
+    connect_timeout: float = CONNECT_TIMEOUT
+    stall_timeout: float = STALL_TIMEOUT
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ BACKENDS = ("rsync", "sftp")
 # far larger values (1e300, inf) overflow those and used to end in a traceback.
 MAX_SECONDS = 7 * 24 * 3600
 SECONDS_RULE = f"a number of seconds above 0 and at most {MAX_SECONDS} (a week)"
+# The waits when neither a flag nor the config names one; every layer takes them from here.
+CONNECT_TIMEOUT = 15.0
+STALL_TIMEOUT = 120.0
 
 Checker = Callable[[Any], Any]
 

@@ -1,4 +1,4 @@
-"""Which setting wins when several places give one: excludes, backend, gitignore, dirlinks.
+"""Which setting wins when several places give one: excludes, backend, timeouts, batch mode.
 
 Kept apart from config.py (which only turns TOML into checked objects) because these rules are
 the part users reason about ("why was this excluded?", "why sftp?"), and each is one function
@@ -60,3 +60,13 @@ def keep_dirlinks_for(cluster: Cluster, sync_dir: SyncDir) -> bool:
         if choice is not None:
             return choice
     return False
+
+
+def batch_for(flag: bool, interactive: bool) -> bool:
+    """Never prompt when --batch says so, or when no one is at a terminal to answer."""
+    return flag or not interactive
+
+
+def timeout_for(flag: float | None, setting: float) -> float:
+    """A timeout flag beats the config's `[global]` value (which holds the default)."""
+    return flag if flag is not None else setting

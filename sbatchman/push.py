@@ -30,6 +30,7 @@ from sbatchman.model import (
 )
 from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
 from sbatchman.selection.walk import Rule, Selection, check_patterns, select
+from sbatchman.ssh.endpoint import Answers
 from sbatchman.ssh.resolve import require_user
 
 
@@ -57,7 +58,7 @@ def resolve_targets(config: Config, request: Request, *, connecting: bool = True
             and not cluster.is_local
             and any(_chosen(d, request) for d in cluster.sync_dirs)
         ):
-            require_user(cluster, config.settings, config.path)
+            require_user(cluster, config.settings, config.path, request.ssh)
         for sync_dir in cluster.sync_dirs:
             if not _chosen(sync_dir, request):
                 continue
@@ -109,6 +110,7 @@ def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
     Ctrl-C aborts every running transfer (backends leave no partial file at a final path) and
     returns what finished, the rest marked "interrupted".
     """
+    request = replace(request, ssh=replace(request.ssh, answers=Answers()))  # config read once
     targets = resolve_targets(config, request)
     # Selecting needs no network, so a bad .sbatchmanignore is a config error (exit 2) before
     # anything connects. Each push walks its folder again when its turn comes: connecting

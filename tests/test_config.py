@@ -8,7 +8,7 @@ import pytest
 
 from sbatchman.config import default_config_path, load, parse
 from sbatchman.errors import ConfigError
-from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
+from sbatchman.precedence import backend_for, batch_for, gitignore_for, merge_excludes, timeout_for
 from sbatchman.selection.walk import Rule
 
 NO_USER = "sbatchman-no-such-user"
@@ -143,6 +143,17 @@ def test_backend_precedence(tmp_path: Path) -> None:
     assert backend_for(cfg.settings, b, "sftp") == "sftp"  # flag beats all
     bare = parse("[[clusters]]\nname='x'\n", tmp_path / "c.toml")
     assert backend_for(bare.settings, bare.clusters[0], None) == "rsync"
+
+
+def test_timeout_and_batch_precedence(tmp_path: Path) -> None:
+    bare = parse("[[clusters]]\nname='x'\n", tmp_path / "c.toml").settings
+    assert (bare.connect_timeout, bare.stall_timeout) == (15.0, 120.0)  # the documented defaults
+    assert timeout_for(None, bare.connect_timeout) == 15.0
+    assert timeout_for(None, 40.0) == 40.0  # the config beats the default
+    assert timeout_for(3.0, 40.0) == 3.0  # the flag beats the config
+    assert batch_for(False, interactive=True) is False
+    assert batch_for(False, interactive=False) is True  # nobody at a terminal to answer
+    assert batch_for(True, interactive=True) is True
 
 
 def test_gitignore_precedence(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from sbatchman.config import Cluster, Config, load
 from sbatchman.model import Job, PartialTransfer
 from sbatchman.names import json_name
 from sbatchman.selection.walk import select
+from sbatchman.ssh.endpoint import Endpoint
 from sbatchman.ssh.master import Master, SshOptions
 from tests.support.procs import signal_all
 from tests.support.project import Recorder, run_cli, ssh_cluster, write_config
@@ -32,7 +33,9 @@ def _session(config: Config, stall: float = 60) -> tuple[Cluster, RsyncSession]:
     info = detect()
     assert info is not None
     cluster = config.clusters[0]
-    master = Master(cluster, config.settings, SshOptions(batch=True, stall_timeout=stall))
+    master = Master(
+        Endpoint.of(cluster, config.settings, SshOptions(batch=True, stall_timeout=stall))
+    )
     master.open()
     return cluster, RsyncSession(info, master, stall)
 

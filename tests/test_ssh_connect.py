@@ -21,6 +21,7 @@ import pytest
 from sbatchman.config import Settings
 from sbatchman.errors import ConfigError, ConnectError
 from sbatchman.ssh.connect import connect
+from sbatchman.ssh.endpoint import Endpoint
 from sbatchman.ssh.master import Master, SshOptions
 from sbatchman.ssh.resolve import require_user, resolve_cluster
 from tests.support.sshd import SshdFactory, SshServer, current_user, generate_key
@@ -63,7 +64,7 @@ def test_alias_only_in_ssh_config_connects(
 ) -> None:
     """HostName, Port, User and IdentityFile come from the fixture config alone."""
     settings = Settings(ssh_config=clusters_ssh_config)
-    transport = connect(make_cluster("a", "alpha"), settings, BATCH)
+    transport = connect(Endpoint.of(make_cluster("a", "alpha"), settings, BATCH))
     try:
         assert transport.is_authenticated()
         assert transport.getpeername()[1] == three_clusters[0].port
@@ -80,7 +81,7 @@ def test_alias_only_in_ssh_config_rsync_master(sshd_factory: SshdFactory, tmp_pa
     """The rsync path: one master connection, commands ride on it, socket folder private."""
     server = sshd_factory("solo")
     settings = Settings(ssh_config=server.ssh_config)
-    master = Master(make_cluster("s", "solo"), settings, BATCH)
+    master = Master(Endpoint.of(make_cluster("s", "solo"), settings, BATCH))
     try:
         master.open()
         assert stat.S_IMODE(master.folder.stat().st_mode) == 0o700
@@ -100,12 +101,14 @@ def test_toml_values_win_over_ssh_config(sshd_factory: SshdFactory, tmp_path: Pa
     config.write_text(config_block(server, Port="1", User="nobody-here"))
     cluster = make_cluster("p", "prec", port=server.port, user=server.user)
     settings = Settings(ssh_config=config)
-    resolved = resolve_cluster(cluster, settings, BATCH)
+    resolved = resolve_cluster(Endpoint.of(cluster, settings, BATCH))
     assert (resolved.port, resolved.user) == (server.port, server.user)
-    transport = connect(cluster, settings, BATCH)
+    transport = connect(Endpoint.of(cluster, settings, BATCH))
     transport.close()
     with pytest.raises(ConnectError, match="connection refused"):
-        connect(make_cluster("p", "prec"), settings, BATCH)  # the config's port 1 alone
+        connect(
+            Endpoint.of(make_cluster("p", "prec"), settings, BATCH)
+        )  # the config's port 1 alone
 
 
 def test_resolution_defaults_and_key_path(tmp_path: Path) -> None:
@@ -116,16 +119,16 @@ def test_resolution_defaults_and_key_path(tmp_path: Path) -> None:
         "  IdentityFile /keys/from-config\n  ProxyJump hop1,hop2\n"
     )
     settings = Settings(ssh_config=config)
-    cfg = resolve_cluster(make_cluster("c", "cfg"), settings, BATCH)
+    cfg = resolve_cluster(Endpoint.of(make_cluster("c", "cfg"), settings, BATCH))
     assert (cfg.hostname, cfg.port, cfg.user) == ("real.example", 2200, "cfguser")
     assert cfg.identity_files == (Path("/keys/from-config"),)
     assert cfg.proxy_jump == "hop1,hop2"
     assert cfg.known_hosts_name == "[real.example]:2200"
     key = tmp_path / "toml_key"
     key.write_text("")
-    toml = resolve_cluster(make_cluster("c", "cfg", key_path=key), settings, BATCH)
+    toml = resolve_cluster(Endpoint.of(make_cluster("c", "cfg", key_path=key), settings, BATCH))
     assert toml.identity_files[0] == key
-    plain = resolve_cluster(make_cluster("c", "elsewhere.example"), settings, BATCH)
+    plain = resolve_cluster(Endpoint.of(make_cluster("c", "elsewhere.example"), settings, BATCH))
     assert (plain.hostname, plain.port, plain.user) == ("elsewhere.example", 22, current_user())
     assert plain.known_hosts_name == "elsewhere.example"
 
@@ -144,11 +147,13 @@ def test_include_and_match_resolve_as_openssh_does(tmp_path: Path) -> None:
         "Host *\n  Port 22\n  User fallback\n"
     )
     settings = Settings(ssh_config=config)
-    leo = resolve_cluster(make_cluster("c", "leo"), settings, BATCH)
+    leo = resolve_cluster(Endpoint.of(make_cluster("c", "leo"), settings, BATCH))
     assert (leo.hostname, leo.port, leo.user) == ("login.leo.example", 2222, "inc")
-    other = resolve_cluster(make_cluster("c", "other.example"), settings, BATCH)
+    other = resolve_cluster(Endpoint.of(make_cluster("c", "other.example"), settings, BATCH))
     assert (other.hostname, other.port, other.user) == ("other.example", 22, "fallback")
-    toml = resolve_cluster(make_cluster("c", "leo", user="me", port=2022), settings, BATCH)
+    toml = resolve_cluster(
+        Endpoint.of(make_cluster("c", "leo", user="me", port=2022), settings, BATCH)
+    )
     assert (toml.port, toml.user) == (2022, "me")  # the TOML wins over both
 
 
@@ -184,7 +189,9 @@ def bastion_pair(
 
 def test_proxyjump_paramiko(bastion_pair: tuple[SshServer, SshServer, SshServer, Path]) -> None:
     b1, _, target, config = bastion_pair
-    transport = connect(make_cluster("t", "target"), Settings(ssh_config=config), BATCH)
+    transport = connect(
+        Endpoint.of(make_cluster("t", "target"), Settings(ssh_config=config), BATCH)
+    )
     try:
         assert run(transport, "echo through").strip() == "through"
     finally:
@@ -198,7 +205,9 @@ def test_proxyjump_chain_paramiko(
 ) -> None:
     """`ProxyJump bastion1,bastion2`: bastion1 carries bastion2, which carries the target."""
     b1, b2, target, config = bastion_pair
-    transport = connect(make_cluster("t", "chained"), Settings(ssh_config=config), BATCH)
+    transport = connect(
+        Endpoint.of(make_cluster("t", "chained"), Settings(ssh_config=config), BATCH)
+    )
     try:
         assert run(transport, "echo chained").strip() == "chained"
     finally:
@@ -210,7 +219,9 @@ def test_proxyjump_chain_paramiko(
 
 def test_proxycommand_paramiko(bastion_pair: tuple[SshServer, SshServer, SshServer, Path]) -> None:
     b1, _, target, config = bastion_pair
-    transport = connect(make_cluster("t", "proxied"), Settings(ssh_config=config), BATCH)
+    transport = connect(
+        Endpoint.of(make_cluster("t", "proxied"), Settings(ssh_config=config), BATCH)
+    )
     try:
         assert run(transport, "echo proxied").strip() == "proxied"
     finally:
@@ -220,7 +231,7 @@ def test_proxycommand_paramiko(bastion_pair: tuple[SshServer, SshServer, SshServ
 
 def test_proxyjump_rsync_master(bastion_pair: tuple[SshServer, SshServer, SshServer, Path]) -> None:
     b1, _, target, config = bastion_pair
-    master = Master(make_cluster("t", "target"), Settings(ssh_config=config), BATCH)
+    master = Master(Endpoint.of(make_cluster("t", "target"), Settings(ssh_config=config), BATCH))
     try:
         master.open()
         assert run_master(master, "echo hop").strip() == "hop"
@@ -242,7 +253,7 @@ def test_jump_host_refusing_to_forward_is_one_clear_line(
         + config_block(target, known_hosts=known, ProxyJump="closed-bastion")
     )
     with pytest.raises(ConnectError) as caught:
-        connect(make_cluster("t", "target"), Settings(ssh_config=config), BATCH)
+        connect(Endpoint.of(make_cluster("t", "target"), Settings(ssh_config=config), BATCH))
     message = str(caught.value)
     assert "jump host did not forward to 127.0.0.1:" in message
     assert "\n" not in message
@@ -286,11 +297,11 @@ def test_agent_keys_are_used(
         + config_block(server, name="no-agent", **loose)
     )
     settings = Settings(ssh_config=config)
-    connect(make_cluster("a", "via-path"), settings, BATCH).close()
+    connect(Endpoint.of(make_cluster("a", "via-path"), settings, BATCH)).close()
     monkeypatch.setenv("SSH_AUTH_SOCK", str(agent))
-    connect(make_cluster("a", "via-env"), settings, BATCH).close()
+    connect(Endpoint.of(make_cluster("a", "via-env"), settings, BATCH)).close()
     with pytest.raises(ConnectError, match="authentication failed"):
-        connect(make_cluster("a", "no-agent"), settings, BATCH)  # IdentityAgent none
+        connect(Endpoint.of(make_cluster("a", "no-agent"), settings, BATCH))  # IdentityAgent none
 
 
 def test_identities_only_hides_other_agent_keys(
@@ -312,8 +323,8 @@ def test_identities_only_hides_other_agent_keys(
     )
     settings = Settings(ssh_config=config)
     with pytest.raises(ConnectError, match="authentication failed"):
-        connect(make_cluster("o", "strict"), settings, BATCH)
-    connect(make_cluster("o", "loose"), settings, BATCH).close()
+        connect(Endpoint.of(make_cluster("o", "strict"), settings, BATCH))
+    connect(Endpoint.of(make_cluster("o", "loose"), settings, BATCH)).close()
 
 
 # --- failures that are not about keys ----------------------------------------------------------
@@ -328,9 +339,9 @@ def test_refused_and_unknown_name_are_one_line(tmp_path: Path) -> None:
     )
     settings = Settings(ssh_config=config)
     with pytest.raises(ConnectError, match=r"^127\.0\.0\.1:1: connection refused$"):
-        connect(make_cluster("c", "closed"), settings, BATCH)
+        connect(Endpoint.of(make_cluster("c", "closed"), settings, BATCH))
     with pytest.raises(ConnectError, match=r"cannot resolve host name 'no-such-host\.invalid'"):
-        connect(make_cluster("c", "nowhere"), settings, BATCH)
+        connect(Endpoint.of(make_cluster("c", "nowhere"), settings, BATCH))
 
 
 # --- require_user -------------------------------------------------------------------------------
@@ -373,9 +384,11 @@ def test_silent_server_times_out_in_one_line(tmp_path: Path) -> None:
         start = time.monotonic()
         with pytest.raises(ConnectError) as caught:
             connect(
-                make_cluster("s", "silent"),
-                Settings(ssh_config=config),
-                SshOptions(batch=True, connect_timeout=1),
+                Endpoint.of(
+                    make_cluster("s", "silent"),
+                    Settings(ssh_config=config),
+                    SshOptions(batch=True, connect_timeout=1),
+                )
             )
         assert time.monotonic() - start < 5
     # paramiko's banner timer and the handshake timer race; either way it says "too slow".

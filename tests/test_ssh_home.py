@@ -21,6 +21,7 @@ import pytest
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import ConnectError
 from sbatchman.ssh.connect import connect
+from sbatchman.ssh.endpoint import Endpoint
 from sbatchman.ssh.master import Master, SshOptions, policy_config
 from sbatchman.ssh.resolve import resolve_cluster
 from tests.support.env import IsolatedEnv
@@ -32,11 +33,11 @@ ALIAS = "sbm-home-test.invalid"  # resolves nowhere: only the wrong ~/.ssh/confi
 
 
 def via_paramiko(cluster: Cluster, settings: Settings) -> None:
-    connect(cluster, settings, BATCH).close()
+    connect(Endpoint.of(cluster, settings, BATCH)).close()
 
 
 def via_ssh(cluster: Cluster, settings: Settings) -> None:
-    master = Master(cluster, settings, BATCH)
+    master = Master(Endpoint.of(cluster, settings, BATCH))
     try:
         master.open()
     finally:
@@ -84,7 +85,7 @@ def test_a_key_under_dollar_home_is_not_offered(
     config = tmp_path / "ssh_config"
     config.write_text(config_block(server, IdentityFile="~/.ssh/id_sbm_home_test"))
     settings = Settings(ssh_config=config)
-    resolved = resolve_cluster(make_cluster("h", server.name), settings, BATCH)
+    resolved = resolve_cluster(Endpoint.of(make_cluster("h", server.name), settings, BATCH))
     assert resolved.identity_files == (Path(PASSWD_HOME, ".ssh", "id_sbm_home_test"),)
     with pytest.raises(ConnectError, match=r"authentication failed|[Pp]ermission denied"):
         reach(make_cluster("h", server.name), settings)
@@ -92,7 +93,7 @@ def test_a_key_under_dollar_home_is_not_offered(
 
 
 def test_the_rsync_policy_config_includes_the_passwd_home_config(isolated_env: IsolatedEnv) -> None:
-    text = policy_config(make_cluster("h", "host"), Settings(), BATCH)
+    text = policy_config(Endpoint.of(make_cluster("h", "host"), Settings(), BATCH))
     include = [line for line in text.splitlines() if line.startswith("Include ")]
     assert include == [f"Include {Path(PASSWD_HOME, '.ssh', 'config')} /etc/ssh/ssh_config"]
     assert "~" not in text

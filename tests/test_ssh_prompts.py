@@ -18,6 +18,7 @@ import pytest
 from sbatchman.config import Settings
 from sbatchman.errors import AuthError, ConnectError
 from sbatchman.ssh.connect import connect
+from sbatchman.ssh.endpoint import Endpoint
 from sbatchman.ssh.master import Master, SshOptions
 from tests.support.authserver import CODE, AuthServer, auth_server_config, start_auth_server
 from tests.support.sshd import SshdFactory
@@ -43,12 +44,13 @@ def connect_script(config: Path, hosts: list[str], *, batch: bool = False) -> st
             "from sbatchman.errors import SbatchmanError",
             "from sbatchman.ssh.master import SshOptions",
             "from sbatchman.ssh.connect import connect",
+            "from sbatchman.ssh.endpoint import Endpoint",
             "from tests.support.sshkit import make_cluster",
             f"options = SshOptions(batch={batch}, connect_timeout=10)",
             f"settings = Settings(ssh_config=Path({str(config)!r}))",
             f"for host in {hosts!r}:",
             "    try:",
-            "        t = connect(make_cluster(host, host), settings, options)",
+            "        t = connect(Endpoint.of(make_cluster(host, host), settings, options))",
             "    except SbatchmanError as err:",
             "        print('FAILED', err, flush=True)",
             "        continue",
@@ -101,7 +103,7 @@ def test_passphrase_needed_in_batch_fails_at_once(encrypted_server: tuple[Path, 
     key, config = encrypted_server
     start = time.monotonic()
     with pytest.raises(AuthError) as caught:
-        connect(make_cluster("one", "one"), Settings(ssh_config=config), BATCH)
+        connect(Endpoint.of(make_cluster("one", "one"), Settings(ssh_config=config), BATCH))
     assert time.monotonic() - start < 5
     assert f"needs a passphrase for key {key} but running in batch mode" in str(caught.value)
 
@@ -115,9 +117,11 @@ def test_rsync_master_asks_passphrase_once(encrypted_server: tuple[Path, Path]) 
             "from pathlib import Path",
             "from sbatchman.config import Settings",
             "from sbatchman.ssh.master import Master, SshOptions",
+            "from sbatchman.ssh.endpoint import Endpoint",
             "from tests.support.sshkit import make_cluster",
             f"settings = Settings(ssh_config=Path({str(config)!r}))",
-            "master = Master(make_cluster('one', 'one'), settings, SshOptions(batch=False))",
+            "options = SshOptions(batch=False)",
+            "master = Master(Endpoint.of(make_cluster('one', 'one'), settings, options))",
             "master.open()",
             "for n in range(3):",
             "    argv = [*master.client_argv(), master.host, 'echo', f'RODE{n}']",
@@ -154,7 +158,7 @@ def test_two_factor_in_batch_fails_at_once(two_factor: tuple[AuthServer, Path]) 
     server, config = two_factor
     start = time.monotonic()
     with pytest.raises(AuthError) as caught:
-        connect(make_cluster("mfa", "mfa"), Settings(ssh_config=config), BATCH)
+        connect(Endpoint.of(make_cluster("mfa", "mfa"), Settings(ssh_config=config), BATCH))
     assert time.monotonic() - start < 3
     assert "needs a keyboard-interactive (2FA) answer but running in batch mode" in str(
         caught.value
@@ -205,9 +209,9 @@ def test_password_only_sshd_in_batch_fails_at_once(
     settings = Settings(ssh_config=config)
     start = time.monotonic()
     with pytest.raises(AuthError, match="needs a password but running in batch mode"):
-        connect(make_cluster("p", "pwonly"), settings, BATCH)
+        connect(Endpoint.of(make_cluster("p", "pwonly"), settings, BATCH))
     assert time.monotonic() - start < 3
-    master = Master(make_cluster("p", "pwonly"), settings, BATCH)
+    master = Master(Endpoint.of(make_cluster("p", "pwonly"), settings, BATCH))
     with pytest.raises(AuthError) as caught:
         master.open()
     assert str(caught.value) == (
@@ -279,7 +283,7 @@ def test_an_unusable_key_path_is_named_in_the_failure(
         key.mkdir()
     cluster = make_cluster("kp", "kp", key_path=key, where="clusters[2]")
     with pytest.raises(ConnectError) as caught:
-        connect(cluster, Settings(ssh_config=config), BATCH)
+        connect(Endpoint.of(cluster, Settings(ssh_config=config), BATCH))
     why = {
         "missing": "does not exist",
         "not-a-key": "is not a private key sbatchman can use",
@@ -295,4 +299,4 @@ def test_a_key_path_that_works_leaves_no_note(sshd_factory: SshdFactory, tmp_pat
     config = tmp_path / "ssh_config"
     config.write_text(config_block(server, IdentityFile=None))
     cluster = make_cluster("kp", "kp", key_path=server.client_key)
-    connect(cluster, Settings(ssh_config=config), BATCH).close()
+    connect(Endpoint.of(cluster, Settings(ssh_config=config), BATCH)).close()

@@ -13,10 +13,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sbatchman.backends import Session
-from sbatchman.config import Cluster, Settings
+from sbatchman.config import Settings
 from sbatchman.errors import Interrupted, SbatchmanError
 from sbatchman.model import Events, Job, Outcome
-from sbatchman.ssh.master import SshOptions
+from sbatchman.ssh.endpoint import Endpoint
 
 if TYPE_CHECKING:
     from sbatchman.model import Reporter, Request, Target
@@ -41,28 +41,27 @@ def open_session(
             return rsync.RsyncSession(info, None, request.ssh.stall_timeout)
         from sbatchman.ssh.master import Master
 
-        master = Master(cluster, settings, request.ssh)
+        endpoint = Endpoint.of(cluster, settings, request.ssh)  # once: SFTP fallback too
+        master = Master(endpoint)
         master.open()
         session = rsync.RsyncSession(info, master, request.ssh.stall_timeout)
         if request.backend == "rsync":  # asked for by name: a missing rsync fails the cluster
             return session
         # No prompt may appear once transfers run: SFTP then connects without asking.
-        quiet = replace(request.ssh, batch=True)
-        return _RsyncOrSftp(
-            session, lambda: _sftp(cluster, settings, quiet), reporter, cluster.name
-        )
+        quiet = endpoint.with_options(replace(request.ssh, batch=True))
+        return _RsyncOrSftp(session, lambda: _sftp(quiet), reporter, cluster.name)
     if cluster.is_local:
         from sbatchman.backends.local import LocalSession
 
         return LocalSession()
-    return _sftp(cluster, settings, request.ssh)
+    return _sftp(Endpoint.of(cluster, settings, request.ssh))
 
 
-def _sftp(cluster: Cluster, settings: Settings, options: SshOptions) -> Session:
+def _sftp(endpoint: Endpoint) -> Session:
     with _without_invoke():
         from sbatchman.backends.sftp.session import open_sftp
 
-    return open_sftp(cluster, settings, options)
+    return open_sftp(endpoint)
 
 
 class _RsyncOrSftp:

@@ -20,11 +20,10 @@ from collections.abc import Sequence
 
 import paramiko
 
-from sbatchman.config import Cluster, Settings
 from sbatchman.errors import ConnectError, Interrupted
 from sbatchman.ssh import hostkeys
 from sbatchman.ssh.auth import authenticate
-from sbatchman.ssh.master import SshOptions
+from sbatchman.ssh.endpoint import Endpoint, SshOptions
 from sbatchman.ssh.resolve import (
     Resolved,
     resolve_cluster,
@@ -56,18 +55,15 @@ class ChainedTransport(paramiko.Transport):
         self.below = []
 
 
-def connect(cluster: Cluster, settings: Settings, options: SshOptions) -> paramiko.Transport:
+def connect(endpoint: Endpoint) -> paramiko.Transport:
     """A Transport that is connected, host-key verified and authenticated, or a ConnectError.
 
-    Prompts (passphrase, password, 2FA) happen only when `options.batch` is false and only on
-    /dev/tty; in batch mode the first thing that needs a person raises AuthError at once.
+    Prompts (passphrase, password, 2FA) happen only when `endpoint.options.batch` is false and
+    only on /dev/tty; in batch mode the first thing that needs a person raises AuthError at once.
     The caller owns the Transport and must close() it (that also closes any jump hosts).
     """
-    if cluster.host is None:
-        raise ConnectError(f"{cluster.name} is a local cluster; there is nothing to connect to")
     quiet_paramiko()
-    target = resolve_cluster(cluster, settings, options)
-    return _connect(target, options, depth=0)
+    return _connect(resolve_cluster(endpoint), endpoint.options, depth=0)
 
 
 def quiet_paramiko() -> None:

@@ -12,13 +12,11 @@ import os
 import pwd
 import subprocess
 import tempfile
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from sbatchman.config import Cluster, Settings
 from sbatchman.errors import AuthError, ConnectError, Interrupted
-from sbatchman.ssh.cancel import Cancel
+from sbatchman.ssh.endpoint import Endpoint
+from sbatchman.ssh.endpoint import SshOptions as SshOptions  # re-exported: long imported here
 from sbatchman.ssh.words import (
     DENIED,
     SERVER_KEY,
@@ -27,58 +25,6 @@ from sbatchman.ssh.words import (
     key_needs_passphrase,
     needs_probe,
 )
-
-
-class Secrets:
-    """Passphrases and passwords typed during one run, so each is asked for once.
-
-    It lives inside the run's SshOptions (the CLI builds one per invocation), never in a module
-    global, and is never written anywhere: the process forgets it when the run ends. A lock,
-    because connections may be opened from worker threads.
-    """
-
-    def __init__(self) -> None:
-        self._items: dict[str, str] = {}
-        self._keys: dict[str, object] = {}  # decrypted keys: the passphrase KDF is slow on purpose
-        self._lock = threading.Lock()
-
-    def key(self, path: str) -> object | None:
-        with self._lock:
-            return self._keys.get(path)
-
-    def put_key(self, path: str, key: object) -> None:
-        with self._lock:
-            self._keys[path] = key
-
-    def get(self, key: str) -> str | None:
-        with self._lock:
-            return self._items.get(key)
-
-    def put(self, key: str, value: str) -> None:
-        with self._lock:
-            self._items[key] = value
-
-    def forget(self, key: str) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-
-@dataclass(frozen=True)
-class SshOptions:
-    """Run-wide choices that change how ssh may behave, plus the run's typed secrets."""
-
-    batch: bool = False  # never prompt (no terminal, or --batch)
-    accept_new_host_keys: bool = False
-    connect_timeout: float = 15.0
-    stall_timeout: float = 120.0
-    secrets: Secrets = field(default_factory=Secrets, compare=False, repr=False)
-    cancel: Cancel = field(default_factory=Cancel, compare=False, repr=False)  # Ctrl-C
-
-
-def config_argv(cluster: Cluster, settings: Settings) -> list[str]:
-    """The -F option alone: which ssh config file to read (none means OpenSSH's defaults)."""
-    ssh_config = cluster.ssh_config or settings.ssh_config
-    return ["-F", str(ssh_config)] if ssh_config is not None else []
 
 
 def policy_argv(options: SshOptions) -> list[str]:
@@ -100,24 +46,7 @@ def policy_argv(options: SshOptions) -> list[str]:
     return argv
 
 
-def target_argv(cluster: Cluster) -> list[str]:
-    """-p, -l, -i from the TOML: they beat the ssh config, and reach the cluster, not its jumps."""
-    argv: list[str] = []
-    if cluster.port is not None:
-        argv += ["-p", str(cluster.port)]
-    if cluster.user is not None:
-        argv += ["-l", cluster.user]
-    if cluster.key_path is not None:
-        argv += ["-i", str(cluster.key_path)]
-    return argv
-
-
-def base_argv(cluster: Cluster, settings: Settings, options: SshOptions) -> list[str]:
-    """ssh and its options, without the host: TOML values win over ssh config, as -o/-p do."""
-    return ["ssh", *config_argv(cluster, settings), *target_argv(cluster), *policy_argv(options)]
-
-
-def policy_config(cluster: Cluster, settings: Settings, options: SshOptions) -> str:
+def policy_config(endpoint: Endpoint) -> str:
     """An ssh_config that sets the run's policy, then includes the user's config.
 
     ssh hands -F, but not -o, to the `ssh -W` it starts for each ProxyJump hop, so -o alone
@@ -126,10 +55,10 @@ def policy_config(cluster: Cluster, settings: Settings, options: SshOptions) -> 
     Include win (ssh keeps the first value), exactly as -o would; without a configured file
     the Include reads what ssh reads by default, in the same order.
     """
-    policy = policy_argv(options)
+    policy = policy_argv(endpoint.options)
     lines = ["# Written by sbatchman for one run; removed when the run ends."]
     lines += [policy[i + 1].replace("=", " ", 1) for i in range(0, len(policy), 2)]
-    ssh_config = cluster.ssh_config or settings.ssh_config
+    ssh_config = endpoint.ssh_config
     # Absolute: a relative Include would be looked up in ~/.ssh, not where -F would look.
     # Not "~/.ssh/config": ssh expands `~` in an Include from $HOME, but reads its own
     # default config from the password database's home; the sftp backend's `ssh -G` does that.
@@ -160,10 +89,9 @@ def ssh_home() -> str:
 class Master:
     """A ControlMaster connection kept open for the run, in a folder only this user can enter."""
 
-    def __init__(self, cluster: Cluster, settings: Settings, options: SshOptions) -> None:
-        assert cluster.host is not None
-        self.host = cluster.host
-        self.who = f"{cluster.user}@{cluster.host}" if cluster.user else cluster.host
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.host = endpoint.host
+        self.who = endpoint.who
         # The socket lets anyone who can reach it run commands as us on the cluster, so it
         # lives in a folder only we can enter. mkdtemp makes it 0700; we check rather than
         # trust, because a hostile TMPDIR could hand us something else.
@@ -173,14 +101,14 @@ class Master:
             os.rmdir(self.folder)
             raise ConnectError(f"{self.folder}: private socket folder is not 0700 and ours")
         self.socket = self.folder / "c"
-        self.options = options
-        self.key_path = cluster.key_path
-        self.key_where = f"{cluster.where}.key_path"
+        self.options = endpoint.options
+        self.key_path = endpoint.key_path
+        self.key_where = endpoint.key_where
         config = self.folder / "config"
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with open(fd, "w", encoding="utf-8") as out:
-            out.write(policy_config(cluster, settings, options))
-        self.base = ["ssh", "-F", str(config), *target_argv(cluster), *policy_argv(options)]
+            out.write(policy_config(endpoint))
+        self.base = ["ssh", "-F", str(config), *endpoint.target_args, *policy_argv(self.options)]
 
     def client_argv(self) -> list[str]:
         """ssh options for commands that ride on the master (never open a second connection)."""

@@ -2,8 +2,9 @@
 
 Re-implementing ssh_config (Include, Match exec, canonicalisation, first-match-wins, tokens)
 would drift from the user's `ssh`; `ssh -G` prints the final answer after all of it. We pass the
-same -F/-p/-l/-i/-o that `ssh.base_argv` gives the rsync backend, so both backends agree on host,
-port, user, keys and known_hosts: TOML values win over ssh config, which wins over defaults.
+same -F/-p/-l/-i the rsync backend's ssh gets, and lay its -o policy over the answer, so both
+backends agree on host, port, user, keys and known_hosts: TOML values win over ssh config, which
+wins over defaults.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import ConfigError, ConnectError
-from sbatchman.ssh.master import SshOptions, base_argv, config_argv, policy_argv, ssh_home
+from sbatchman.ssh.endpoint import Answer, Endpoint, SshOptions
+from sbatchman.ssh.master import policy_argv, ssh_home
 
 DEFAULT_AUTH_ORDER = ("publickey", "keyboard-interactive", "password")
 
@@ -64,14 +66,13 @@ class Resolved:
         return None if self.host_key_alias or self.port == 22 else self.hostname
 
 
-def resolve_cluster(cluster: Cluster, settings: Settings, options: SshOptions) -> Resolved:
+def resolve_cluster(endpoint: Endpoint) -> Resolved:
     """The final connection settings for a cluster, exactly as its rsync `ssh` would use them."""
-    assert cluster.host is not None, "local clusters are never connected to"
-    args = base_argv(cluster, settings, options)[1:]
-    resolved = _resolve(cluster.host, args, config_argv(cluster, settings), options)
-    if cluster.key_path is None:
+    args = [*endpoint.config_args, *endpoint.target_args]
+    resolved = _resolve(endpoint.host, args, endpoint.config_args, endpoint.options)
+    if endpoint.key_path is None:
         return resolved
-    return replace(resolved, key_path=cluster.key_path, key_where=f"{cluster.where}.key_path")
+    return replace(resolved, key_path=endpoint.key_path, key_where=endpoint.key_where)
 
 
 def resolve_hop(
@@ -91,7 +92,7 @@ def resolve_hop(
         args += ["-p", port]
     if jump:
         args += ["-J", jump]
-    return _resolve(host, [*args, *policy_argv(options)], config_args, options)
+    return _resolve(host, args, config_args, options)
 
 
 def split_jump_spec(spec: str) -> tuple[str | None, str, str | None]:
@@ -115,7 +116,7 @@ def split_jump_list(value: str) -> list[str]:
 
 
 def _resolve(host: str, args: list[str], config_args: list[str], options: SshOptions) -> Resolved:
-    values = _ssh_g(host, args, options)
+    values = _with_policy(_asked(host, args, options), options)
 
     def one(key: str, default: str = "") -> str:
         found = values.get(key)
@@ -189,6 +190,25 @@ def _resolve(host: str, args: list[str], config_args: list[str], options: SshOpt
     )
 
 
+def _asked(host: str, args: list[str], options: SshOptions) -> Answer:
+    """`ssh -G`, asked once per sync for each question (see endpoint.Answers)."""
+    if options.answers is None:
+        return _ssh_g(host, args, options)
+    return options.answers.get((*args, "--", host), lambda: _ssh_g(host, args, options))
+
+
+def _with_policy(values: Answer, options: SshOptions) -> Answer:
+    """The answer as if the run's -o options had been passed: they win over any config line,
+    as ssh keeps the first value. Applied here, not asked, so one answer serves every policy
+    (the quiet parallel try and the retry with prompts differ only in BatchMode)."""
+    values = dict(values)
+    policy = policy_argv(options)
+    for option in policy[1::2]:
+        key, _, value = option.partition("=")
+        values[key.lower()] = [value]
+    return values
+
+
 def _enabled(values: dict[str, list[str]], method: str) -> bool:
     key = {
         "publickey": "pubkeyauthentication",
@@ -203,7 +223,7 @@ def _yes(value: str) -> bool:
     return value.lower() in ("yes", "true")
 
 
-def _ssh_g(host: str, args: list[str], options: SshOptions) -> dict[str, list[str]]:
+def _ssh_g(host: str, args: list[str], options: SshOptions) -> Answer:
     """Run `ssh -G` and collect its `key value` lines (keys repeat, e.g. identityfile)."""
     argv = ["ssh", "-G", *args, "--", host]
     try:
@@ -228,7 +248,7 @@ def _ssh_g(host: str, args: list[str], options: SshOptions) -> dict[str, list[st
         lines = [ln.strip() for ln in run.stderr.splitlines() if ln.strip()]
         why = lines[-1] if lines else f"exit status {run.returncode}"
         raise ConnectError(f"ssh config for {host!r}: {why}")
-    values: dict[str, list[str]] = {}
+    values: Answer = {}
     for line in run.stdout.splitlines():
         key, _, value = line.partition(" ")
         if key:
@@ -292,21 +312,27 @@ class _Tokens:
         return "".join(out)
 
 
-def require_user(cluster: Cluster, settings: Settings, config_path: Path | None = None) -> None:
+def require_user(
+    cluster: Cluster,
+    settings: Settings,
+    config_path: Path | None = None,
+    options: SshOptions | None = None,
+) -> None:
     """Refuse a remote cluster whose login name nobody chose (not TOML, not the ssh config).
 
     Falling back to the local login name silently is rarely right on a cluster, and the failure
     it causes ("Permission denied") does not say why. We compare `ssh -G` with the user's ssh
     config and with none (-F /dev/null): if the config changes nothing, it has no User line.
+    With the run's `options`, the first answer is the one connecting to the cluster reuses.
     """
     if cluster.is_local or cluster.user is not None:
         return
-    assert cluster.host is not None
-    options = SshOptions(batch=True)
+    endpoint = Endpoint.of(cluster, settings, options or SshOptions(batch=True))
+    options = endpoint.options
     where = str(config_path) if config_path is not None else "config"
     ssh_config = cluster.ssh_config or settings.ssh_config or "~/.ssh/config"
     try:
-        with_config = _ssh_g(cluster.host, config_argv(cluster, settings), options)
+        with_config = _asked(endpoint.host, [*endpoint.config_args, *endpoint.target_args], options)
     except ConnectError as err:  # an ssh config ssh cannot read is the config's mistake
         place = (
             f"{cluster.where}.ssh_config"
@@ -318,7 +344,7 @@ def require_user(cluster: Cluster, settings: Settings, config_path: Path | None 
         raise ConfigError(
             f'{where}: {place}: {err}; fix {ssh_config}, or give user = "..." for this cluster'
         ) from None
-    without = _ssh_g(cluster.host, ["-F", os.devnull], options)
+    without = _ssh_g(endpoint.host, ["-F", os.devnull], options)
     if with_config.get("user") != without.get("user"):
         return
     if _config_names_user(cluster, settings):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.ssh.connect import connect
+from sbatchman.ssh.endpoint import Endpoint
 from sbatchman.ssh.master import Master, SshOptions
 from tests.support.sshd import SshServer, start_sshd
 from tests.support.sshkit import config_block
@@ -27,12 +28,12 @@ Reach = Callable[[Cluster, Settings, SshOptions], None]
 
 def via_paramiko(cluster: Cluster, settings: Settings, options: SshOptions) -> None:
     """Connect and verify as the sftp backend does."""
-    connect(cluster, settings, options).close()
+    connect(Endpoint.of(cluster, settings, options)).close()
 
 
 def via_ssh(cluster: Cluster, settings: Settings, options: SshOptions) -> None:
     """Connect and verify as the rsync backend does (its ssh master)."""
-    master = Master(cluster, settings, options)
+    master = Master(Endpoint.of(cluster, settings, options))
     try:
         master.open()
     finally:

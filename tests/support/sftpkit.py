@@ -15,6 +15,7 @@ from sbatchman.backends.sftp.session import open_sftp
 from sbatchman.config import load
 from sbatchman.model import Job, Outcome
 from sbatchman.selection.walk import select
+from sbatchman.ssh.endpoint import Endpoint
 from sbatchman.ssh.master import SshOptions
 from tests.support.project import Recorder, ssh_cluster, write_config
 from tests.support.sshd import SshServer
@@ -45,7 +46,7 @@ class Remote:
         self.session = (
             LocalSession()
             if server is None
-            else open_sftp(self.cluster, self.config.settings, BATCH)
+            else open_sftp(Endpoint.of(self.cluster, self.config.settings, BATCH))
         )
 
     def push(

@@ -9,6 +9,8 @@ import os
 import pty
 import re
 import select
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,3 +181,26 @@ def make_cluster(name: str, host: str | None, **fields: object) -> Cluster:
     }
     values.update(fields)
     return Cluster(**values)  # type: ignore[arg-type]
+
+
+def logging_ssh(bin_dir: Path) -> Path:
+    """An `ssh` in `bin_dir` that logs each `ssh -G` (its argv, one line) and runs the real one.
+
+    Put `bin_dir` first on PATH; the returned log then says how often sbatchman asked OpenSSH
+    what a host means, and with what.
+    """
+    real = shutil.which("ssh")
+    assert real is not None, "the OpenSSH client is needed"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    log = bin_dir / "ssh-G.log"
+    log.touch()
+    wrapper = bin_dir / "ssh"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do\n'
+        f'  if [ "$a" = -G ]; then printf "%s\\n" "$*" >> {shlex.quote(str(log))}; break; fi\n'
+        "done\n"
+        f'exec {shlex.quote(real)} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return log

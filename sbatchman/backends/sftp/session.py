@@ -32,7 +32,7 @@ from sbatchman.backends.sftp.folders import (
 )
 from sbatchman.backends.sftp.pool import ChannelPool
 from sbatchman.backends.sftp.scan import Scan, out_of_range, root_path, scan
-from sbatchman.config import Cluster, Settings
+from sbatchman.configschema import STALL_TIMEOUT
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import (
@@ -46,7 +46,7 @@ from sbatchman.plan import (
     stale_folders,
 )
 from sbatchman.precedence import keep_dirlinks_for
-from sbatchman.ssh.master import SshOptions
+from sbatchman.ssh.endpoint import Endpoint
 from sbatchman.temporaries import Temporaries
 
 MAX_CHUNK = 256 << 10  # largest WRITE we send, even if the server would take more
@@ -56,11 +56,11 @@ GRACE_S = 2.0  # Ctrl-C: time pushes get to finish renames and remove temporarie
 NAMED = 5  # files a note names before it only counts the rest
 
 
-def open_sftp(cluster: Cluster, settings: Settings, options: SshOptions) -> Session:
+def open_sftp(endpoint: Endpoint) -> Session:
     """Connect (prompts included) and return the session every sync_dir of `cluster` uses."""
     from sbatchman.ssh.connect import connect
 
-    return SftpSession(connect(cluster, settings, options), options.stall_timeout)
+    return SftpSession(connect(endpoint), endpoint.options.stall_timeout)
 
 
 class FilesFailed(PartialTransfer):
@@ -81,7 +81,11 @@ class SftpSession:
     name = "sftp"
 
     def __init__(
-        self, transport: paramiko.Transport, stall_timeout: float = 120.0, *, warm: int = SPREAD
+        self,
+        transport: paramiko.Transport,
+        stall_timeout: float = STALL_TIMEOUT,
+        *,
+        warm: int = SPREAD,
     ) -> None:
         self.transport = transport
         self.pool = ChannelPool(transport, stall_timeout, warm)
