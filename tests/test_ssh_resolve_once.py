@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SshdFactory
-from tests.support.project import make_tree, run_cli, snapshot, write_config
+from tests.support.project import run_cli, write_config
+from tests.support.sshd import SshdFactory
 from tests.support.sshkit import config_block, logging_ssh
+from tests.support.trees import make_tree, snapshot
 
 
 def _asked(log: Path, host: str) -> list[str]:
