@@ -43,9 +43,10 @@ class DeletingReporter:
         yield
 
 
-def test_each_folder_is_walked_when_its_turn_comes(tmp_path: Path) -> None:
-    """Connecting (and a 2FA prompt) can take long: a file deleted before its folder's turn
-    is simply not sent, instead of failing that folder."""
+def test_a_file_deleted_before_its_folders_turn_is_a_note(tmp_path: Path) -> None:
+    """Connecting (and a 2FA prompt) can take long, and each folder is walked once, up front:
+    a file deleted before its folder's turn is simply not sent (a note), instead of failing
+    that folder."""
     first = make_tree(tmp_path / "first", {"a.py": "a\n"})
     second = make_tree(tmp_path / "second", {"b.py": "b\n", "tmp.out": "scratch\n"})
     config = write_config(
@@ -68,6 +69,7 @@ def test_each_folder_is_walked_when_its_turn_comes(tmp_path: Path) -> None:
     ]
     assert exit_code(results) == 0
     assert sorted(p.name for p in (tmp_path / "d2").iterdir()) == ["b.py"]
+    assert results[1].warnings == ["tmp.out: vanished before it was sent"]
 
 
 def test_an_interrupted_local_push_puts_unlocked_folders_back(tmp_path: Path) -> None:
