@@ -71,7 +71,7 @@ class Fleet:
             self._open(list(self.groups))
         except KeyboardInterrupt:
             self._close()
-            raise Stopped(self._ordered({})) from None
+            raise Stopped(self._ordered(self._unconnected())) from None
         except BaseException:
             self._close()
             raise
@@ -93,10 +93,7 @@ class Fleet:
         Returns one Result per target, in target order. Ctrl-C aborts every session (backends
         leave no partial file at a final path) and raises Stopped with what finished.
         """
-        results: dict[int, Result] = {}
-        for name, failure in self.failures.items():
-            for target in self.groups[name]:
-                results[id(target)] = ended(target, "failed", str(failure))
+        results = self._unconnected()
         live = [group for name, group in self.groups.items() if name in self.sessions]
         if not live:
             return self._ordered(results)
@@ -183,6 +180,14 @@ class Fleet:
                     except SbatchmanError as again:
                         failure = again
                 self.failures[name] = failure
+
+    def _unconnected(self) -> dict[int, Result]:
+        """A "failed" Result (with the connect error) for each target of a cluster with none."""
+        return {
+            id(target): ended(target, "failed", str(failure))
+            for name, failure in self.failures.items()
+            for target in self.groups[name]
+        }
 
     def _ordered(self, results: dict[int, Result]) -> list[Result]:
         return [results.get(id(t)) or ended(t, "interrupted", "interrupted") for t in self.targets]
