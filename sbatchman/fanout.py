@@ -1,7 +1,8 @@
 """Hold one open session per cluster and run an operation over every target through them.
 
 Push, and later fetch, watch and safe-delete, share this: connect each cluster once (prompts
-never interleaving), run something per target with clusters in parallel, stop everything at once
+never interleaving), run something per target with clusters in parallel and a cluster's targets
+side by side where their destinations do not overlap, stop everything at once
 on Ctrl-C leaving no ssh master behind. The operation is passed in, so nothing here knows what
 is done over a session, and the sessions stay open until the `with` ends: watch makes many
 passes over one login (and one 2FA prompt).
@@ -10,6 +11,7 @@ passes over one login (and one 2FA prompt).
 from __future__ import annotations
 
 import contextlib
+import posixpath
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +23,10 @@ from sbatchman.backends import Session
 from sbatchman.config import Settings
 from sbatchman.errors import AuthError, SbatchmanError
 from sbatchman.model import Events, Reporter, Request, Result, Status, Target
+
+# Aliases of one cluster pushed at once over its connection: well under sshd's default
+# MaxSessions (10), which also counts the ssh master's own session and SFTP's extra channels.
+PER_CLUSTER = 4
 
 Operation = Callable[[Target, Session, Events], Result]
 """What a pass does for one target; it reports its own failures in the Result it returns."""
@@ -88,7 +94,9 @@ class Fleet:
         self._close()
 
     def run(self, operation: Operation) -> list[Result]:
-        """One pass: clusters in parallel (at most --jobs), each cluster's targets in turn.
+        """One pass: clusters in parallel (at most --jobs), and a cluster's targets side by side
+        over its one connection (at most PER_CLUSTER), except those whose destinations overlap,
+        which go one after another. A failing target never stops its siblings.
 
         Returns one Result per target, in target order. Ctrl-C aborts every session (backends
         leave no partial file at a final path) and raises Stopped with what finished.
@@ -98,19 +106,40 @@ class Fleet:
         if not live:
             return self._ordered(results)
         lock = threading.Lock()
+        stop = threading.Event()  # Ctrl-C: what has not started never will
+        overlapping = _overlaps(self.targets)
+        for group in live:
+            for target in group:
+                self.events[id(target)].phase("waiting")
+
+        def run_one(target: Target, session: Session) -> None:
+            with overlapping[id(target)]:  # local clusters may share a destination
+                if stop.is_set():
+                    return
+                result = operation(target, session, self.events[id(target)])
+            with lock:
+                results[id(target)] = result
 
         def run_cluster(group: list[Target]) -> None:
             session = self.sessions[group[0].cluster.name]
+            chains: dict[int, list[Target]] = {}  # overlapping targets share a chain
             for target in group:
-                result = operation(target, session, self.events[id(target)])
-                with lock:
-                    results[id(target)] = result
+                chains.setdefault(id(overlapping[id(target)]), []).append(target)
+            width = min(self.request.jobs, PER_CLUSTER, len(chains))
+            with ThreadPoolExecutor(max_workers=width) as aliases:
+                for future in [aliases.submit(run_chain, c, session) for c in chains.values()]:
+                    future.result()
+
+        def run_chain(chain: list[Target], session: Session) -> None:
+            for target in chain:
+                run_one(target, session)
 
         pool = ThreadPoolExecutor(max_workers=max(1, min(self.request.jobs, len(live))))
         try:
             for future in [pool.submit(run_cluster, group) for group in live]:
                 future.result()
         except KeyboardInterrupt:
+            stop.set()
             self._abort()  # unblocks the workers, so the wait below is short
             pool.shutdown(wait=True, cancel_futures=True)
             raise Stopped(self._ordered(results)) from None
@@ -200,6 +229,50 @@ class Fleet:
         while self.sessions:
             _, session = self.sessions.popitem()
             session.close()
+
+
+def _overlaps(targets: Sequence[Target]) -> dict[int, threading.Lock]:
+    """One lock per set of targets whose destinations are equal or nested (by target id).
+
+    Such targets would write into each other's trees, so they run one after another (in
+    config order); the rest each get their own lock. Destinations on one cluster overlap by
+    their paths; local clusters all write to this machine, so theirs are compared resolved.
+    """
+    from sbatchman.backends.local import destination
+
+    def where(target: Target) -> tuple[str, str]:
+        if target.cluster.is_local:
+            return "", str(destination(target.sync_dir.remote).resolve())
+        return target.cluster.name, posixpath.normpath(target.sync_dir.remote)
+
+    places = [where(t) for t in targets]
+    owner = list(range(len(targets)))  # union-find over target indexes
+
+    def find(i: int) -> int:
+        while owner[i] != i:
+            owner[i] = owner[owner[i]]
+            i = owner[i]
+        return i
+
+    for i, (host, path) in enumerate(places):
+        for j in range(i):
+            if places[j][0] == host and _nested(path, places[j][1]):
+                owner[find(i)] = find(j)
+    locks = {root: threading.Lock() for root in {find(i) for i in range(len(targets))}}
+    return {id(t): locks[find(i)] for i, t in enumerate(targets)}
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether two normalised paths may be the same folder or one inside the other.
+
+    A relative path is under the login folder, which is not known before connecting: against
+    an absolute one, or with a leading `..`, it may overlap anything, so it counts as nested.
+    """
+    if posixpath.isabs(a) != posixpath.isabs(b) or ".." in (a.split("/")[0], b.split("/")[0]):
+        return True
+    if a == b or a == "." or b == ".":
+        return True
+    return a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
 def _let_finish(futures: list[Future[Session]], most: float = 10.0) -> None:

@@ -142,3 +142,25 @@ def test_ctrl_c_in_a_pass_keeps_what_finished_and_closes_every_session(
     ]
     assert not getattr(session, "transport").is_active()  # noqa: B009
     assert fleet.sessions == {}
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "nested"),
+    [
+        ("/s/x", "/s/x", True),
+        ("/s/x", "/s/x/inner", True),
+        ("/s/x/inner", "/s/x", True),
+        ("/s/x", "/s/xy", False),
+        ("/s/x", "/s/y", False),
+        ("/", "/s", True),
+        ("proj", "proj/sub", True),
+        ("proj", "lib", False),
+        (".", "lib", True),  # the login folder itself holds every relative path
+        ("proj", "/home/me/proj", True),  # where the login folder is is not known here
+        ("../other/x", "proj", True),
+    ],
+)
+def test_which_remote_folders_count_as_overlapping(a: str, b: str, nested: bool) -> None:
+    from sbatchman.fanout import _nested
+
+    assert _nested(a, b) is nested
