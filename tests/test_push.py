@@ -99,3 +99,24 @@ def test_an_interrupted_local_push_puts_unlocked_folders_back(tmp_path: Path) ->
         assert stat.S_IMODE((dest / "ro").stat().st_mode) == 0o555
     finally:
         (src / "ro").chmod(0o755)
+
+
+def test_a_folder_pushed_to_several_clusters_is_walked_once(tmp_path: Path) -> None:
+    """The walk before connecting is the one pushed, and one folder with the same rules is
+    walked once for all its clusters; other rules make another walk."""
+    from sbatchman.push import walk
+    from sbatchman.targets import resolve_targets
+
+    src = make_tree(tmp_path / "src", {"a.py": "a\n", "b.log": "b\n"})
+    clusters = [
+        {"name": name, "transfer_backend": "sftp", "sync_excludes": excludes, "sync_dirs": [
+            {"alias": "p", "local": str(src), "remote": str(tmp_path / name)}]}
+        for name, excludes in (("one", []), ("two", []), ("three", ["*.log"]))
+    ]  # fmt: skip
+    config = load(write_config(tmp_path / "c.toml", clusters))
+    targets = resolve_targets(config, Request())
+    selections = walk(targets)
+    one, two, three = (selections[id(t)] for t in targets)
+    assert one is two
+    assert three is not one
+    assert [e.path for e in three.files] == ["a.py"]
