@@ -115,6 +115,8 @@ def sync(
         ),
     ] = None,
     gitignore: GitignoreOpt = None,
+    # model.JOBS, spelled out because typer needs it when this module loads and importing model
+    # here would double the start-up time of --help; test_cli checks that the two agree.
     jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Clusters pushed at once.")] = 8,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON report on stdout.")

@@ -14,9 +14,9 @@ from sbatchman.config import Config
 from sbatchman.errors import UsageError
 from sbatchman.model import Request, Target
 from sbatchman.names import show_name, show_text
-from sbatchman.push import resolve_targets
 from sbatchman.report import human_bytes
 from sbatchman.selection.walk import explain, path_below, select
+from sbatchman.targets import resolve_targets
 
 
 def ls_lines(config: Config, request: Request, explain_paths: Sequence[str]) -> Iterator[str]:

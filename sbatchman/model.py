@@ -17,6 +17,9 @@ from sbatchman.selection.rules import Rule
 from sbatchman.selection.walk import Selection
 from sbatchman.ssh.master import SshOptions
 
+JOBS = 8
+"""Clusters pushed at once unless -j says otherwise (the CLI and every other caller)."""
+
 
 @dataclass(frozen=True)
 class Request:
@@ -28,7 +31,7 @@ class Request:
     backend: str | None = None
     gitignore: bool | None = None
     dry_run: bool = False
-    jobs: int = 4
+    jobs: int = JOBS
     ssh: SshOptions = field(default_factory=SshOptions)
 
 

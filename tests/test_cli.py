@@ -351,3 +351,14 @@ def test_top_level_help_shows_each_command_whole(
     monkeypatch.setenv("COLUMNS", "50")  # narrower: folded onto more lines, never cut
     narrow = run_cli(capsys, "--help").out.split("Commands:\n")[1]
     assert " ".join(narrow.split()) == " ".join(out.split("Commands:\n")[1].split())
+
+
+def test_jobs_has_one_default() -> None:
+    """-j defaults to model.JOBS, the default every caller of sync() gets."""
+    import inspect
+
+    from sbatchman.cli import sync as sync_command
+    from sbatchman.model import JOBS, Request
+
+    assert inspect.signature(sync_command).parameters["jobs"].default == JOBS
+    assert Request().jobs == JOBS

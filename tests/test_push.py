@@ -20,7 +20,8 @@ from tests.support.trees import make_tree
 
 
 class DeletingReporter:
-    """Deletes `victim` as soon as the first alias sends a file: a user editing meanwhile."""
+    """Deletes `victim` when the first alias starts connecting, after the walk and before any
+    transfer (aliases run side by side, so "after the first alias sent" is no fixed moment)."""
 
     def __init__(self, victim: Path) -> None:
         self.victim = victim
@@ -32,9 +33,9 @@ class DeletingReporter:
         victim = self.victim
 
         class Deleting(Recorder):
-            def sent(self, path: str, nbytes: int, why: str) -> None:
-                super().sent(path, nbytes, why)
-                if target.sync_dir.alias == "first":
+            def phase(self, name: str) -> None:
+                super().phase(name)
+                if target.sync_dir.alias == "first" and name == "connecting":
                     victim.unlink(missing_ok=True)
 
         return Deleting()
@@ -44,9 +45,10 @@ class DeletingReporter:
         yield
 
 
-def test_each_folder_is_walked_when_its_turn_comes(tmp_path: Path) -> None:
-    """Connecting (and a 2FA prompt) can take long: a file deleted before its folder's turn
-    is simply not sent, instead of failing that folder."""
+def test_a_file_deleted_before_its_folders_turn_is_a_note(tmp_path: Path) -> None:
+    """Connecting (and a 2FA prompt) can take long, and each folder is walked once, up front:
+    a file deleted before its folder's turn is simply not sent (a note), instead of failing
+    that folder."""
     first = make_tree(tmp_path / "first", {"a.py": "a\n"})
     second = make_tree(tmp_path / "second", {"b.py": "b\n", "tmp.out": "scratch\n"})
     config = write_config(
@@ -69,6 +71,7 @@ def test_each_folder_is_walked_when_its_turn_comes(tmp_path: Path) -> None:
     ]
     assert exit_code(results) == 0
     assert sorted(p.name for p in (tmp_path / "d2").iterdir()) == ["b.py"]
+    assert results[1].warnings == ["tmp.out: vanished before it was sent"]
 
 
 def test_an_interrupted_local_push_puts_unlocked_folders_back(tmp_path: Path) -> None:
@@ -98,3 +101,24 @@ def test_an_interrupted_local_push_puts_unlocked_folders_back(tmp_path: Path) ->
         assert stat.S_IMODE((dest / "ro").stat().st_mode) == 0o555
     finally:
         (src / "ro").chmod(0o755)
+
+
+def test_a_folder_pushed_to_several_clusters_is_walked_once(tmp_path: Path) -> None:
+    """The walk before connecting is the one pushed, and one folder with the same rules is
+    walked once for all its clusters; other rules make another walk."""
+    from sbatchman.push import walk
+    from sbatchman.targets import resolve_targets
+
+    src = make_tree(tmp_path / "src", {"a.py": "a\n", "b.log": "b\n"})
+    clusters = [
+        {"name": name, "transfer_backend": "sftp", "sync_excludes": excludes, "sync_dirs": [
+            {"alias": "p", "local": str(src), "remote": str(tmp_path / name)}]}
+        for name, excludes in (("one", []), ("two", []), ("three", ["*.log"]))
+    ]  # fmt: skip
+    config = load(write_config(tmp_path / "c.toml", clusters))
+    targets = resolve_targets(config, Request())
+    selections = walk(targets)
+    one, two, three = (selections[id(t)] for t in targets)
+    assert one is two
+    assert three is not one
+    assert [e.path for e in three.files] == ["a.py"]

@@ -46,8 +46,7 @@ CHANGES: dict[str, tuple[Change, str]] = {
     "truncated": (_truncate, f"it shrank from {BIG} to 0 bytes"),
     "grown": (_grow, f"it grew from {BIG} to"),
     "touched": (_touch, "its modification time changed"),
-    "removed": (_remove, "it was removed"),  # only before it is opened: once open, it reads on
-}
+}  # removed: a note, not a failure (test_a_file_removed_after_the_walk_is_a_note)
 
 
 class ChangeOnce(Recorder):
@@ -91,8 +90,8 @@ def _push_changing(remote: Remote, events: ChangeOnce) -> str:
     return str(failed.value)
 
 
-WHEN = [("progress", how) for how in CHANGES if how != "removed"]
-WHEN += [("totals", "truncated"), ("totals", "removed")]
+WHEN = [("progress", how) for how in CHANGES]
+WHEN += [("totals", "truncated")]
 
 
 @pytest.mark.parametrize(("when", "how"), WHEN)
@@ -118,11 +117,8 @@ def test_a_file_that_changes_while_it_is_sent_fails_and_the_cluster_keeps_its_co
         assert not [p for p in dest.rglob("*") if p.name.endswith(PART_SUFFIX)]
 
         again, _ = remote.push()  # the file holds still now: it lands whole
-        if how == "removed":
-            assert again.sent == []
-        else:
-            assert [p for p, _ in again.sent] == ["big.bin"]
-            assert (dest / "big.bin").read_bytes() == (local / "big.bin").read_bytes()
+        assert [p for p, _ in again.sent] == ["big.bin"]
+        assert (dest / "big.bin").read_bytes() == (local / "big.bin").read_bytes()
     finally:
         remote.close()
 
@@ -143,11 +139,36 @@ def test_the_local_copier_fails_a_file_that_changed_after_the_walk(
     assert (dest / "big.bin").read_bytes() == b"the old version"
     assert sorted(p.name for p in dest.iterdir()) == ["big.bin", "small.txt", "sub"]
     again, _ = remote.push()
-    if how == "removed":
+    assert [p for p, _ in again.sent] == ["big.bin"]
+    assert (dest / "big.bin").read_bytes() == (local / "big.bin").read_bytes()
+
+
+@pytest.mark.parametrize("over", ["sftp", "local copier"])
+def test_a_file_removed_after_the_walk_is_a_note(
+    three_clusters: list[SshServer], cluster_roots: dict[str, Path], tmp_path: Path, over: str
+) -> None:
+    """Removed before it is opened (once open, it reads on): nothing of it is sent, the
+    cluster keeps its copy, no temporary is left, and the push says so without failing."""
+    server = three_clusters[0] if over == "sftp" else None
+    local = _big_project(tmp_path / "p")
+    dest = cluster_roots[three_clusters[0].name] if server else tmp_path / "dest"
+    dest.mkdir(exist_ok=True)
+    (dest / "big.bin").write_bytes(b"the old version")
+    set_mtime(dest / "big.bin", T0)
+    remote = Remote(server, local, str(dest), tmp_path / "c.toml")
+    try:
+        events = ChangeOnce("totals", _remove, local / "big.bin")
+        outcome, _ = remote.push(events=events)
+        assert events.done
+        assert sorted(p for p, _ in outcome.sent) == ["small.txt", "sub/other.txt"]
+        assert outcome.bytes_sent == len("small\n") + len("other\n")
+        assert "big.bin: vanished before it was sent" in outcome.warnings
+        assert (dest / "big.bin").read_bytes() == b"the old version"
+        assert not [p for p in dest.rglob("*") if p.name.endswith(PART_SUFFIX)]
+        again, _ = remote.push()
         assert again.sent == []
-    else:
-        assert [p for p, _ in again.sent] == ["big.bin"]
-        assert (dest / "big.bin").read_bytes() == (local / "big.bin").read_bytes()
+    finally:
+        remote.close()
 
 
 # --------------------------------------------------------------------------- times

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from sbatchman.backends.sources import Changed, copy_file
+from sbatchman.backends.sources import Changed, Vanished, copy_file, vanished_note
 from sbatchman.errors import TransferError
 from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import (
@@ -182,6 +182,9 @@ class LocalSession:
                 continue
             try:
                 self._place(action, source, dest, temporaries)
+            except Vanished:  # deleted after the walk: nothing to send, nothing failed
+                outcome.warnings.append(vanished_note(entry.path))
+                continue
             except (Changed, OSError) as err:  # this entry fails; the others still go, as rsync
                 failed.add(entry.path)
                 why = err.strerror if isinstance(err, OSError) and err.strerror else err

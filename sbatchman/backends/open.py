@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -78,6 +79,7 @@ class _RsyncOrSftp:
         self.label = label
         self.name = first.name
         self.aborted = False
+        self.switching = threading.Lock()
         self.unreachable: SbatchmanError | None = None  # SFTP could not connect either
 
     def push(self, job: Job, events: Events) -> Outcome:
@@ -85,18 +87,24 @@ class _RsyncOrSftp:
 
         if self.unreachable is not None:
             raise self.unreachable
+        active = self.active
         try:
-            return self.active.push(job, events)
+            return active.push(job, events)
         except RsyncMissing:
-            if self.active is not self.first:
+            if active is not self.first:
                 raise
-        self.reporter.notice(f"{self.label}: rsync is not installed there; using sftp instead")
-        self.name = "sftp"
-        try:
-            self.active = self.fallback()
-        except SbatchmanError as err:
-            self.unreachable = err
-            raise
+        with self.switching:  # aliases pushed side by side all find it: switch (and say) once
+            if self.unreachable is not None:
+                raise self.unreachable
+            if self.active is self.first:
+                notice = f"{self.label}: rsync is not installed there; using sftp instead"
+                self.reporter.notice(notice)
+                self.name = "sftp"
+                try:
+                    self.active = self.fallback()
+                except SbatchmanError as err:
+                    self.unreachable = err
+                    raise
         if self.aborted:
             raise Interrupted("interrupted")
         return self.active.push(job, events)

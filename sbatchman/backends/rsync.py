@@ -26,7 +26,9 @@ from sbatchman.backends.rsync_output import (
     itemized_why,
     records,
     unescape,
+    vanished,
 )
+from sbatchman.backends.sources import vanished_note
 from sbatchman.children import GRACE, die_with_parent, feed, output_of
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
@@ -256,6 +258,10 @@ class RsyncSession:
         kept = [path for path, why in outcome.conflicts if why == FULL_FOLDER]
         if rc == 23 and kept and guard.only_conflicts(said, kept):
             return  # only folders kept as conflicts, as the other backends keep them
+        gone = vanished(said, (e.path for e in job.selection.entries)) if rc in (23, 24) else None
+        if gone is not None:  # only files deleted after the walk: notes, as the others say
+            outcome.warnings += [vanished_note(name) for name in gone]
+            return
         if rc != 0:
             text = said.decode("utf-8", "replace")
             message = failure(

@@ -8,7 +8,7 @@ and the exit code alone rarely says what went wrong.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from sbatchman.errors import TransferError
 from sbatchman.model import Events
@@ -39,6 +39,15 @@ _MISSING = re.compile(
     r"|rsync: Command not found|Unknown command:? '?rsync",
     re.IGNORECASE,
 )
+
+
+# A name of the --files-from list that is gone when rsync builds its list (exit 23), or that
+# went while rsync sent it (exit 24): the file was deleted after the walk.
+_GONE = re.compile(
+    r'^(?:rsync: (?:\[sender\] )?link_stat "((?:[^"\\]|\\.)*)" failed: No such file or directory'
+    r'|file has vanished: "((?:[^"\\]|\\.)*)")'
+)
+_SUMMARY = re.compile(r"^rsync (?:error|warning): some files")
 
 
 class RsyncMissing(TransferError):
@@ -103,6 +112,29 @@ class Progress:
 def is_missing(rc: int, stderr: str) -> bool:
     """rsync is not installed on the cluster (the remote shell could not find it)."""
     return rc in (12, 127) and bool(_MISSING.search(stderr))
+
+
+def vanished(stderr: bytes, known: Iterable[str]) -> list[str] | None:
+    """The selected names rsync found deleted, if that is all it complains of (else None).
+
+    A file deleted after the walk is a note, not a failure, in every backend; anything else
+    rsync says keeps its exit 23 or 24 a failure.
+    """
+    names = sorted(known, key=len, reverse=True)
+    gone: list[str] = []
+    for line in stderr.decode("utf-8", "surrogateescape").splitlines():
+        if not line.strip() or _SUMMARY.match(line):
+            continue
+        found = _GONE.match(line)
+        if found is None:
+            return None
+        raw = (found[1] or found[2]).encode("utf-8", "surrogateescape")
+        path = unescape(raw).decode("utf-8", "surrogateescape")
+        name = next((n for n in names if path == n or path.endswith("/" + n)), None)
+        if name is None:
+            return None
+        gone.append(name)
+    return list(dict.fromkeys(gone)) or None
 
 
 def _detail(line: str) -> str:

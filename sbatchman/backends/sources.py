@@ -27,6 +27,22 @@ class Changed(Exception):
         super().__init__(f"changed while being sent ({why}); the cluster keeps what it had")
 
 
+class Vanished(Changed):
+    """The file was deleted after the walk: a note, not a failure (rsync's exit 24 is a warning).
+
+    Nothing of it is on the cluster that was not there before, and nothing was lost: a file
+    deleted while a sync runs is one the user no longer wants sent.
+    """
+
+    def __init__(self) -> None:
+        Exception.__init__(self, "vanished before it was sent")
+
+
+def vanished_note(path: str) -> str:
+    """The one sentence every backend reports for a file deleted after the walk."""
+    return f"{path}: {Vanished()}"
+
+
 def _differs(st: os.stat_result, entry: Entry) -> str:
     """How `st` differs from what the walk saw ('' when it does not)."""
     if not stat.S_ISREG(st.st_mode):
@@ -49,7 +65,7 @@ class Source:
             if err.errno == errno.ELOOP:  # O_NOFOLLOW met a link: never read through it
                 raise Changed("it is now a link") from None
             if err.errno == errno.ENOENT:
-                raise Changed("it was removed") from None
+                raise Vanished from None
             raise
         self.entry = entry
         self.offset = 0

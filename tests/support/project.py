@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import tomli_w
 
+from sbatchman.model import Events, Target
 from tests.support.sshd import SshServer
 
 
@@ -86,3 +88,36 @@ class Recorder:
 
     def skipped(self, path: str, why: str) -> None:
         self.kept.append(path)
+
+
+class OnPhase:
+    """A Reporter whose every target records its events; `hook(name)` runs at each phase.
+
+    The phases are the fan-out's deterministic points ("connecting" comes after the walk and
+    before any transfer), so a test can change the tree exactly there.
+    """
+
+    def __init__(self, hook: Callable[[str, Target], None] | None = None) -> None:
+        self.hook = hook
+        self.lock = threading.Lock()
+        self.phases: list[tuple[str, str, str]] = []  # (cluster, alias, phase)
+        self.notices: list[str] = []
+
+    def notice(self, message: str) -> None:
+        self.notices.append(message)
+
+    def events(self, target: Target) -> Events:
+        reporter = self
+
+        class Phased(Recorder):
+            def phase(self, name: str) -> None:
+                with reporter.lock:
+                    reporter.phases.append((target.cluster.name, target.sync_dir.alias, name))
+                if reporter.hook is not None:
+                    reporter.hook(name, target)
+
+        return Phased()
+
+    @contextlib.contextmanager
+    def prompting(self) -> Iterator[None]:
+        yield

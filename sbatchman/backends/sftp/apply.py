@@ -24,7 +24,7 @@ from pathlib import Path
 from sbatchman.backends.sftp import codec as c
 from sbatchman.backends.sftp import wire as w
 from sbatchman.backends.sftp.scan import join
-from sbatchman.backends.sources import Changed, Source
+from sbatchman.backends.sources import Changed, Source, Vanished, vanished_note
 from sbatchman.model import Events, Outcome
 from sbatchman.plan import Action, seconds
 from sbatchman.selection.walk import Entry
@@ -230,6 +230,7 @@ class _Upload:
         self.writes = 0
         self.eof = False
         self.error = ""
+        self.vanished = False  # deleted after the walk: see sources.Vanished
         self.closing = 0
 
     def start(self) -> None:
@@ -250,6 +251,9 @@ class _Upload:
             return
         try:
             self.local = Source(self.run.source, self.entry)
+        except Vanished as err:  # a note once its temporary is gone, not a failure
+            self.vanished = True
+            self.error = str(err)
         except Changed as err:
             self.error = str(err)
         except OSError as err:
@@ -329,7 +333,11 @@ class _Upload:
             return
         if self.error:
             self.run.in_flight_files -= 1
-            self.run.fail(self.entry.path, self.error)
+            if self.vanished:
+                self.run.outcome.warnings.append(vanished_note(self.entry.path))
+                self.run.touched(self.entry.path)  # its temporary came and went: fix the time
+            else:
+                self.run.fail(self.entry.path, self.error)
             self.run.discard(self.part)
             return
         self.run.rename(self.part, self.dest, self.on_renamed)
