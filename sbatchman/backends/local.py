@@ -1,4 +1,4 @@
-"""Push to a folder on this machine (a local cluster) in pure Python, with rsync's safety rules.
+"""Write a tree into a folder on this machine (a local cluster) in pure Python, as rsync would.
 
 Used when rsync is not installed or not chosen, so the quickstart works on a bare machine. Same
 steps as SFTP (backends.transfer): list each destination folder once, plan, write each file under
@@ -82,7 +82,7 @@ class LocalSession:
         dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
         root = destination(job.remote)
         keep_mode = is_login_folder(job.remote)
-        folder = Folder(root, job.selection, dirlinks, events, self.aborted, keep_mode=keep_mode)
+        folder = Folder(root, job.selection, dirlinks, events, self.aborted, "remote", keep_mode)
         return run(job.selection, folder, dirlinks, job.dry_run, events)
 
     def abort(self) -> None:
@@ -102,9 +102,10 @@ class Folder:
         dirlinks: bool,
         events: Events,
         aborted: threading.Event,
-        *,
+        side: str,  # see transfer.Destination
         keep_mode: bool = False,  # the folder's own mode and mtime are left as they are
     ) -> None:
+        self.side = side
         self.root = root
         self.selection = selection
         self.dirlinks = dirlinks
@@ -115,7 +116,7 @@ class Folder:
     def scan(self, folders: Sequence[str]) -> Listed:
         root = self.root
         if root.exists() and not root.is_dir():
-            raise TransferError(f"the remote path {root} exists and is not a folder")
+            raise TransferError(f"the {self.side} path {root} exists and is not a folder")
         return _listings(root, folders)
 
     def list_folders(self, folders: Sequence[str]) -> Listed:

@@ -37,6 +37,8 @@ L = TypeVar("L", bound=Listed)
 class Destination(Protocol[L]):
     """The side a transfer writes to; each engine reaches it its own way."""
 
+    side: str  # what reports call it: "remote" for a push's cluster ("remote is newer")
+
     def scan(self, folders: Sequence[str]) -> L:
         """Check the destination folder itself (TransferError when something other than a
         folder stands there), then list `folders`, with whatever the plan needs beyond a plain
@@ -76,7 +78,7 @@ def run(
         warnings=[*plan.warnings, *listed.notes],
     )
     for path in outcome.skipped_newer:
-        events.skipped(path, "remote is newer")
+        events.skipped(path, f"{destination.side} is newer")
     for path, why in outcome.conflicts:
         events.skipped(path, f"conflict: {why}")
     events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))

@@ -158,6 +158,8 @@ def _limits(wire: w.Wire) -> Limits:
 class _Push:
     """One sync_dir to one cluster over one channel: the destination of a transfer.run."""
 
+    side = "remote"
+
     def __init__(
         self, pool: ChannelPool, wire: w.Wire, job: Job, events: Events, stop: threading.Event
     ) -> None:
