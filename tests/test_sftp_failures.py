@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends.sftp.scan import Scan, _check_errors
+from sbatchman.backends.transfer import Listed, check
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.model import PartialTransfer
 from sbatchman.plan import PART_SUFFIX, DestStat
@@ -300,19 +300,17 @@ def test_a_server_short_of_file_handles_never_costs_a_newer_remote_file(
 def test_a_folder_that_cannot_be_listed_fails_unless_something_else_stands_there() -> None:
     """Only "no such file" means missing; other listing errors fail the push, except where
     the parent's listing shows a file or link in the way (the plan replaces that)."""
-    in_the_way = Scan(
-        DestStat("dir", 0, 0),
+    in_the_way = Listed(
         {"": {"d": DestStat("file", 1, 0)}, "d": None},
         {"d": "cannot list the remote folder x/d: Failure"},
     )
-    _check_errors(in_the_way)
-    real = Scan(
-        DestStat("dir", 0, 0),
+    check(in_the_way)
+    real = Listed(
         {"": {"d": DestStat("dir", 0, 0)}, "d": None},
         {"d": "cannot list the remote folder x/d: Failure"},
     )
     with pytest.raises(TransferError, match="cannot list the remote folder x/d: Failure"):
-        _check_errors(real)
+        check(real)
 
 
 # --------------------------------------------------------------------------- refused requests

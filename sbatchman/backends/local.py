@@ -1,7 +1,7 @@
-"""Push to a folder on this machine (a local cluster) in pure Python, with rsync's safety rules.
+"""Write a tree into a folder on this machine (a local cluster) in pure Python, as rsync would.
 
 Used when rsync is not installed or not chosen, so the quickstart works on a bare machine. Same
-plan as SFTP: list each destination folder once, decide with plan.decide, write each file under
+steps as SFTP (backends.transfer): list each destination folder once, plan, write each file under
 a temporary name and rename it into place, then set mode and mtime. The same rules as SFTP for
 temporaries (sbatchman.temporaries) and for files that change while they are copied (sources).
 """
@@ -13,10 +13,11 @@ import os
 import posixpath
 import stat
 import threading
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 
 from sbatchman.backends.sources import Changed, Vanished, copy_file, vanished_note
+from sbatchman.backends.transfer import Listed, Listings, run
 from sbatchman.errors import TransferError
 from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import (
@@ -24,18 +25,14 @@ from sbatchman.plan import (
     DestStat,
     Plan,
     attribute_fixes,
-    build,
-    folders,
-    in_the_way,
     is_login_folder,
     kind_of,
-    listing_failure,
     locked_folders,
     root_entry,
     stale_folders,
 )
 from sbatchman.precedence import keep_dirlinks_for
-from sbatchman.selection.walk import Entry
+from sbatchman.selection.walk import Entry, Selection
 from sbatchman.temporaries import Temporaries
 
 
@@ -45,19 +42,16 @@ def destination(remote: str) -> Path:
     return path if path.is_absolute() else Path.home() / path
 
 
-def _listings(
-    root: Path, wanted: list[str]
-) -> tuple[dict[str, Mapping[str, DestStat] | None], dict[str, str]]:
+def _listings(root: Path, wanted: Sequence[str]) -> Listed:
     """Each wanted folder's listing (None: missing) and why the others could not be read."""
-    listings: dict[str, Mapping[str, DestStat] | None] = {}
-    errors: dict[str, str] = {}
+    listed = Listed()
     for folder in wanted:
         try:
-            listings[folder] = _listing(root / folder)
-        except OSError as err:  # judged by plan.listing_failure once all are in
-            listings[folder] = None
-            errors[folder] = f"cannot list {root / folder}: {err.strerror or err}"
-    return listings, errors
+            listed.listings[folder] = _listing(root / folder)
+        except OSError as err:  # judged by transfer.check once all are in
+            listed.listings[folder] = None
+            listed.errors[folder] = f"cannot list {root / folder}: {err.strerror or err}"
+    return listed
 
 
 def _listing(folder: Path) -> dict[str, DestStat] | None:
@@ -85,48 +79,63 @@ class LocalSession:
         self.aborted = threading.Event()
 
     def push(self, job: Job, events: Events) -> Outcome:
-        root = destination(job.remote)
-        events.phase("scanning")
-        if root.exists() and not root.is_dir():
-            raise TransferError(f"the remote path {root} exists and is not a folder")
         dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
-        listings, errors = _listings(root, folders(job.selection))
-        failure = listing_failure(listings, errors, dirlinks)
-        if failure is not None:
-            raise TransferError(failure)
-        temporaries = Temporaries()
-        in_way, _errors = _listings(root, in_the_way(job.selection, listings, dirlinks))
-        listings.update(in_way)  # an unreadable one counts as empty: its removal fails the entry
-        plan = build(job.selection, listings, dirlinks, temporaries)
-        outcome = Outcome(
-            skipped_newer=plan.skipped_newer, conflicts=plan.conflicts, warnings=plan.warnings
-        )
-        for path in outcome.skipped_newer:
-            events.skipped(path, "remote is newer")
-        for path, why in outcome.conflicts:
-            events.skipped(path, f"conflict: {why}")
-        events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
-        events.phase("sending")
-        if job.dry_run:
-            for action in plan.to_send:
-                outcome.sent.append((action.entry.path, action.reason))
-                outcome.bytes_sent += action.entry.size
-                events.sent(action.entry.path, action.entry.size, action.reason)
-            return outcome
+        root = destination(job.remote)
+        keep_mode = is_login_folder(job.remote)
+        folder = Folder(root, job.selection, dirlinks, events, self.aborted, "remote", keep_mode)
+        return run(job.selection, folder, dirlinks, job.dry_run, events)
+
+    def abort(self) -> None:
+        self.aborted.set()
+
+    def close(self) -> None:
+        pass
+
+
+class Folder:
+    """A destination folder on this machine (transfer.Destination), written in pure Python."""
+
+    def __init__(
+        self,
+        root: Path,
+        selection: Selection,
+        dirlinks: bool,
+        events: Events,
+        aborted: threading.Event,
+        side: str,  # see transfer.Destination
+        keep_mode: bool = False,  # the folder's own mode and mtime are left as they are
+    ) -> None:
+        self.side = side
+        self.root = root
+        self.selection = selection
+        self.dirlinks = dirlinks
+        self.events = events
+        self.aborted = aborted
+        self.keep_mode = keep_mode
+
+    def scan(self, folders: Sequence[str]) -> Listed:
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise TransferError(f"the {self.side} path {root} exists and is not a folder")
+        return _listings(root, folders)
+
+    def list_folders(self, folders: Sequence[str]) -> Listed:
+        return _listings(self.root, folders)
+
+    def apply(self, plan: Plan, listed: Listed, outcome: Outcome, temporaries: Temporaries) -> None:
+        root, listings = self.root, listed.listings
         failed: set[str] = set()  # entries that could not be placed, and all inside them
-        _, dirs = self._fixes(job, root, plan, listings, dirlinks)
+        _, dirs = self._fixes(plan, listings)
         locked = locked_folders(plan.actions, dirs)
         try:
             try:
-                failures = self._apply(
-                    job, root, plan, locked, failed, events, outcome, temporaries
-                )
+                failures = self._apply(plan, locked, failed, outcome, temporaries)
             except BaseException:  # Ctrl-C or an error: put back what we unlocked, then go on
                 for folder in locked:
                     with contextlib.suppress(OSError):
                         os.chmod(root / folder.path, folder.mode)
                 raise
-            self._fix_attributes(job, root, plan, listings, failed, dirlinks)
+            self._fix_attributes(plan, listings, failed)
         except OSError as err:  # what landed before it still counts
             message = f"{err.strerror or err} ({err.filename or root})"
             if outcome.sent:
@@ -136,26 +145,23 @@ class LocalSession:
             more = f" (and {len(failures) - 1} more failed)" if len(failures) > 1 else ""
             sent = len(outcome.sent)
             raise PartialTransfer(f"{failures[0]}{more}; {sent} file(s) were sent", outcome)
-        return outcome
 
     def _apply(
         self,
-        job: Job,
-        root: Path,
         plan: Plan,
         locked: list[Entry],
         failed: set[str],
-        events: Events,
         outcome: Outcome,
         temporaries: Temporaries,
     ) -> list[str]:
         """Carry out the plan; returns why each entry that could not be placed failed."""
+        root, events = self.root, self.events
         root.mkdir(parents=True, exist_ok=True)
         for folder in locked:  # its own mode is put back at the end
             os.chmod(root / folder.path, folder.mode | 0o700)
         for leftover in plan.leftovers:
             (root / leftover).unlink(missing_ok=True)
-        source = job.selection.root
+        source = self.selection.root
         failures: list[str] = []
         for action in plan.actions:
             if self.aborted.is_set():
@@ -215,18 +221,11 @@ class LocalSession:
             with contextlib.suppress(OSError):
                 part.unlink(missing_ok=True)
 
-    def _fix_attributes(
-        self,
-        job: Job,
-        root: Path,
-        plan: Plan,
-        listings: Mapping[str, Mapping[str, DestStat] | None],
-        failed: set[str],
-        dirlinks: bool,
-    ) -> None:
+    def _fix_attributes(self, plan: Plan, listings: Listings, failed: set[str]) -> None:
         """What rsync -pt also corrects: modes of unchanged files, then folders deepest first
         (the destination folder itself last)."""
-        chmods, dirs = self._fixes(job, root, plan, listings, dirlinks)
+        root = self.root
+        chmods, dirs = self._fixes(plan, listings)
         for entry in chmods:
             os.chmod(root / entry.path, entry.mode)
         touched = {posixpath.dirname(a.entry.path) for a in plan.actions}
@@ -234,25 +233,14 @@ class LocalSession:
             os.chmod(root / entry.path, entry.mode)
             os.utime(root / entry.path, ns=(entry.mtime_ns, entry.mtime_ns))
 
-    @staticmethod
     def _fixes(
-        job: Job,
-        root: Path,
-        plan: Plan,
-        listings: Mapping[str, Mapping[str, DestStat] | None],
-        dirlinks: bool,
+        self, plan: Plan, listings: Listings
     ) -> tuple[list[Entry], list[tuple[Entry, DestStat | None]]]:
         try:
-            st = root.stat()
+            st = self.root.stat()
             here: DestStat | None = DestStat("dir", 0, int(st.st_mtime), stat.S_IMODE(st.st_mode))
         except OSError:
             here = None
         conflicts = [path for path, _ in plan.conflicts]
-        top = None if is_login_folder(job.remote) else (root_entry(job.selection.root), here)
-        return attribute_fixes(job.selection, listings, dirlinks, conflicts, top)
-
-    def abort(self) -> None:
-        self.aborted.set()
-
-    def close(self) -> None:
-        pass
+        top = None if self.keep_mode else (root_entry(self.selection.root), here)
+        return attribute_fixes(self.selection, listings, self.dirlinks, conflicts, top)

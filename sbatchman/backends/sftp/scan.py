@@ -9,12 +9,13 @@ from __future__ import annotations
 import posixpath
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from sbatchman.backends.sftp import codec as c
 from sbatchman.backends.sftp import wire as w
+from sbatchman.backends.transfer import Listed, Listings
 from sbatchman.errors import TransferError
-from sbatchman.plan import DestStat, in_the_way, kind_of, listing_failure, seconds
+from sbatchman.plan import DestStat, kind_of, seconds
 from sbatchman.selection.walk import Selection
 
 # Folders listed at once: each holds a handle on the server and up to two READDIR replies
@@ -51,23 +52,15 @@ Listing = dict[str, DestStat]
 
 
 @dataclass
-class Scan:
+class Scan(Listed):
     """What the destination holds: `root` is None when the destination folder is missing."""
 
     root: DestStat | None = None
-    listings: dict[str, Listing | None] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)  # folder -> why it could not be read
 
 
-def scan(
-    wire: w.Wire,
-    root: str,
-    selection: Selection,
-    folders: Sequence[str],
-    keep_dirlinks: bool = False,
-) -> Scan:
-    """Stat the root and list every folder; links that matter get their targets read, and
-    folders where the tree has a file are listed too (plan.in_the_way: empty or not)."""
+def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) -> Scan:
+    """Stat the root and list every folder; links that matter get their targets read.
+    Whether a folder that could not be listed matters is transfer.check's to judge."""
     result = Scan()
 
     def on_root(reply: c.Reply) -> None:
@@ -83,17 +76,18 @@ def scan(
     _list(wire, root, folders, result)
     if result.root is not None and result.root.kind != "dir":
         raise TransferError(f"the remote path {root} exists and is not a folder")
-    _check_errors(result, keep_dirlinks)
-    blocking = in_the_way(selection, result.listings, keep_dirlinks)
-    if blocking:  # rare: only where the cluster has a folder in place of a file
-        errors = dict(result.errors)
-        _list(wire, root, blocking, result)
-        result.errors = errors  # an unreadable one counts as empty: its removal fails the entry
     _read_links(wire, root, selection, result)
     return result
 
 
-def _list(wire: w.Wire, root: str, folders: Sequence[str], result: Scan) -> None:
+def listing(wire: w.Wire, root: str, folders: Sequence[str]) -> Listed:
+    """List `folders` (below `root`), many at once."""
+    result = Listed()
+    _list(wire, root, folders, result)
+    return result
+
+
+def _list(wire: w.Wire, root: str, folders: Sequence[str], result: Listed) -> None:
     """List `folders` into result.listings, many at once."""
     pending = iter(folders)
     running = [0]  # listings started and not finished
@@ -124,18 +118,11 @@ def _at_once(wire: w.Wire) -> int:
     return max(4, min(MAX_LISTING, handles // 2)) if handles else MAX_LISTING
 
 
-def _check_errors(result: Scan, keep_dirlinks: bool = False) -> None:
-    """Fail on a folder that could not be listed (see plan.listing_failure)."""
-    failure = listing_failure(result.listings, result.errors, keep_dirlinks)
-    if failure is not None:
-        raise TransferError(failure)
-
-
 class _Lister:
     """OPENDIR, READDIR until EOF (two in flight), CLOSE in the background."""
 
     def __init__(
-        self, wire: w.Wire, path: str, folder: str, result: Scan, running: list[int]
+        self, wire: w.Wire, path: str, folder: str, result: Listed, running: list[int]
     ) -> None:
         self.wire, self.path, self.folder, self.result = wire, path, folder, result
         self.running = running
@@ -156,7 +143,7 @@ class _Lister:
         handle = reply.handle()
         if handle is None:
             code, message = reply.status()
-            if code != c.NO_SUCH_FILE:  # judged once every listing is in: see _check_errors
+            if code != c.NO_SUCH_FILE:  # judged once every listing is in: transfer.check
                 self.result.errors[self.folder] = (
                     f"cannot list the remote folder {self.path}: {message}"
                 )
@@ -215,7 +202,7 @@ def _read_links(wire: w.Wire, root: str, selection: Selection, result: Scan) -> 
     wire.pump()
 
 
-def out_of_range(selection: Selection, listings: dict[str, Listing | None]) -> list[str]:
+def out_of_range(selection: Selection, listings: Listings) -> list[str]:
     """Entries whose mtime SFTP cannot carry (before 1970, after 2106), which the cluster can
     only hold as the nearest time it can.
 

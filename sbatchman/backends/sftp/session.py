@@ -1,10 +1,10 @@
 """The SFTP backend's session: one connection per cluster, each push planned as rsync --update.
 
-Used where rsync is missing. It follows the same plan as the local engine (plan.build over one
-listing per folder) and the same safety rules: temporary name, then rename; mode and mtime on
-every file; a dry run that writes nothing at all on the cluster. The wire protocol, the reading
-of the destination and the carrying out of the plan live in wire, scan, folders
-and apply (beside this module).
+Used where rsync is missing. It runs the same steps as the local engine (backends.transfer: one
+listing per folder, then plan.build) with the same safety rules: temporary name, then rename;
+mode and mtime on every file; a dry run that writes nothing at all on the cluster. The wire
+protocol, the reading of the destination and the carrying out of the plan live in wire, scan,
+folders and apply (beside this module).
 
 What a push reports is what landed: a file counts once its rename is confirmed, also when the
 connection dies or Ctrl-C stops the push part way (renames sent but never answered are named as
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import threading
+from collections.abc import Sequence
 
 import paramiko
 
@@ -31,15 +32,15 @@ from sbatchman.backends.sftp.folders import (
     unlock_folders,
 )
 from sbatchman.backends.sftp.pool import ChannelPool
-from sbatchman.backends.sftp.scan import Scan, out_of_range, root_path, scan
+from sbatchman.backends.sftp.scan import Scan, listing, out_of_range, root_path, scan
+from sbatchman.backends.transfer import Listed
+from sbatchman.backends.transfer import run as run_transfer
 from sbatchman.configschema import STALL_TIMEOUT
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import (
     Plan,
     attribute_fixes,
-    build,
-    folders,
     is_login_folder,
     locked_folders,
     root_entry,
@@ -159,7 +160,9 @@ def _limits(wire: w.Wire) -> Limits:
 
 
 class _Push:
-    """One sync_dir to one cluster over one channel: scan, plan, then (unless dry) apply."""
+    """One sync_dir to one cluster over one channel: the destination of a transfer.run."""
+
+    side = "remote"
 
     def __init__(
         self, pool: ChannelPool, wire: w.Wire, job: Job, events: Events, stop: threading.Event
@@ -173,36 +176,27 @@ class _Push:
         self.dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
 
     def run(self) -> Outcome:
-        job, events = self.job, self.events
-        events.phase("scanning")
-        found = scan(self.wire, self.root, job.selection, folders(job.selection), self.dirlinks)
-        odd_times = out_of_range(job.selection, found.listings)
-        temporaries = Temporaries()
-        plan = build(job.selection, found.listings, self.dirlinks, temporaries)
-        outcome = Outcome(
-            skipped_newer=plan.skipped_newer, conflicts=plan.conflicts, warnings=plan.warnings
-        )
+        job = self.job
+        return run_transfer(job.selection, self, self.dirlinks, job.dry_run, self.events)
+
+    def scan(self, folders: Sequence[str]) -> Scan:
+        found = scan(self.wire, self.root, self.job.selection, folders)
+        odd_times = out_of_range(self.job.selection, found.listings)
         if odd_times:
-            outcome.warnings.append(_times_note(odd_times))
-        for path in outcome.skipped_newer:
-            events.skipped(path, "remote is newer")
-        for path, why in outcome.conflicts:
-            events.skipped(path, f"conflict: {why}")
-        events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
-        events.phase("sending")
-        if job.dry_run:
-            for action in plan.to_send:
-                outcome.sent.append((action.entry.path, action.reason))
-                outcome.bytes_sent += action.entry.size
-                events.sent(action.entry.path, action.entry.size, action.reason)
-            return outcome
+            found.notes.append(_times_note(odd_times))
+        return found
+
+    def list_folders(self, folders: Sequence[str]) -> Listed:
+        return listing(self.wire, self.root, folders)
+
+    def apply(self, plan: Plan, found: Scan, outcome: Outcome, temporaries: Temporaries) -> None:
         if self.stop.is_set():
             raise InterruptedPart(outcome)
         run = Apply(
             self.wire,
             self.root,
-            job.selection.root,
-            events,
+            self.job.selection.root,
+            self.events,
             outcome,
             _limits(self.wire),
             temporaries,
@@ -222,7 +216,6 @@ class _Push:
             raise LinkLost(f"{err}; {sent} file(s) were sent", outcome) from None
         if self.stop.is_set():
             raise InterruptedPart(outcome)
-        return outcome
 
     def _apply(self, plan: Plan, found: Scan, run: Apply) -> None:
         outcome = run.outcome
