@@ -213,7 +213,7 @@ def main() -> None:
         for name in chosen:
             case = known[name]
             if case.tree not in trees:
-                trees[case.tree] = Path(tmp) / case.tree
+                trees[case.tree] = Path(tmp) / "trees" / case.tree  # never a case's folder
                 print(f"making the {case.tree} tree ...", file=sys.stderr, flush=True)
                 if case.tree == "big":
                     make_big_file(trees["big"] / "big.bin", 512 * MIB)
@@ -221,6 +221,7 @@ def main() -> None:
                     make_small_tree(trees["many"], args.files, folders)
             print(f"measuring {name} ...", file=sys.stderr, flush=True)
             rows.append(measure(case, trees[case.tree], Path(tmp) / name, args.repeat))
+            print(table(rows[-1:], args.repeat).split("\n")[2], file=sys.stderr, flush=True)
     command = "python bench/bench_rsync.py " + " ".join(
         [f"--files {args.files}", f"--repeat {args.repeat}"]
         + (["--cases", *chosen] if chosen != list(known) else [])
