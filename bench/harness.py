@@ -211,10 +211,12 @@ def write_config(path: Path, clusters: Sequence[ClusterSpec]) -> Path:
 # --------------------------------------------------------------------------- commands
 
 
-def rsync_argv(link: Link, source: Path, dest: Path) -> list[str]:
+def rsync_argv(
+    link: Link, source: Path, dest: Path, flags: Sequence[str] = ("-rlpt", "--update")
+) -> list[str]:
     """Plain rsync as a user would type it, through the same link as sbatchman."""
     rsh = f"ssh -F {shlex.quote(str(link.view.ssh_config))}"
-    return ["rsync", "-rlpt", "--update", "-e", rsh, f"{source}/", f"{link.view.name}:{dest}/"]
+    return ["rsync", *flags, "-e", rsh, f"{source}/", f"{link.view.name}:{dest}/"]
 
 
 def sbatchman_argv(config: Path, *extra: str) -> list[str]:

@@ -68,10 +68,20 @@ def policy_config(endpoint: Endpoint) -> str:
         else [os.path.join(ssh_home(), ".ssh", "config"), _SYSTEM_CONFIG]
     )
     lines.append("Include " + " ".join(f'"{src}"' if " " in src else src for src in sources))
+    # After the Include, so a Ciphers line of the user's (or the system's) wins over it.
+    lines.append(f"Ciphers {PREFERRED_CIPHERS}")
     return "\n".join(lines) + "\n"
 
 
 _SYSTEM_CONFIG = "/etc/ssh/ssh_config"
+# OpenSSH's own default ciphers, AES-GCM first: every byte rsync sends passes through the
+# master, and on CPUs with AES instructions AES-GCM costs the two ends less CPU than
+# ChaCha20-Poly1305 (ssh's first choice): about 1.5x faster for one 512 MiB file on loopback
+# (bench/bench_rsync.py). Spelled out rather than `^aes128-gcm...`, which older ssh rejects.
+PREFERRED_CIPHERS = (
+    "aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,"
+    "aes128-ctr,aes192-ctr,aes256-ctr"
+)
 
 
 def ssh_home() -> str:
