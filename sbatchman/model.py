@@ -15,7 +15,7 @@ from sbatchman.config import Cluster, SyncDir
 from sbatchman.errors import ExitCode, Interrupted, TransferError
 from sbatchman.selection.rules import Rule
 from sbatchman.selection.walk import Selection
-from sbatchman.ssh.master import SshOptions
+from sbatchman.ssh.endpoint import SshOptions
 
 JOBS = 8
 """Clusters pushed at once unless -j says otherwise (the CLI and every other caller)."""

@@ -22,8 +22,8 @@ from sbatchman.config import Cluster, Config, load
 from sbatchman.model import Job, PartialTransfer
 from sbatchman.names import json_name
 from sbatchman.selection.walk import select
-from sbatchman.ssh.endpoint import Endpoint
-from sbatchman.ssh.master import Master, SshOptions
+from sbatchman.ssh.endpoint import Endpoint, SshOptions
+from sbatchman.ssh.master import Master
 from tests.support.procs import signal_all
 from tests.support.project import Recorder, run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshdFactory, SshServer

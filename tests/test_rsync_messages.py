@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 
 from sbatchman.backends.rsync_output import Progress, failure, is_missing, records, unescape
-from sbatchman.ssh.master import SshOptions, policy_argv
+from sbatchman.ssh.endpoint import SshOptions
+from sbatchman.ssh.master import policy_argv
 from sbatchman.ssh.words import cause, key_needs_passphrase
 from tests.support.project import Recorder
 

@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 
 from sbatchman.config import Settings
-from sbatchman.ssh.master import Master, SshOptions
-from tests.conftest import SshdFactory
-from tests.support.sshd import SshServer
+from sbatchman.ssh.endpoint import Endpoint, SshOptions
+from sbatchman.ssh.master import Master
+from tests.support.sshd import SshdFactory, SshServer
 from tests.support.sshkit import config_block, make_cluster
 
 BATCH = SshOptions(batch=True, connect_timeout=10)
@@ -20,7 +20,7 @@ BATCH = SshOptions(batch=True, connect_timeout=10)
 
 def agreed_cipher(server: SshServer, config: Path) -> str:
     """Open and close a master through `config`; the cipher sshd logged for it."""
-    master = Master(make_cluster("c", server.name), Settings(ssh_config=config), BATCH)
+    master = Master(Endpoint.of(make_cluster("c", server.name), Settings(ssh_config=config), BATCH))
     try:
         master.open()
     finally:

@@ -21,8 +21,8 @@ import pytest
 from sbatchman.config import Settings
 from sbatchman.errors import ConfigError, ConnectError
 from sbatchman.ssh.connect import connect
-from sbatchman.ssh.endpoint import Endpoint
-from sbatchman.ssh.master import Master, SshOptions
+from sbatchman.ssh.endpoint import Endpoint, SshOptions
+from sbatchman.ssh.master import Master
 from sbatchman.ssh.resolve import require_user, resolve_cluster
 from tests.support.sshd import SshdFactory, SshServer, current_user, generate_key
 from tests.support.sshkit import config_block, make_cluster

@@ -21,8 +21,8 @@ import pytest
 from sbatchman.config import Cluster, Settings
 from sbatchman.errors import ConnectError
 from sbatchman.ssh.connect import connect
-from sbatchman.ssh.endpoint import Endpoint
-from sbatchman.ssh.master import Master, SshOptions, policy_config
+from sbatchman.ssh.endpoint import Endpoint, SshOptions
+from sbatchman.ssh.master import Master, policy_config
 from sbatchman.ssh.resolve import resolve_cluster
 from tests.support.env import IsolatedEnv
 from tests.support.sshd import SshdFactory

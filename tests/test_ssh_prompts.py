@@ -18,8 +18,8 @@ import pytest
 from sbatchman.config import Settings
 from sbatchman.errors import AuthError, ConnectError
 from sbatchman.ssh.connect import connect
-from sbatchman.ssh.endpoint import Endpoint
-from sbatchman.ssh.master import Master, SshOptions
+from sbatchman.ssh.endpoint import Endpoint, SshOptions
+from sbatchman.ssh.master import Master
 from tests.support.authserver import CODE, AuthServer, auth_server_config, start_auth_server
 from tests.support.sshd import SshdFactory
 from tests.support.sshkit import (
@@ -42,7 +42,7 @@ def connect_script(config: Path, hosts: list[str], *, batch: bool = False) -> st
             "from pathlib import Path",
             "from sbatchman.config import Settings",
             "from sbatchman.errors import SbatchmanError",
-            "from sbatchman.ssh.master import SshOptions",
+            "from sbatchman.ssh.endpoint import SshOptions",
             "from sbatchman.ssh.connect import connect",
             "from sbatchman.ssh.endpoint import Endpoint",
             "from tests.support.sshkit import make_cluster",
@@ -116,7 +116,8 @@ def test_rsync_master_asks_passphrase_once(encrypted_server: tuple[Path, Path]) 
             "import subprocess",
             "from pathlib import Path",
             "from sbatchman.config import Settings",
-            "from sbatchman.ssh.master import Master, SshOptions",
+            "from sbatchman.ssh.master import Master",
+            "from sbatchman.ssh.endpoint import SshOptions",
             "from sbatchman.ssh.endpoint import Endpoint",
             "from tests.support.sshkit import make_cluster",
             f"settings = Settings(ssh_config=Path({str(config)!r}))",

@@ -21,7 +21,7 @@ import paramiko
 
 from sbatchman.errors import AuthError, ConnectError
 from sbatchman.ssh import terminal
-from sbatchman.ssh.master import SshOptions
+from sbatchman.ssh.endpoint import SshOptions
 from sbatchman.ssh.resolve import Resolved
 
 Handler = Callable[[str, str, list[tuple[str, bool]]], list[str]]

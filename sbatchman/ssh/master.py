@@ -15,8 +15,7 @@ import tempfile
 from pathlib import Path
 
 from sbatchman.errors import AuthError, ConnectError, Interrupted
-from sbatchman.ssh.endpoint import Endpoint
-from sbatchman.ssh.endpoint import SshOptions as SshOptions  # re-exported: long imported here
+from sbatchman.ssh.endpoint import Endpoint, SshOptions
 from sbatchman.ssh.words import (
     DENIED,
     SERVER_KEY,

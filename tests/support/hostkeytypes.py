@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sbatchman.config import Cluster, Settings
 from sbatchman.ssh.connect import connect
-from sbatchman.ssh.endpoint import Endpoint
-from sbatchman.ssh.master import Master, SshOptions
+from sbatchman.ssh.endpoint import Endpoint, SshOptions
+from sbatchman.ssh.master import Master
 from tests.support.sshd import SshServer, start_sshd
 from tests.support.sshkit import config_block
 

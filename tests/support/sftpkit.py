@@ -15,8 +15,7 @@ from sbatchman.backends.sftp.session import open_sftp
 from sbatchman.config import load
 from sbatchman.model import Job, Outcome
 from sbatchman.selection.walk import select
-from sbatchman.ssh.endpoint import Endpoint
-from sbatchman.ssh.master import SshOptions
+from sbatchman.ssh.endpoint import Endpoint, SshOptions
 from tests.support.project import Recorder, ssh_cluster, write_config
 from tests.support.sshd import SshServer
 
