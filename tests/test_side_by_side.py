@@ -17,7 +17,7 @@ from sbatchman.config import load
 from sbatchman.model import Events, Request, Result, Target
 from sbatchman.push import sync
 from tests.support.project import Recorder, ssh_cluster, write_config
-from tests.support.sshd import SshServer
+from tests.support.sshd import SshdFactory, SshServer
 from tests.support.trees import make_tree
 
 MEET = 60.0  # a bound for a broken test, never reached when it passes
@@ -173,3 +173,22 @@ def test_one_failing_alias_never_stops_its_siblings(
         ("three", "ok"),
     ]
     assert (root / "one/f.txt").exists() and (root / "three/f.txt").exists()
+
+
+def test_aliases_side_by_side_share_a_server_that_allows_one_session(
+    sshd_factory: SshdFactory, tmp_path: Path
+) -> None:
+    """A cluster's MaxSessions may be below the aliases pushed at once: an alias whose SFTP
+    channel is refused waits for a sibling's channel instead of failing."""
+    server = sshd_factory("frugal", extra_config={"MaxSessions": "1"})
+    dirs = []
+    for i in range(4):
+        local = make_tree(tmp_path / f"a{i}", {f"f{j}.txt": str(j) for j in range(20)})
+        dirs.append({"alias": f"a{i}", "local": str(local), "remote": str(server.root / f"a{i}")})
+    config = write_config(tmp_path / "c.toml", [ssh_cluster(server, dirs)])
+    results = sync(load(config), Request(backend="sftp"), Meeting(set(), ""))
+    assert [(r.alias, r.status, r.error) for r in results] == [
+        (f"a{i}", "ok", None) for i in range(4)
+    ]
+    for i in range(4):
+        assert len(list((server.root / f"a{i}").glob("*.txt"))) == 20

@@ -13,7 +13,7 @@ import threading
 import paramiko
 
 from sbatchman.backends.sftp.wire import Wire
-from sbatchman.errors import Interrupted
+from sbatchman.errors import Interrupted, TransferError
 
 MAX_CHANNELS = 8  # per connection: OpenSSH's default MaxSessions is 10
 
@@ -28,6 +28,7 @@ class ChannelPool:
         self._open = 0  # open, being opened, or lent out
         self._opening = 0
         self._stopped = False
+        self._most = MAX_CHANNELS  # lowered when the server refuses a channel
         self._cond = threading.Condition()
         with self._cond:
             for _ in range(min(warm, MAX_CHANNELS)):
@@ -43,23 +44,33 @@ class ChannelPool:
 
     def take(self) -> Wire:
         """A channel for the calling thread: an idle one, one about to open, or a new one."""
-        with self._cond:
-            while True:
-                if self._stopped:
-                    raise Interrupted("interrupted")
-                if self._idle:
-                    return self._idle.pop()
-                if not self._opening and self._open < MAX_CHANNELS:
-                    self._open += 1
-                    break
-                self._cond.wait()
-        try:
-            return Wire.open(self.transport, self.stall_timeout)
-        except BaseException:
+        while True:
             with self._cond:
-                self._open -= 1
-                self._cond.notify_all()
-            raise
+                while True:
+                    if self._stopped:
+                        raise Interrupted("interrupted")
+                    if self._idle:
+                        return self._idle.pop()
+                    if not self._opening and self._open < self._most:
+                        self._open += 1
+                        break
+                    self._cond.wait()
+            try:
+                return Wire.open(self.transport, self.stall_timeout)
+            except TransferError:
+                with self._cond:
+                    self._open -= 1
+                    self._cond.notify_all()
+                    if not self._open:
+                        raise
+                    # A server's MaxSessions refused it while sibling pushes hold channels:
+                    # wait for one of theirs instead of failing this push.
+                    self._most = self._open
+            except BaseException:
+                with self._cond:
+                    self._open -= 1
+                    self._cond.notify_all()
+                raise
 
     def take_idle(self, most: int) -> list[Wire]:
         """Up to `most` more channels that are ready now (never waits)."""
