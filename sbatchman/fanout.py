@@ -243,7 +243,10 @@ def _overlaps(targets: Sequence[Target]) -> dict[int, threading.Lock]:
     def where(target: Target) -> tuple[str, str]:
         if target.cluster.is_local:
             return "", str(destination(target.sync_dir.remote).resolve())
-        return target.cluster.name, posixpath.normpath(target.sync_dir.remote)
+        path = posixpath.normpath(target.sync_dir.remote)
+        # normpath keeps exactly two leading slashes (POSIX leaves them to the system); the
+        # clusters' Linux reads `//x` as `/x`, so they must compare as one folder.
+        return target.cluster.name, path[1:] if path.startswith("//") else path
 
     places = [where(t) for t in targets]
     owner = list(range(len(targets)))  # union-find over target indexes

@@ -192,3 +192,25 @@ def test_aliases_side_by_side_share_a_server_that_allows_one_session(
     ]
     for i in range(4):
         assert len(list((server.root / f"a{i}").glob("*.txt"))) == 20
+
+
+def test_a_remote_spelled_with_a_double_slash_still_overlaps(
+    three_clusters: list[SshServer], cluster_roots: dict[str, Path], tmp_path: Path
+) -> None:
+    """`//x` is `/x` on the cluster: `//x` and `/x/inner` must not be pushed at once."""
+    server = three_clusters[2]
+    root = cluster_roots[server.name]
+    dirs = [
+        {"alias": "outer", "remote": "/" + str(root / "x")},
+        {"alias": "inner", "remote": str(root / "x" / "inner")},
+        {"alias": "apart", "remote": str(root / "y")},
+    ]
+    for d in dirs:
+        d["local"] = str(make_tree(tmp_path / str(d["alias"]), {"f.txt": str(d["alias"])}))
+    config = write_config(tmp_path / "c.toml", [ssh_cluster(server, dirs)])
+    reporter = Meeting({(server.name, "outer"), (server.name, "apart")}, "sending")
+    results = sync(load(config), Request(backend="sftp"), reporter)
+    assert [r.status for r in results] == ["ok", "ok", "ok"]
+    outer, inner = reporter.span(server.name, "outer"), reporter.span(server.name, "inner")
+    assert outer[1] < inner[0], reporter.log
+    assert (root / "x/inner/f.txt").read_text() == "inner"
