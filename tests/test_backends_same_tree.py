@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends import rsync_guard
+from sbatchman.backends import rsync_guard, rsync_names
 from sbatchman.plan import FULL_FOLDER, NEWER_FILE
 from tests.support.sides import ALIAS, CLUSTER, Side, Sync
 from tests.support.sshd import SshServer
@@ -41,14 +41,22 @@ EXCLUDED = (  # by EXCLUDES, or by the tree's own logs/.sbatchmanignore
     params=[
         "local",
         pytest.param("rsync", marks=pytest.mark.ssh),
+        pytest.param("rsync, names as arguments", marks=pytest.mark.ssh),
         pytest.param("sftp", marks=pytest.mark.ssh),
     ]
 )
 def sync(
-    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Sync:
     """A fresh source tree and a not yet existing destination (missing parents, a space)."""
     backend: str = request.param
+    if backend == "rsync, names as arguments":  # what a long list takes, cut into many rsyncs
+        monkeypatch.setattr(rsync_names, "BY_ARGUMENT_FROM", 0)
+        monkeypatch.setattr(rsync_names, "SHARE", 200 / rsync_names.arg_max())
+        backend = "rsync"
     server: SshServer | None = None
     if backend == "local":
         dest = tmp_path / "via local" / "proj"

@@ -17,15 +17,20 @@ from dataclasses import replace
 from pathlib import Path
 
 from sbatchman.backends import rsync_guard as guard
+from sbatchman.backends.local import destination
 from sbatchman.backends.rsync_info import RsyncInfo
+from sbatchman.backends.rsync_names import batches, by_argument
 from sbatchman.backends.rsync_output import (
+    ITEM,
+    SKIP,
     Progress,
     RsyncMissing,
     failure,
     is_missing,
     itemized_why,
+    printed_name,
     records,
-    unescape,
+    still_to_send,
     vanished,
 )
 from sbatchman.backends.sources import vanished_note
@@ -36,8 +41,6 @@ from sbatchman.plan import FULL_FOLDER, is_login_folder
 from sbatchman.precedence import keep_dirlinks_for
 from sbatchman.ssh.master import Master
 
-_ITEM = re.compile(r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (.*)$")
-_SKIP = re.compile(r"^(.*) is newer$")
 # How long the after-failure check may take; past it the count is reported as unknown.
 _CHECK_TIMEOUT = 15.0
 # Characters that cannot change meaning in a POSIX shell: the only paths an rsync without -s
@@ -64,8 +67,12 @@ class RsyncSession:
         self.running: set[subprocess.Popen[bytes]] = set()
         self.aborted = False
 
-    def argv(self, job: Job, extra: list[str], *, batch: bool = False) -> list[str]:
-        argv = [self.info.path, "-lpt", "--update", "--files-from=-", "--from0"]
+    def argv(
+        self, job: Job, extra: list[str], *, batch: bool = False, named: bool = False
+    ) -> list[str]:
+        """rsync's argv; `named`: the caller puts the names (rsync_names) before its last word."""
+        listing = ["-R", "-d"] if named else ["--files-from=-", "--from0"]
+        argv = [self.info.path, "-lpt", "--update", *listing]
         argv += ["--out-format=%i %l %n%L", "--timeout", str(max(1, int(self.stall_timeout)))]
         argv += extra
         if job.dry_run:
@@ -74,8 +81,9 @@ class RsyncSession:
             argv.append("--info=skip1")
             if not job.dry_run:
                 argv.append("--info=progress1")  # per-file byte counts as the file goes
+        source = [] if named else [f"{job.selection.root}/"]
         if self.master is None:
-            return [*argv, "--", f"{job.selection.root}/", f"{_local_dest(job.remote)}/"]
+            return [*argv, "--", *source, f"{destination(job.remote)}/"]
         if self.info.secluded_args:
             argv.append("-s")  # the remote path reaches the remote rsync untouched by any shell
         elif not _SHELL_SAFE.match(job.remote) or job.remote.startswith("-"):
@@ -89,7 +97,7 @@ class RsyncSession:
         # host::path would mean an rsync daemon. Only then is the path spelled ./path: with -s
         # the remote rsync drops a `..` that follows `./` (./../x would land in ~/x).
         remote = f"./{job.remote}" if job.remote.startswith(":") else job.remote
-        return [*argv, "-e", rsh, "--", f"{job.selection.root}/", f"{host}:{remote}/"]
+        return [*argv, "-e", rsh, "--", *source, f"{host}:{remote}/"]
 
     def _rsh(self, batch: bool = False) -> list[str]:
         """The ssh command rsync runs; it appends the host and its command after our `--`, so
@@ -127,6 +135,7 @@ class RsyncSession:
         events.totals(len(job.selection.files), job.selection.total_bytes)
         events.phase("sending")
         through: list[str] = []
+        long_list = by_argument(job.selection, login_folder=is_login_folder(job.remote))
 
         def names() -> bytes:
             """The file list, once the cluster has been looked at (see rsync_guard)."""
@@ -150,7 +159,7 @@ class RsyncSession:
                             + b"\0" for i, name in enumerate(safe.names))  # fmt: skip
 
         try:
-            if not dirlinks:  # the look runs while rsync connects: rsync waits for its list
+            if not dirlinks and not long_list:  # the look runs while rsync connects
                 self._run(self.argv(job, extra), names, job, events, outcome)
                 return outcome
             listed = names()
@@ -162,11 +171,11 @@ class RsyncSession:
                 if not local or self.info.version >= (3, 5, 0):
                     insecure = ["--insecure-links" if local else "-M--insecure-links"]
             try:
-                self._run(self.argv(job, extra + insecure), listed, job, events, outcome)
+                self._send(job, extra + insecure, listed, events, outcome)
             except TransferError as err:
                 if not insecure or "--insecure-links: unknown option" not in str(err):
                     raise
-                self._run(self.argv(job, extra), listed, job, events, outcome)  # rsync < 3.5
+                self._send(job, extra, listed, events, outcome)  # rsync < 3.5
         except InterruptedPart:
             self._settle(job, extra, outcome, "interrupted")
             raise
@@ -178,6 +187,19 @@ class RsyncSession:
             self._settle(job, extra, outcome, "failed")
             raise PartialTransfer(str(err), outcome) from None
         return outcome
+
+    def _send(
+        self, job: Job, extra: list[str], listed: bytes, events: Events, outcome: Outcome
+    ) -> None:
+        """One rsync fed the list on stdin, or, for a long list, rsyncs given it as arguments."""
+        if not by_argument(job.selection, login_folder=is_login_folder(job.remote)):
+            self._run(self.argv(job, extra), listed, job, events, outcome)
+            return
+        argv = self.argv(job, extra, named=True)
+        for words in batches(listed):
+            if self.aborted:  # between two batches: what the others sent still counts
+                raise InterruptedPart(outcome)
+            self._run([*argv[:-1], *words, argv[-1]], b"", job, events, outcome, job.selection.root)
 
     def _ask(self, argv: list[str], data: bytes, env: dict[str, str]) -> tuple[int, bytes, bytes]:
         """Run a short command over the connection; abort() stops it too."""
@@ -212,6 +234,7 @@ class RsyncSession:
         job: Job,
         events: Events,
         outcome: Outcome,
+        cwd: Path | None = None,
     ) -> None:
         if self.aborted:
             raise Interrupted("interrupted")
@@ -226,6 +249,7 @@ class RsyncSession:
             stderr=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=die_with_parent(),
+            cwd=cwd,
         ) as proc:
             self.running.add(proc)
             assert proc.stdin and proc.stdout and proc.stderr
@@ -273,9 +297,9 @@ class RsyncSession:
         text = raw.decode("utf-8", "surrogateescape")
         if progress.line(text):
             return
-        item = _ITEM.match(text)
+        item = ITEM.match(text)
         if item:
-            flags, size, name = item[1], int(item[2]), _name(item[3], known)
+            flags, size, name = item[1], int(item[2]), printed_name(item[3], known)
             if flags[1] == "f" and flags[0] in "<>":
                 why = itemized_why(flags)
                 outcome.sent.append((name, why))
@@ -286,13 +310,13 @@ class RsyncSession:
             return
         folder = guard.kept_folder(text)
         if folder is not None:
-            folder = _name(folder, known)
+            folder = printed_name(folder, known)
             outcome.conflicts.append((folder, FULL_FOLDER))
             progress.events.skipped(folder, f"conflict: {FULL_FOLDER}")
             return
-        skip = _SKIP.match(text)
+        skip = SKIP.match(text)
         if skip:
-            name = _name(skip[1], known)
+            name = printed_name(skip[1], known)
             outcome.skipped_newer.append(name)
             progress.events.skipped(name, "remote is newer")
 
@@ -331,15 +355,7 @@ class RsyncSession:
             return None
         if run.returncode not in (0, 23, 24):
             return None
-        still: set[str] = set()
-        for raw in records(iter([run.stdout])):
-            text = raw.decode("utf-8", "surrogateescape")
-            item, skip = _ITEM.match(text), _SKIP.match(text)
-            if item and item[1][1] == "f":
-                still.add(_name(item[3], known))
-            elif skip:
-                still.add(_name(skip[1], known))
-        return still
+        return still_to_send(run.stdout, known)
 
     def _make_path(self, job: Job) -> None:
         """Create the remote folder with rsync itself: --relative recreates implied folders."""
@@ -347,9 +363,9 @@ class RsyncSession:
 
         if self.master is None:  # a local cluster: the folder is on this machine
             try:
-                Path(_local_dest(job.remote)).mkdir(parents=True, exist_ok=True)
+                Path(destination(job.remote)).mkdir(parents=True, exist_ok=True)
             except OSError as err:
-                where = _local_dest(job.remote)
+                where = destination(job.remote)
                 raise TransferError(f"cannot create {where}: {err.strerror}") from None
             return
         # Leading `..` steps stay in the destination (--relative would drop them, and a
@@ -382,16 +398,3 @@ class RsyncSession:
     def close(self) -> None:
         if self.master is not None:
             self.master.close()
-
-
-def _name(text: str, known: set[str]) -> str:
-    """A name as rsync printed it, back to the selection's own spelling."""
-    raw = text.encode("utf-8", "surrogateescape")
-    name = unescape(raw).decode("utf-8", "surrogateescape")
-    return name if name in known or text not in known else text
-
-
-def _local_dest(remote: str) -> str:
-    from sbatchman.backends.local import destination
-
-    return str(destination(remote))

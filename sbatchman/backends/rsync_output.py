@@ -48,6 +48,8 @@ _GONE = re.compile(
     r'|file has vanished: "((?:[^"\\]|\\.)*)")'
 )
 _SUMMARY = re.compile(r"^rsync (?:error|warning): some files")
+ITEM = re.compile(r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (.*)$")  # --out-format=%i %l %n%L
+SKIP = re.compile(r"^(.*) is newer$")
 
 
 class RsyncMissing(TransferError):
@@ -214,3 +216,23 @@ def itemized_why(flags: str) -> str:
     if flags[4] == "t":
         return "newer"
     return "size differs" if flags[3] == "s" else "changed"
+
+
+def printed_name(text: str, known: set[str]) -> str:
+    """A name as rsync printed it, back to the selection's own spelling."""
+    raw = text.encode("utf-8", "surrogateescape")
+    name = unescape(raw).decode("utf-8", "surrogateescape")
+    return name if name in known or text not in known else text
+
+
+def still_to_send(stdout: bytes, known: set[str]) -> set[str]:
+    """The files a dry run's output says would still be sent (or are newer there)."""
+    still: set[str] = set()
+    for raw in records(iter([stdout])):
+        text = raw.decode("utf-8", "surrogateescape")
+        item, skip = ITEM.match(text), SKIP.match(text)
+        if item and item[1][1] == "f":
+            still.add(printed_name(item[3], known))
+        elif skip:
+            still.add(printed_name(skip[1], known))
+    return still
