@@ -259,13 +259,13 @@ def _overlaps(targets: Sequence[Target]) -> dict[int, threading.Lock]:
 
     for i, (host, path) in enumerate(places):
         for j in range(i):
-            if places[j][0] == host and _nested(path, places[j][1]):
+            if places[j][0] == host and nested(path, places[j][1]):
                 owner[find(i)] = find(j)
     locks = {root: threading.Lock() for root in {find(i) for i in range(len(targets))}}
     return {id(t): locks[find(i)] for i, t in enumerate(targets)}
 
 
-def _nested(a: str, b: str) -> bool:
+def nested(a: str, b: str) -> bool:
     """Whether two normalised paths may be the same folder or one inside the other.
 
     A relative path is under the login folder, which is not known before connecting: against

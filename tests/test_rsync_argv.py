@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends.rsync import RsyncInfo, RsyncSession, _rsh_quote
+from sbatchman.backends.rsync import RsyncInfo, RsyncSession, rsh_quote
 from sbatchman.backends.rsync_output import itemized_why as _why
 from sbatchman.config import parse
 from sbatchman.model import InterruptedPart, Job
@@ -40,11 +40,11 @@ def test_capabilities_follow_the_version() -> None:
 
 
 def test_rsh_quoting_survives_rsyncs_own_splitter() -> None:
-    assert _rsh_quote("ssh") == "ssh"
-    assert _rsh_quote("/path with space/key") == "'/path with space/key'"
-    assert _rsh_quote("it's") == "'it''s'"
+    assert rsh_quote("ssh") == "ssh"
+    assert rsh_quote("/path with space/key") == "'/path with space/key'"
+    assert rsh_quote("it's") == "'it''s'"
     # rsync splits like a shell for these cases (doubled quote aside), so shlex checks the rest
-    assert shlex.split(_rsh_quote("a b") + " " + _rsh_quote("c")) == ["a b", "c"]
+    assert shlex.split(rsh_quote("a b") + " " + rsh_quote("c")) == ["a b", "c"]
 
 
 def test_itemized_reasons_match_the_plan_words() -> None:

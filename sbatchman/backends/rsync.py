@@ -48,7 +48,7 @@ _CHECK_TIMEOUT = 15.0
 _SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./+,:=@%-]*$")
 
 
-def _rsh_quote(arg: str) -> str:
+def rsh_quote(arg: str) -> str:
     """Quote one word for rsync's own -e splitter (spaces split; doubled quotes escape)."""
     if arg and re.fullmatch(r"[A-Za-z0-9_./=:@%+,-]+", arg):
         return arg
@@ -91,7 +91,7 @@ class RsyncSession:
                 f"the local rsync {'.'.join(map(str, self.info.version))} would pass the remote"
                 f" path {job.remote!r} through the cluster's shell; use -b sftp or rsync >= 3.0"
             )
-        rsh = " ".join(_rsh_quote(a) for a in self._rsh(batch))
+        rsh = " ".join(rsh_quote(a) for a in self._rsh(batch))
         host = self.master.host.rpartition("@")[2]
         host = f"[{host}]" if ":" in host else host
         # host::path would mean an rsync daemon. Only then is the path spelled ./path: with -s
@@ -378,7 +378,7 @@ class RsyncSession:
         with tempfile.TemporaryDirectory() as empty:
             (Path(empty) / below).mkdir(parents=True, exist_ok=True)
             dest = "/".join(up) + "/" if up else ""
-            argv = [self.info.path, "-rR", "-e", " ".join(_rsh_quote(a) for a in self._rsh())]
+            argv = [self.info.path, "-rR", "-e", " ".join(rsh_quote(a) for a in self._rsh())]
             if self.info.secluded_args:
                 argv.insert(1, "-s")
             host = self.master.host.rpartition("@")[2]
