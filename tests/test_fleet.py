@@ -162,6 +162,6 @@ def test_ctrl_c_in_a_pass_keeps_what_finished_and_closes_every_session(
     ],
 )
 def test_which_remote_folders_count_as_overlapping(a: str, b: str, nested: bool) -> None:
-    from sbatchman.fanout import nested
+    from sbatchman.fanout import nested as overlapping
 
-    assert nested(a, b) is nested
+    assert overlapping(a, b) is nested
