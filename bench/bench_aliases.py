@@ -135,13 +135,13 @@ def main() -> int:
     lines = [
         f"One cluster (its own sshd behind a {2 * args.delay_ms:.0f} ms round-trip delay proxy),"
         f" four aliases of {args.files} files (1-16 KiB) in {args.folders} folders each; best of"
-        f" {args.repeat}. The budget applies to sbatchman's rows.",
+        f" {args.repeat}. The budget applies to sbatchman with nothing changed.",
         "",
         "| case | pushed by | one alias | four aliases | ratio | budget |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
-        mine = row.who.startswith("sbatchman")
+        mine = row.who.startswith("sbatchman") and row.case == "nothing changed"
         verdict = (" ok" if row.ratio <= BUDGET else " over") if mine else ""
         lines.append(
             f"| {row.case} | {row.who} | {row.one:.2f} s | {row.four:.2f} s"
