@@ -21,7 +21,7 @@ import pytest
 from tests.support.project import write_config
 from tests.support.running import start_sync
 from tests.support.sshd import SshdFactory, SshServer
-from tests.support.sshkit import config_block
+from tests.support.sshkit import config_block, jump_config
 from tests.support.trees import make_tree
 
 
@@ -97,13 +97,7 @@ def test_a_refused_jump_channel_is_our_one_line(sshd_factory: SshdFactory, tmp_p
     line may reach the user."""
     bastion = sshd_factory("closed-bastion", extra_config={"AllowTcpForwarding": "no"})
     target = sshd_factory("target")
-    known = tmp_path / "known_hosts"
-    known.write_text(bastion.known_hosts.read_text() + target.known_hosts.read_text())
-    ssh_config = tmp_path / "ssh_config"
-    ssh_config.write_text(
-        config_block(bastion, known_hosts=known)
-        + config_block(target, known_hosts=known, ProxyJump="closed-bastion")
-    )
+    ssh_config = jump_config(tmp_path, bastion, target)
     config = project(tmp_path, {"name": "t", "host": "target", "ssh_config": str(ssh_config)})
     for extra in ([], ["--json"]):
         run = sync(config, *extra)

@@ -25,7 +25,7 @@ from sbatchman.ssh.endpoint import Endpoint, SshOptions
 from sbatchman.ssh.master import Master
 from sbatchman.ssh.resolve import require_user, resolve_cluster
 from tests.support.sshd import SshdFactory, SshServer, current_user, generate_key
-from tests.support.sshkit import config_block, make_cluster
+from tests.support.sshkit import config_block, jump_config, make_cluster
 
 BATCH = SshOptions(batch=True, connect_timeout=10)
 
@@ -245,13 +245,7 @@ def test_jump_host_refusing_to_forward_is_one_clear_line(
 ) -> None:
     bastion = sshd_factory("closed-bastion", extra_config={"AllowTcpForwarding": "no"})
     target = sshd_factory("target")
-    known = tmp_path / "known_hosts"
-    known.write_text(bastion.known_hosts.read_text() + target.known_hosts.read_text())
-    config = tmp_path / "ssh_config"
-    config.write_text(
-        config_block(bastion, known_hosts=known)
-        + config_block(target, known_hosts=known, ProxyJump="closed-bastion")
-    )
+    config = jump_config(tmp_path, bastion, target)
     with pytest.raises(ConnectError) as caught:
         connect(Endpoint.of(make_cluster("t", "target"), Settings(ssh_config=config), BATCH))
     message = str(caught.value)

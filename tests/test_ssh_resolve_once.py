@@ -13,14 +13,31 @@ import pytest
 
 from tests.support.project import run_cli, write_config
 from tests.support.sshd import SshdFactory
-from tests.support.sshkit import config_block, logging_ssh
+from tests.support.sshkit import jump_config, logging_ssh
 from tests.support.trees import make_tree, snapshot
 
 
-def _asked(log: Path, host: str) -> list[str]:
+def _asked(log: str, host: str) -> list[str]:
     """The `ssh -G` runs about `host` through the user's config (not the -F /dev/null check)."""
-    lines = log.read_text().splitlines()
+    lines = log.splitlines()
     return [ln for ln in lines if ln.endswith(f" -- {host}") and os.devnull not in ln]
+
+
+def _sync_logged(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    cluster: dict[str, object],
+    dest: Path,
+) -> str:
+    """Push tmp_path/proj with `cluster` through a logging ssh; check it landed; the log."""
+    config = write_config(tmp_path / "c.toml", [cluster])
+    log = logging_ssh(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
+    run = run_cli(capsys, "sync", "--config", str(config))
+    assert run.code == 0, run.out + run.err
+    assert snapshot(dest) == snapshot(tmp_path / "proj")
+    return log.read_text()
 
 
 @pytest.mark.parametrize(("backend", "bastion_asks"), [("rsync", 0), ("sftp", 1)])
@@ -34,13 +51,7 @@ def test_one_sync_resolves_each_host_once(
 ) -> None:
     bastion = sshd_factory("bastion", extra_config={"AllowTcpForwarding": "yes"})
     target = sshd_factory("target")
-    known = tmp_path / "known_hosts"
-    known.write_text(bastion.known_hosts.read_text() + target.known_hosts.read_text())
-    ssh_config = tmp_path / "ssh_config"
-    ssh_config.write_text(
-        config_block(bastion, known_hosts=known)
-        + config_block(target, known_hosts=known, name="behind", ProxyJump="bastion")
-    )
+    ssh_config = jump_config(tmp_path, bastion, target, name="behind")
     proj = make_tree(tmp_path / "proj", {"a.py": "a\n"})
     dest = target.root / "proj"
     cluster = {  # no user: the config's User line is checked for, then used
@@ -50,14 +61,9 @@ def test_one_sync_resolves_each_host_once(
         "transfer_backend": backend,
         "sync_dirs": [{"alias": "p", "local": str(proj), "remote": str(dest)}],
     }
-    config = write_config(tmp_path / "c.toml", [cluster])
-    log = logging_ssh(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
-    run = run_cli(capsys, "sync", "--config", str(config))
-    assert run.code == 0, run.out + run.err
-    assert snapshot(dest) == snapshot(proj)
-    assert len(_asked(log, "behind")) == 1, log.read_text()
-    assert len(_asked(log, "bastion")) == bastion_asks, log.read_text()
+    log = _sync_logged(tmp_path, capsys, monkeypatch, cluster, dest)
+    assert len(_asked(log, "behind")) == 1, log
+    assert len(_asked(log, "bastion")) == bastion_asks, log
 
 
 def test_the_rsync_path_runs_no_ssh_g_when_the_toml_names_the_user(
@@ -78,10 +84,4 @@ def test_the_rsync_path_runs_no_ssh_g_when_the_toml_names_the_user(
         "transfer_backend": "rsync",
         "sync_dirs": [{"alias": "p", "local": str(proj), "remote": str(dest)}],
     }
-    config = write_config(tmp_path / "c.toml", [cluster])
-    log = logging_ssh(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{log.parent}{os.pathsep}{os.environ['PATH']}")
-    run = run_cli(capsys, "sync", "--config", str(config))
-    assert run.code == 0, run.out + run.err
-    assert snapshot(dest) == snapshot(proj)
-    assert log.read_text() == ""
+    assert _sync_logged(tmp_path, capsys, monkeypatch, cluster, dest) == ""

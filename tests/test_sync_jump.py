@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.project import run_cli, write_config
 from tests.support.sshd import SshdFactory
-from tests.support.sshkit import config_block
+from tests.support.sshkit import jump_config
 from tests.support.trees import make_tree, snapshot
 
 
@@ -22,13 +22,7 @@ def test_push_lands_through_a_bastion(
 ) -> None:
     bastion = sshd_factory("bastion", extra_config={"AllowTcpForwarding": "yes"})
     target = sshd_factory("target")
-    known = tmp_path / "known_hosts"
-    known.write_text(bastion.known_hosts.read_text() + target.known_hosts.read_text())
-    ssh_config = tmp_path / "ssh_config"
-    ssh_config.write_text(
-        config_block(bastion, known_hosts=known)
-        + config_block(target, known_hosts=known, name="behind", ProxyJump="bastion")
-    )
+    ssh_config = jump_config(tmp_path, bastion, target, name="behind")
     proj = make_tree(tmp_path / "proj", {"a.py": "a\n", "bin/run.sh": "#!/bin/sh\n"})
     dest = target.root / "proj"
     cluster = {

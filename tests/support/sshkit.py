@@ -66,6 +66,21 @@ def config_block(
     return "\n".join(out) + "\n"
 
 
+def jump_config(
+    folder: Path, bastion: SshServer, target: SshServer, *, name: str | None = None
+) -> Path:
+    """An ssh_config (and known_hosts) in `folder` reaching `target` through `bastion` by
+    ProxyJump; `name` is the target's Host alias (default: the server's own name)."""
+    known = folder / "known_hosts"
+    known.write_text(bastion.known_hosts.read_text() + target.known_hosts.read_text())
+    ssh_config = folder / "ssh_config"
+    ssh_config.write_text(
+        config_block(bastion, known_hosts=known)
+        + config_block(target, known_hosts=known, name=name, ProxyJump=bastion.name)
+    )
+    return ssh_config
+
+
 def host_key_line(server: SshServer, name: str | None = None) -> str:
     """The server's known_hosts line, optionally filed under another name."""
     text = server.known_hosts.read_text().strip()
