@@ -171,11 +171,11 @@ class RsyncSession:
                 if not local or self.info.version >= (3, 5, 0):
                     insecure = ["--insecure-links" if local else "-M--insecure-links"]
             try:
-                self._send(job, extra + insecure, listed, events, outcome)
+                self._send(job, extra + insecure, listed, long_list, events, outcome)
             except TransferError as err:
                 if not insecure or "--insecure-links: unknown option" not in str(err):
                     raise
-                self._send(job, extra, listed, events, outcome)  # rsync < 3.5
+                self._send(job, extra, listed, long_list, events, outcome)  # rsync < 3.5
         except InterruptedPart:
             self._settle(job, extra, outcome, "interrupted")
             raise
@@ -189,17 +189,17 @@ class RsyncSession:
         return outcome
 
     def _send(
-        self, job: Job, extra: list[str], listed: bytes, events: Events, outcome: Outcome
+        self, job: Job, extra: list[str], listed: bytes, named: bool, events: Events, out: Outcome
     ) -> None:
-        """One rsync fed the list on stdin, or, for a long list, rsyncs given it as arguments."""
-        if not by_argument(job.selection, login_folder=is_login_folder(job.remote)):
-            self._run(self.argv(job, extra), listed, job, events, outcome)
+        """One rsync fed the list on stdin, or (`named`, a long list) rsyncs given it as words."""
+        if not named:
+            self._run(self.argv(job, extra), listed, job, events, out)
             return
         argv = self.argv(job, extra, named=True)
         for words in batches(listed):
             if self.aborted:  # between two batches: what the others sent still counts
-                raise InterruptedPart(outcome)
-            self._run([*argv[:-1], *words, argv[-1]], b"", job, events, outcome, job.selection.root)
+                raise InterruptedPart(out)
+            self._run([*argv[:-1], *words, argv[-1]], b"", job, events, out, job.selection.root)
 
     def _ask(self, argv: list[str], data: bytes, env: dict[str, str]) -> tuple[int, bytes, bytes]:
         """Run a short command over the connection; abort() stops it too."""
