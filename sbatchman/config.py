@@ -43,14 +43,9 @@ class SyncDir:
 
 
 @dataclass(frozen=True)
-class FetchDir:
-    """A folder to bring back from a cluster; parsed and validated now, used by a later command."""
-
-    alias: str
-    local: Path
-    remote: str
-    excludes: tuple[str, ...]
-    where: str
+class FetchDir(SyncDir):
+    """A folder brought back from a cluster: a SyncDir read the other way, so every layer that
+    carries a target carries either; its gitignore and keep_dirlinks are never used."""
 
 
 @dataclass(frozen=True)
@@ -358,7 +353,7 @@ class _Parser:
             remote = self.remote_path(d.get("remote", alias), f"{here}.remote")
             excludes = d.get("excludes", ())
             if fetch:
-                out.append(FetchDir(alias, local, remote, excludes, here))
+                out.append(FetchDir(alias, local, remote, excludes, None, here))
             else:
                 out.append(
                     SyncDir(

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
-from sbatchman.config import Cluster, SyncDir
+from sbatchman.config import Cluster, FetchDir, SyncDir
 from sbatchman.errors import ExitCode, Interrupted, TransferError
 from sbatchman.selection.rules import Rule
 from sbatchman.selection.walk import Selection
@@ -35,15 +36,23 @@ class Request:
     ssh: SshOptions = field(default_factory=SshOptions)
 
 
+Direction = Literal["push", "fetch"]
+
+
 @dataclass(frozen=True)
 class Target:
-    """One sync_dir bound for one cluster, with everything decided that the config decides."""
+    """One sync_dir bound for one cluster (or a fetch_dir coming back from it), with everything
+    decided that the config decides."""
 
     cluster: Cluster
-    sync_dir: SyncDir
+    sync_dir: SyncDir  # a FetchDir for a fetch
     backend: str
     rules: tuple[Rule, ...]
     gitignore: bool
+
+    @property
+    def direction(self) -> Direction:
+        return "fetch" if isinstance(self.sync_dir, FetchDir) else "push"
 
 
 Status = Literal["ok", "failed", "dry-run", "interrupted"]
@@ -86,9 +95,25 @@ class Job:
     dry_run: bool
 
 
+@dataclass(frozen=True)
+class FetchJob:
+    """One fetch_dir coming back from one cluster into `local`; `remote` as for Job.
+
+    No selection yet: what is selected is known only once the cluster's tree is listed.
+    """
+
+    cluster: Cluster
+    fetch_dir: FetchDir
+    remote: str
+    local: Path
+    rules: tuple[Rule, ...]
+    dry_run: bool
+
+
 @dataclass
 class Outcome:
-    """What a push did (or, on a dry run, would do)."""
+    """What a push or fetch did (or, on a dry run, would do); `skipped_newer` are files kept
+    because the destination's copy is newer."""
 
     sent: list[tuple[str, str]] = field(default_factory=list)  # (path, why) per file
     bytes_sent: int = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sbatchman.config import Cluster, Settings, SyncDir
+from sbatchman.config import Cluster, FetchDir, Settings, SyncDir
 from sbatchman.selection.rules import Rule
 
 
@@ -18,14 +18,18 @@ def merge_excludes(
 ) -> tuple[Rule, ...]:
     """The six exclude layers in their fixed order; a repeated pattern keeps its first source.
 
-    Keeping the first source matters for `ls --explain`: it names the broadest layer that
-    already excludes the path, which is where a user would go to change it.
+    A fetch_dir takes the fetch layers in place of the sync ones: sync_excludes never apply to
+    a fetch, fetch_excludes never to a push. Keeping the first source matters for
+    `ls --explain`: it names the broadest layer that already excludes the path, which is where
+    a user would go to change it.
     """
+    fetch = isinstance(sync_dir, FetchDir)
+    kind = "fetch_excludes" if fetch else "sync_excludes"
     layers: list[tuple[str, Sequence[str]]] = [
         ("global.common_excludes", settings.common_excludes),
-        ("global.sync_excludes", settings.sync_excludes),
+        (f"global.{kind}", settings.fetch_excludes if fetch else settings.sync_excludes),
         (f"{cluster.where}.excludes", cluster.excludes),
-        (f"{cluster.where}.sync_excludes", cluster.sync_excludes),
+        (f"{cluster.where}.{kind}", cluster.fetch_excludes if fetch else cluster.sync_excludes),
         (f"{sync_dir.where}.excludes", sync_dir.excludes),
         ("-e", cli),
     ]

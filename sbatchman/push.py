@@ -8,25 +8,14 @@ does is here.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 
 from sbatchman.backends import Session
 from sbatchman.config import Config
-from sbatchman.errors import Interrupted, SbatchmanError
 from sbatchman.fanout import Fleet, Operation, Stopped, ended
-from sbatchman.model import (
-    Events,
-    InterruptedPart,
-    Job,
-    Outcome,
-    PartialTransfer,
-    Reporter,
-    Request,
-    Result,
-    Target,
-)
+from sbatchman.model import Events, Job, Outcome, Reporter, Request, Result, Target
+from sbatchman.outcomes import attempt
 from sbatchman.selection.walk import Selection, select
 from sbatchman.ssh.endpoint import Answers
 from sbatchman.targets import resolve_targets
@@ -77,44 +66,10 @@ def pusher(request: Request, selections: dict[int, Selection]) -> Operation:
 def _push_one(
     target: Target, selection: Selection, session: Session, request: Request, events: Events
 ) -> Result:
-    start = time.monotonic()
-    result = Result(target.cluster.name, target.sync_dir.alias, session.name)
-    try:
-        events.phase("scanning")
+    def transfer() -> tuple[Outcome, Sequence[str], Sequence[str]]:
         job = Job(
             target.cluster, target.sync_dir, target.sync_dir.remote, selection, request.dry_run
         )
-        outcome = session.push(job, events)
-    except PartialTransfer as err:
-        _record(result, err.outcome)
-        result.status, result.error = "failed", str(err)
-    except InterruptedPart as err:  # what landed before Ctrl-C still counts
-        _record(result, err.outcome)
-        result.status, result.error = "interrupted", str(err)
-    except SbatchmanError as err:
-        result.status = "interrupted" if isinstance(err, Interrupted) else "failed"
-        result.error = str(err)
-    except Exception as err:  # a bug of ours: fail this target, let every other one finish
-        result.status = "failed"
-        result.error = f"internal error, please report it: {type(err).__name__}: {err}"
-    else:
-        _record(result, outcome)
-        result.status = "dry-run" if request.dry_run else "ok"
-        if selection.problems:
-            # Unreadable local files are a failure (rsync says exit 23), but the rest was sent.
-            more = len(selection.problems) - 1
-            result.status = "failed"
-            result.error = selection.problems[0] + (f" (and {more} more)" if more else "")
-    result.backend = session.name  # rsync missing on the cluster: the session went sftp
-    result.warnings += selection.notes
-    events.phase("done" if result.status in ("ok", "dry-run") else result.status)
-    result.seconds = time.monotonic() - start
-    return result
+        return session.push(job, events), selection.problems, selection.notes
 
-
-def _record(result: Result, outcome: Outcome) -> None:
-    result.sent, result.bytes_sent = outcome.sent, outcome.bytes_sent
-    result.files_sent = len(outcome.sent)
-    result.skipped_newer = outcome.skipped_newer
-    result.conflicts = outcome.conflicts
-    result.warnings = list(outcome.warnings)
+    return attempt(target, session, request.dry_run, events, transfer)

@@ -90,7 +90,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("ssh", {"ssh"}),
     ("vocabulary", {"model", "plan", "precedence"}),
     ("backends", {"backends"}),
-    ("coordinator", {"fanout", "targets", "push"}),
+    ("coordinator", {"fanout", "targets", "outcomes", "push", "fetch"}),
     ("front", {"report", "listing", "cli", "__main__"}),
 ]
 SIBLINGS = {frozenset({"selection", "ssh"})}

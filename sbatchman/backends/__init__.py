@@ -1,15 +1,16 @@
 """The contract every transfer backend keeps, and the events it reports through.
 
 A backend opens one Session per cluster (one connection, one prompt) and pushes each of that
-cluster's sync_dirs through it. It never prints: it tells an Events object what happens, and the
-report layer decides what a person or a script sees.
+cluster's sync_dirs through it, or fetches its fetch_dirs: put and get side by side. It never
+prints: it tells an Events object what happens, and the report layer decides what a person or
+a script sees.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from sbatchman.model import Events, Job, Outcome
+from sbatchman.model import Events, FetchJob, Job, Outcome
 
 
 class Session(Protocol):
@@ -18,6 +19,10 @@ class Session(Protocol):
     name: str  # the backend's name as shown in reports: rsync, sftp, local
 
     def push(self, job: Job, events: Events) -> Outcome: ...
+
+    def fetch(self, job: FetchJob, events: Events) -> Outcome:
+        """The other direction over the same connection: the cluster's folder into job.local."""
+        ...
 
     def abort(self) -> None:
         """Stop a running push at once (Ctrl-C); called from another thread, then close()."""

@@ -13,13 +13,20 @@ import os
 import posixpath
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
-from sbatchman.backends.sources import Changed, Vanished, copy_file, vanished_note
+from sbatchman.backends.sources import (
+    Changed,
+    StillBeingWritten,
+    Vanished,
+    copy_file,
+    vanished_note,
+)
 from sbatchman.backends.transfer import Listed, Listings, run
 from sbatchman.errors import TransferError
-from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
+from sbatchman.model import Events, FetchJob, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import (
     Action,
     DestStat,
@@ -32,8 +39,47 @@ from sbatchman.plan import (
     stale_folders,
 )
 from sbatchman.precedence import keep_dirlinks_for
+from sbatchman.selection.tree import Found, select_tree
+from sbatchman.selection.tree import Listed as Tree
 from sbatchman.selection.walk import Entry, Selection
 from sbatchman.temporaries import Temporaries
+
+Landed = Callable[[Action, Path, BaseException | None], None]
+
+
+class Files(Protocol):
+    """Where a Folder's file contents come from: this machine, or a cluster (SFTP fetch)."""
+
+    def write(self, wanted: Sequence[tuple[Action, Path]], landed: Landed) -> None:
+        """Write each action's file, its mode and mtime included, as the new file at its Path
+        (a temporary beside the final one), then call `landed` with it and None, or with the
+        reason it failed (Vanished, Changed, OSError, TransferError); stop starting new files
+        once the Folder's `aborted` is set."""
+        ...
+
+
+class LocalFiles:
+    """Files of a folder on this machine (the walk's root): a push's, or a local cluster's."""
+
+    def __init__(self, source: Path, aborted: threading.Event, fetching: bool) -> None:
+        self.source = source
+        self.aborted = aborted
+        self.fetching = fetching  # a changing file is a job still writing: see sources
+
+    def write(self, wanted: Sequence[tuple[Action, Path]], landed: Landed) -> None:
+        for action, part in wanted:
+            if self.aborted.is_set():
+                return
+            try:
+                copy_file(self.source, action.entry, part)
+            except Vanished as err:
+                landed(action, part, err)
+            except Changed as err:
+                landed(action, part, StillBeingWritten(err.why) if self.fetching else err)
+            except OSError as err:
+                landed(action, part, err)
+            else:
+                landed(action, part, None)
 
 
 def destination(remote: str) -> Path:
@@ -70,6 +116,50 @@ def _listing(folder: Path) -> dict[str, DestStat] | None:
     return listing
 
 
+def fetched(outcome: Outcome, selection: Selection) -> Outcome:
+    """A fetch's outcome, with what could not be read on the cluster: that fails the target
+    once the rest has come (as rsync's exit 23), so it travels as a PartialTransfer."""
+    if not selection.problems:
+        return outcome
+    more = len(selection.problems) - 1
+    others = f" (and {more} more)" if more else ""
+    raise PartialTransfer(f"{selection.problems[0]}{others}", outcome)
+
+
+def _top(root: Path) -> Found | None:
+    try:
+        st = root.stat()
+    except OSError:
+        return None
+    return Found("", "dir", 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+
+
+def _tree_lister(root: Path) -> Callable[[Sequence[str]], Tree]:
+    """List folders of a local cluster's tree for select_tree (lstat, links never followed)."""
+
+    def lister(folders: Sequence[str]) -> Tree:
+        out: dict[str, list[Found] | str] = {}
+        for folder in folders:
+            where = root / folder
+            try:
+                found = []
+                for de in os.scandir(where):
+                    st = de.stat(follow_symlinks=False)
+                    kind = kind_of(st.st_mode)
+                    target = os.readlink(de.path) if kind == "link" else None
+                    mode = stat.S_IMODE(st.st_mode)
+                    shown = None if kind == "other" else kind
+                    found.append(Found(de.name, shown, st.st_size, st.st_mtime_ns, mode, target))
+                out[folder] = found
+            except FileNotFoundError:
+                out[folder] = f"the remote folder {where} does not exist"
+            except OSError as err:
+                out[folder] = f"cannot list the remote folder {where}: {err.strerror or err}"
+        return out
+
+    return lister
+
+
 class LocalSession:
     """No connection to open; kept as a Session so push.py treats every cluster alike."""
 
@@ -84,6 +174,13 @@ class LocalSession:
         keep_mode = is_login_folder(job.remote)
         folder = Folder(root, job.selection, dirlinks, events, self.aborted, "remote", keep_mode)
         return run(job.selection, folder, dirlinks, job.dry_run, events)
+
+    def fetch(self, job: FetchJob, events: Events) -> Outcome:
+        source = destination(job.remote)
+        selection = select_tree(source, _top(source), _tree_lister(source), job.rules)
+        files = LocalFiles(source, self.aborted, fetching=True)
+        folder = Folder(job.local, selection, False, events, self.aborted, "local", files=files)
+        return fetched(run(selection, folder, False, job.dry_run, events), selection)
 
     def abort(self) -> None:
         self.aborted.set()
@@ -104,8 +201,10 @@ class Folder:
         aborted: threading.Event,
         side: str,  # see transfer.Destination
         keep_mode: bool = False,  # the folder's own mode and mtime are left as they are
+        files: Files | None = None,  # where contents come from: the selection's root if None
     ) -> None:
         self.side = side
+        self.files = files or LocalFiles(selection.root, aborted, fetching=False)
         self.root = root
         self.selection = selection
         self.dirlinks = dirlinks
@@ -161,8 +260,8 @@ class Folder:
             os.chmod(root / folder.path, folder.mode | 0o700)
         for leftover in plan.leftovers:
             (root / leftover).unlink(missing_ok=True)
-        source = self.selection.root
         failures: list[str] = []
+        files: list[tuple[Action, Path]] = []  # written together once every folder exists
         for action in plan.actions:
             if self.aborted.is_set():
                 raise InterruptedPart(outcome)
@@ -186,36 +285,54 @@ class Folder:
                     what = "cannot remove what is in the way of this folder"
                 failures.append(f"{entry.path}: {what}: {err.strerror}")
                 continue
-            try:
-                self._place(action, source, dest, temporaries)
-            except Vanished:  # deleted after the walk: nothing to send, nothing failed
-                outcome.warnings.append(vanished_note(entry.path))
-                continue
-            except (Changed, OSError) as err:  # this entry fails; the others still go, as rsync
-                failed.add(entry.path)
-                why = err.strerror if isinstance(err, OSError) and err.strerror else err
-                failures.append(f"{entry.path}: {why}")
-                continue
             if action.op == "send":
-                outcome.sent.append((entry.path, action.reason))
-                outcome.bytes_sent += entry.size
-                events.sent(entry.path, entry.size, action.reason)
+                files.append((action, dest.with_name(temporaries.name(dest.name))))
+                continue
+            try:
+                self._place(action, dest, temporaries)
+            except OSError as err:
+                failed.add(entry.path)
+                failures.append(f"{entry.path}: {err.strerror or err}")
+
+        def landed(action: Action, part: Path, error: BaseException | None) -> None:
+            entry = action.entry
+            if error is None:
+                try:
+                    os.replace(part, root / entry.path)
+                except OSError as err:
+                    error = err
+                else:
+                    outcome.sent.append((entry.path, action.reason))
+                    outcome.bytes_sent += entry.size
+                    events.sent(entry.path, entry.size, action.reason)
+                    return
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
+            if isinstance(error, Vanished):  # deleted after the walk: nothing failed
+                outcome.warnings.append(vanished_note(entry.path))
+            elif isinstance(error, StillBeingWritten):
+                outcome.warnings.append(f"{entry.path}: {error}")
+            else:  # this entry fails; the others still go, as rsync
+                failed.add(entry.path)
+                why = error.strerror if isinstance(error, OSError) and error.strerror else error
+                failures.append(f"{entry.path}: {why}")
+
+        self.files.write(files, landed)
+        if self.aborted.is_set():
+            raise InterruptedPart(outcome)
         return failures
 
     @staticmethod
-    def _place(action: Action, source: Path, dest: Path, temporaries: Temporaries) -> None:
-        """One entry at its final path, through a temporary beside it (never half-written)."""
+    def _place(action: Action, dest: Path, temporaries: Temporaries) -> None:
+        """A folder or link at its final path (a link through a temporary beside it)."""
         entry = action.entry
         if action.op == "mkdir":
             dest.mkdir(mode=0o700, exist_ok=True)  # its own mode comes last (it may be r-x)
             return
         part = dest.with_name(temporaries.name(dest.name))
         try:
-            if action.op == "link":
-                os.symlink(entry.target or "", part)
-                os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
-            else:
-                copy_file(source, entry, part)
+            os.symlink(entry.target or "", part)
+            os.utime(part, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
             os.replace(part, dest)
         finally:
             with contextlib.suppress(OSError):
@@ -242,5 +359,6 @@ class Folder:
         except OSError:
             here = None
         conflicts = [path for path, _ in plan.conflicts]
-        top = None if self.keep_mode else (root_entry(self.selection.root), here)
+        mine = self.selection.top or root_entry(self.selection.root)
+        top = None if self.keep_mode else (mine, here)
         return attribute_fixes(self.selection, listings, self.dirlinks, conflicts, top)

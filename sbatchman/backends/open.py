@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from sbatchman.backends import Session
 from sbatchman.config import Settings
 from sbatchman.errors import Interrupted, SbatchmanError
-from sbatchman.model import Events, Job, Outcome
+from sbatchman.model import Events, FetchJob, Job, Outcome
 from sbatchman.ssh.endpoint import Endpoint
 
 if TYPE_CHECKING:
@@ -83,13 +83,19 @@ class _RsyncOrSftp:
         self.unreachable: SbatchmanError | None = None  # SFTP could not connect either
 
     def push(self, job: Job, events: Events) -> Outcome:
+        return self._either(lambda session: session.push(job, events))
+
+    def fetch(self, job: FetchJob, events: Events) -> Outcome:
+        return self._either(lambda session: session.fetch(job, events))
+
+    def _either(self, transfer: Callable[[Session], Outcome]) -> Outcome:
         from sbatchman.backends.rsync_output import RsyncMissing
 
         if self.unreachable is not None:
             raise self.unreachable
         active = self.active
         try:
-            return active.push(job, events)
+            return transfer(active)
         except RsyncMissing:
             if active is not self.first:
                 raise
@@ -107,7 +113,7 @@ class _RsyncOrSftp:
                     raise
         if self.aborted:
             raise Interrupted("interrupted")
-        return self.active.push(job, events)
+        return transfer(self.active)
 
     def abort(self) -> None:
         self.aborted = True

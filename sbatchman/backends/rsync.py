@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import posixpath
-import re
 import subprocess
 import threading
 from collections.abc import Callable
@@ -33,26 +32,17 @@ from sbatchman.backends.rsync_output import (
     still_to_send,
     vanished,
 )
+from sbatchman.backends.rsync_remote import SHELL_SAFE, rsh_quote
 from sbatchman.backends.sources import vanished_note
 from sbatchman.children import GRACE, die_with_parent, feed, output_of
 from sbatchman.errors import Interrupted, TransferError
-from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
+from sbatchman.model import Events, FetchJob, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import FULL_FOLDER, is_login_folder
 from sbatchman.precedence import keep_dirlinks_for
 from sbatchman.ssh.master import Master
 
 # How long the after-failure check may take; past it the count is reported as unknown.
 _CHECK_TIMEOUT = 15.0
-# Characters that cannot change meaning in a POSIX shell: the only paths an rsync without -s
-# may send (it hands the remote path to the remote shell).
-_SHELL_SAFE = re.compile(r"^[A-Za-z0-9_./+,:=@%-]*$")
-
-
-def rsh_quote(arg: str) -> str:
-    """Quote one word for rsync's own -e splitter (spaces split; doubled quotes escape)."""
-    if arg and re.fullmatch(r"[A-Za-z0-9_./=:@%+,-]+", arg):
-        return arg
-    return "'" + arg.replace("'", "''") + "'"
 
 
 class RsyncSession:
@@ -86,7 +76,7 @@ class RsyncSession:
             return [*argv, "--", *source, f"{destination(job.remote)}/"]
         if self.info.secluded_args:
             argv.append("-s")  # the remote path reaches the remote rsync untouched by any shell
-        elif not _SHELL_SAFE.match(job.remote) or job.remote.startswith("-"):
+        elif not SHELL_SAFE.match(job.remote) or job.remote.startswith("-"):
             raise TransferError(
                 f"the local rsync {'.'.join(map(str, self.info.version))} would pass the remote"
                 f" path {job.remote!r} through the cluster's shell; use -b sftp or rsync >= 3.0"
@@ -389,6 +379,11 @@ class RsyncSession:
                 text = said.decode("utf-8", "replace")
                 message = failure(rc, text, stall=self.stall_timeout)
                 raise (RsyncMissing if is_missing(rc, text) else TransferError)(message)
+
+    def fetch(self, job: FetchJob, events: Events) -> Outcome:
+        from sbatchman.backends.rsync_fetch import fetch
+
+        return fetch(self.info, self.master, self.stall_timeout, job, events)
 
     def abort(self) -> None:
         self.aborted = True

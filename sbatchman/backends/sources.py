@@ -25,6 +25,7 @@ class Changed(Exception):
 
     def __init__(self, why: str) -> None:
         super().__init__(f"changed while being sent ({why}); the cluster keeps what it had")
+        self.why = why
 
 
 class Vanished(Changed):
@@ -36,6 +37,21 @@ class Vanished(Changed):
 
     def __init__(self) -> None:
         Exception.__init__(self, "vanished before it was sent")
+        self.why = "vanished"
+
+
+class StillBeingWritten(Changed):
+    """Fetching: the cluster's file changed while it was read, most likely a job still writing
+    it. A warning, not a failure: the local copy stays as it was (never shown as up to date),
+    and the next fetch brings the final bytes."""
+
+    def __init__(self, why: str) -> None:
+        Exception.__init__(
+            self,
+            f"still being written on the cluster ({why}); kept what was here, the next fetch"
+            " brings it",
+        )
+        self.why = why
 
 
 def vanished_note(path: str) -> str:

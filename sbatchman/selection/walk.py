@@ -59,6 +59,7 @@ class Selection:
     entries: tuple[Entry, ...]
     problems: tuple[str, ...] = ()  # what could not be read: the push of it fails (rsync: 23)
     notes: tuple[str, ...] = ()  # worth saying, not a failure (see rules.Note)
+    top: Entry | None = None  # the root folder itself, when it is not on this machine (fetch)
 
     @classmethod
     def of(cls, root: Path, entries: Sequence[Entry], found: Sequence[str]) -> Selection:

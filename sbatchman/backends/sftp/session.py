@@ -37,7 +37,7 @@ from sbatchman.backends.transfer import Listed
 from sbatchman.backends.transfer import run as run_transfer
 from sbatchman.configschema import STALL_TIMEOUT
 from sbatchman.errors import Interrupted, TransferError
-from sbatchman.model import Events, InterruptedPart, Job, Outcome, PartialTransfer
+from sbatchman.model import Events, FetchJob, InterruptedPart, Job, Outcome, PartialTransfer
 from sbatchman.plan import (
     Plan,
     attribute_fixes,
@@ -125,6 +125,11 @@ class SftpSession:
             raise
         finally:
             self.pool.give_back(wire, clean)
+
+    def fetch(self, job: FetchJob, events: Events) -> Outcome:
+        from sbatchman.backends.sftp.fetch import fetch
+
+        return fetch(self.pool, self.stopping, job, events)
 
     def abort(self) -> None:
         """Stop every push (Ctrl-C) without waiting: each finishes the renames of files it has
