@@ -10,7 +10,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -18,7 +18,7 @@ from sbatchman import __version__
 from sbatchman.errors import ExitCode, SbatchmanError
 
 app = typer.Typer(
-    help="Push your working directories to many HPC clusters at once (rsync or SFTP).",
+    help="Keep your working directories in step with many HPC clusters (rsync or SFTP).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -98,6 +98,40 @@ def _root(
     """Push your working directories to many HPC clusters at once (rsync or SFTP)."""
 
 
+DryRunOpt = Annotated[
+    bool, typer.Option("-n", "--dry-run", help="List what would be sent; write nothing.")
+]
+BackendOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("-b", "--backend", help="rsync or sftp (default: from the config, else rsync)."),
+]
+# model.JOBS, spelled out because typer needs it when this module loads and importing model
+# here would double the start-up time of --help; test_cli checks that the two agree.
+JobsOpt = Annotated[int, typer.Option("-j", "--jobs", min=1, help="Clusters served at once.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON report on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Print every file sent.")]
+BatchOpt = Annotated[
+    bool, typer.Option("--batch", help="Never prompt; fail a cluster that would need to ask.")
+]
+AcceptOpt = Annotated[
+    bool,
+    typer.Option("--accept-new-host-keys", help="Store unknown host keys (never changed ones)."),
+]
+ConnectOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option("--connect-timeout", callback=_seconds, help="Seconds to wait for a connection."),
+]
+StallOpt = Annotated[
+    Optional[float],  # noqa: UP045
+    typer.Option(
+        "--stall-timeout",
+        callback=_seconds,
+        help="Fail a cluster after this long with no progress.",
+    ),
+]
+
+
 @app.command()
 def sync(
     ctx: typer.Context,
@@ -105,81 +139,81 @@ def sync(
     cluster: ClusterOpt = [],  # noqa: B006 - typer needs a literal default
     alias: AliasOpt = [],  # noqa: B006
     exclude: ExcludeOpt = [],  # noqa: B006
-    dry_run: Annotated[
-        bool, typer.Option("-n", "--dry-run", help="List what would be sent; write nothing.")
-    ] = False,
-    backend: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            "-b", "--backend", help="rsync or sftp (default: from the config, else rsync)."
-        ),
-    ] = None,
+    dry_run: DryRunOpt = False,
+    backend: BackendOpt = None,
     gitignore: GitignoreOpt = None,
-    # model.JOBS, spelled out because typer needs it when this module loads and importing model
-    # here would double the start-up time of --help; test_cli checks that the two agree.
-    jobs: Annotated[int, typer.Option("-j", "--jobs", min=1, help="Clusters pushed at once.")] = 8,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print one JSON report on stdout.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")] = False,
-    verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="Print every file sent.")
-    ] = False,
-    batch: Annotated[
-        bool, typer.Option("--batch", help="Never prompt; fail a cluster that would need to ask.")
-    ] = False,
-    accept_new_host_keys: Annotated[
-        bool,
-        typer.Option(
-            "--accept-new-host-keys", help="Store unknown host keys (never changed ones)."
-        ),
-    ] = False,
-    connect_timeout: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option(
-            "--connect-timeout", callback=_seconds, help="Seconds to wait for a connection."
-        ),
-    ] = None,
-    stall_timeout: Annotated[
-        Optional[float],  # noqa: UP045
-        typer.Option(
-            "--stall-timeout",
-            callback=_seconds,
-            help="Fail a cluster after this long with no progress.",
-        ),
-    ] = None,
+    jobs: JobsOpt = 8,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    batch: BatchOpt = False,
+    accept_new_host_keys: AcceptOpt = False,
+    connect_timeout: ConnectOpt = None,
+    stall_timeout: StallOpt = None,
 ) -> int:
     """Push every sync_dir to every cluster (or those chosen with -c / -a)."""
+    _did_its_work(ctx)
+    return _transfer("sync", locals())
+
+
+@app.command()
+def fetch(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    cluster: ClusterOpt = [],  # noqa: B006 - typer needs a literal default
+    alias: AliasOpt = [],  # noqa: B006
+    exclude: ExcludeOpt = [],  # noqa: B006
+    dry_run: DryRunOpt = False,
+    backend: BackendOpt = None,
+    jobs: JobsOpt = 8,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    batch: BatchOpt = False,
+    accept_new_host_keys: AcceptOpt = False,
+    connect_timeout: ConnectOpt = None,
+    stall_timeout: StallOpt = None,
+) -> int:
+    """Bring every fetch_dir back from every cluster (or those chosen with -c / -a)."""
+    _did_its_work(ctx)
+    return _transfer("fetch", locals())
+
+
+def _transfer(command: str, flags: dict[str, Any]) -> int:
+    """sync or fetch: one Request from the flags, the core's Results, one report."""
     from sbatchman import config as configuration
     from sbatchman.model import Request, exit_code
     from sbatchman.precedence import batch_for, timeout_for
-    from sbatchman.push import sync as run_sync
     from sbatchman.report import ConsoleReporter, Style
     from sbatchman.ssh.endpoint import SshOptions
 
-    _did_its_work(ctx)
-    reporter = ConsoleReporter(Style(verbose, quiet, json_out, dry_run))
+    if command == "fetch":
+        from sbatchman.fetch import fetch as run
+    else:
+        from sbatchman.push import sync as run
+    f = _Flags(**{k: v for k, v in flags.items() if k != "ctx"})
+    reporter = ConsoleReporter(Style(f.verbose, f.quiet, f.json_out, f.dry_run))
     try:
-        cfg = configuration.load(_config_file(config))
+        cfg = configuration.load(_config_file(f.config))
         settings = cfg.settings
         request = Request(
-            clusters=tuple(cluster),
-            aliases=tuple(alias),
-            excludes=tuple(exclude),
-            backend=backend,
-            gitignore=gitignore,
-            dry_run=dry_run,
-            jobs=jobs,
+            clusters=tuple(f.cluster),
+            aliases=tuple(f.alias),
+            excludes=tuple(f.exclude),
+            backend=f.backend,
+            gitignore=f.gitignore,
+            dry_run=f.dry_run,
+            jobs=f.jobs,
             ssh=SshOptions(
-                batch=batch_for(batch, sys.stdin.isatty()),
-                accept_new_host_keys=accept_new_host_keys,
-                connect_timeout=timeout_for(connect_timeout, settings.connect_timeout),
-                stall_timeout=timeout_for(stall_timeout, settings.stall_timeout),
+                batch=batch_for(f.batch, sys.stdin.isatty()),
+                accept_new_host_keys=f.accept_new_host_keys,
+                connect_timeout=timeout_for(f.connect_timeout, settings.connect_timeout),
+                stall_timeout=timeout_for(f.stall_timeout, settings.stall_timeout),
             ),
         )
         with reporter:
-            results = run_sync(cfg, request, reporter)
-    except SbatchmanError as err:  # nothing was pushed; a script still gets its one document
+            results = run(cfg, request, reporter)
+    except SbatchmanError as err:  # nothing was moved; a script still gets its one document
         reporter.refused(str(err), err.exit_code)
         raise
     except KeyboardInterrupt:
@@ -187,6 +221,27 @@ def sync(
         raise
     reporter.summary(results)
     return exit_code(results)
+
+
+@dataclass
+class _Flags:
+    """The flags sync and fetch share, as typer hands them over."""
+
+    config: Path | None
+    cluster: list[str]
+    alias: list[str]
+    exclude: list[str]
+    dry_run: bool
+    backend: str | None
+    jobs: int
+    json_out: bool
+    quiet: bool
+    verbose: bool
+    batch: bool
+    accept_new_host_keys: bool
+    connect_timeout: float | None
+    stall_timeout: float | None
+    gitignore: bool | None = None
 
 
 @app.command("ls")
@@ -311,15 +366,17 @@ def _run(args: list[str], invocation: _Invocation) -> int:
 
 
 def _refuse_in_json(ctx: object, args: list[str], message: str, code: int) -> None:
-    """`sync --json` with a mistake the parser caught: the script still gets its document.
+    """`sync --json` (or fetch) with a mistake the parser caught: the script still gets its
+    document.
 
     The flags are read again leniently (click's resilient parsing), as completion reads them.
     """
     command = getattr(ctx, "command", None)
-    if args[:1] != ["sync"] or command is None or getattr(command, "name", None) != "sync":
+    name = args[0] if args[:1] in (["sync"], ["fetch"]) else None
+    if name is None or command is None or getattr(command, "name", None) != name:
         return
     try:
-        lenient = command.make_context("sync", args[1:], resilient_parsing=True)
+        lenient = command.make_context(name, args[1:], resilient_parsing=True)
     except Exception:  # nothing readable: no document; the line was said
         return
     if lenient.params.get("json_out"):
