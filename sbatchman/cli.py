@@ -174,7 +174,10 @@ def fetch(
     connect_timeout: ConnectOpt = None,
     stall_timeout: StallOpt = None,
 ) -> int:
-    """Bring every fetch_dir back from every cluster (or those chosen with -c / -a)."""
+    """Bring every fetch_dir back from its cluster (or only those of -c / -a).
+
+    Each file comes when it is missing here or differs, unless the local copy is newer.
+    """
     _did_its_work(ctx)
     return _transfer("fetch", locals())
 
