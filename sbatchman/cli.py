@@ -174,7 +174,7 @@ def fetch(
     connect_timeout: ConnectOpt = None,
     stall_timeout: StallOpt = None,
 ) -> int:
-    """Bring every fetch_dir back from its cluster (or only those of -c / -a).
+    """Bring every fetch_dir back from its cluster (or those of -c / -a).
 
     Each file comes when it is missing here or differs, unless the local copy is newer.
     """

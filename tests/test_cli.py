@@ -344,7 +344,7 @@ def test_top_level_help_shows_each_command_whole(
     out = run_cli(capsys, "--help").out
     assert out.split("Commands:\n")[1] == (
         "  sync    Push every sync_dir to every cluster (or those chosen with -c / -a).\n"
-        "  fetch   Bring every fetch_dir back from its cluster (or only those of -c / -a).\n"
+        "  fetch   Bring every fetch_dir back from its cluster (or those of -c / -a).\n"
         "  ls      Show the files a sync would consider, without touching the network.\n"
         "  config  Create or locate the config file.\n"
     )
