@@ -69,7 +69,8 @@ def _did_its_work(ctx: typer.Context) -> None:
 
 def _config_file(config: Path | None) -> Path:
     """--config, else $SBATCHMAN_CONFIG, else the platform default; `~` expanded in all."""
-    from sbatchman.config import default_config_path, expand_user
+    from sbatchman.config import default_config_path
+    from sbatchman.configpaths import expand_user
 
     return expand_user(str(config), "--config") if config is not None else default_config_path()
 

@@ -8,7 +8,6 @@ of the program can trust the objects. Locations are written the way users read t
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 import sys
 from collections.abc import Mapping
@@ -16,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sbatchman import configpaths as paths
 from sbatchman import configschema as v
+from sbatchman.configpaths import expand_user
 from sbatchman.configschema import CONNECT_TIMEOUT, STALL_TIMEOUT, Checker
 from sbatchman.errors import ConfigError
 
@@ -45,7 +46,12 @@ class SyncDir:
 @dataclass(frozen=True)
 class FetchDir(SyncDir):
     """A folder brought back from a cluster: a SyncDir read the other way, so every layer that
-    carries a target carries either; its gitignore and keep_dirlinks are never used."""
+    carries a target carries either; its gitignore and keep_dirlinks are never used.
+
+    `local` has its `{cluster}` and `{alias}` filled in; `local_text` is what the file says
+    (None: no `local`, so local_base/cluster/alias), for messages that suggest a fix."""
+
+    local_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,15 +161,6 @@ def parse(text: str, path: Path) -> Config:
     return _Parser(path).config(raw)
 
 
-def expand_user(text: str, where: str) -> Path:
-    """`~` and `~user` as the shell expands them; an unknown user is the config's mistake."""
-    try:
-        return Path(text).expanduser()
-    except RuntimeError:  # no such user, or no home to expand `~` to
-        head = text.split("/", 1)[0]
-        raise ConfigError(f"{where}: {text!r}: cannot expand {head}: write the full path") from None
-
-
 def _syntax_message(path: Path, message: str, text: str) -> str:
     """tomllib puts the place in prose; editors want `file:line:col`."""
     found = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
@@ -252,40 +249,10 @@ class _Parser:
         return expand_user(text, f"{self.path}: {where}") if text else None
 
     def local_path(self, text: str, base: Path | None, where: str) -> Path:
-        """A relative path is taken from `base`, else from the folder sbatchman runs in."""
-        path = expand_user(text, f"{self.path}: {where}")
-        if not path.is_absolute():
-            try:
-                path = (base or Path.cwd()) / path
-            except OSError as err:  # the current folder was removed under us
-                raise self.fail(
-                    where, f"{text!r} is relative, but the current folder is gone ({err.strerror})"
-                ) from None
-        return path
+        return paths.local_path(text, base, f"{self.path}: {where}")
 
     def remote_path(self, text: str, where: str) -> str:
-        """Relative means under the login directory, as with ssh and rsync; `~/x` says the same.
-
-        The path is kept literal (no shell ever sees it), so `~user` cannot be expanded: we ask
-        for the absolute path instead of guessing.
-        """
-        if text in ("", "~", "~/"):
-            return "."
-        if text.startswith("~/"):
-            return text[2:].lstrip("/") or "."
-        if text.startswith("~"):
-            raise self.fail(where, f"{text!r}: ~user paths are not expanded; write the full path")
-        named = False  # a `..` after a folder name means that folder must exist there first
-        for part in text.split("/"):
-            if part == ".." and named:
-                plain = posixpath.normpath(text)
-                raise self.fail(
-                    where,
-                    f"{text!r}: a '..' after a folder name depends on that folder existing on"
-                    f" the cluster (the backends cannot all check it); write {plain!r}",
-                )
-            named = named or part not in ("", ".", "..")
-        return text
+        return paths.remote_path(text, f"{self.path}: {where}")
 
     def cluster(self, raw: Any, where: str, settings: Settings) -> Cluster:
         c = self.table(raw, where, v.CLUSTER_KEYS, v.CLUSTER_TABLES)
@@ -303,8 +270,8 @@ class _Parser:
                 " move these into [[clusters.fetch_dirs]]",
             )
         fetch_key = "dirs" if "dirs" in c else "fetch_dirs"
-        sync_dirs = self.dirs(c.get("sync_dirs", []), f"{where}.sync_dirs", settings)
-        fetch_dirs = self.dirs(c.get(fetch_key, []), f"{where}.{fetch_key}", settings)
+        sync_dirs = self.dirs(c.get("sync_dirs", []), f"{where}.sync_dirs", settings, name)
+        fetch_dirs = self.dirs(c.get(fetch_key, []), f"{where}.{fetch_key}", settings, name)
         key_path, ssh_config = c.get("key_path"), c.get("ssh_config")
         return Cluster(
             name=name,
@@ -324,7 +291,9 @@ class _Parser:
             keep_dirlinks=c.get("keep_dirlinks"),
         )
 
-    def dirs(self, raw: Any, where: str, settings: Settings) -> list[SyncDir | FetchDir]:
+    def dirs(
+        self, raw: Any, where: str, settings: Settings, cluster: str
+    ) -> list[SyncDir | FetchDir]:
         kind = where.rsplit(".", 1)[1]
         if not isinstance(raw, list):
             raise self.fail(
@@ -346,26 +315,25 @@ class _Parser:
                 if alias in seen:
                     raise self.fail(place, self.clash(alias, place, seen[alias]))
                 seen[alias] = place
+            remote = self.remote_path(d.get("remote", alias), f"{here}.remote")
+            excludes = d.get("excludes", ())
+            if fetch:
+                template = d.get("local")
+                at = f"{self.path}: {here}" + (".local" if template is not None else "")
+                values = {"cluster": cluster, "alias": alias}
+                local = paths.fetch_local(template, settings.local_base, values, at)
+                out.append(
+                    FetchDir(alias, local, remote, excludes, None, here, local_text=template)
+                )
+                continue
             if "local" in d:
                 local = self.local_path(d["local"], None, f"{here}.local")
             else:
                 local = self.local_path(alias, settings.local_base, place)
-            remote = self.remote_path(d.get("remote", alias), f"{here}.remote")
-            excludes = d.get("excludes", ())
-            if fetch:
-                out.append(FetchDir(alias, local, remote, excludes, None, here))
-            else:
-                out.append(
-                    SyncDir(
-                        alias,
-                        local,
-                        remote,
-                        excludes,
-                        d.get("respect_gitignore"),
-                        here,
-                        keep_dirlinks=d.get("keep_dirlinks"),
-                    )
-                )
+            gitignore, dirlinks = d.get("respect_gitignore"), d.get("keep_dirlinks")
+            out.append(
+                SyncDir(alias, local, remote, excludes, gitignore, here, keep_dirlinks=dirlinks)
+            )
         return out
 
     @staticmethod

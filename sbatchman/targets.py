@@ -7,9 +7,10 @@ never costs a 2FA prompt. `sync` and `ls` share it, so they agree on what is sel
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from sbatchman.config import Cluster, Config, SyncDir
+from sbatchman.config import Cluster, Config, FetchDir, SyncDir
 from sbatchman.errors import ConfigError, UsageError
 from sbatchman.model import Request, Target
 from sbatchman.precedence import backend_for, gitignore_for, merge_excludes
@@ -92,7 +93,7 @@ def resolve_fetch_targets(
             targets.append(Target(cluster, fetch_dir, backend, rules, False))
     if not targets:
         raise UsageError(f"nothing to fetch: no cluster in {config.path} has a fetch_dir selected")
-    _refuse_shared_folders(targets, config)
+    _refuse_shared_folders(config)
     return targets
 
 
@@ -104,22 +105,66 @@ def _clusters(config: Config, request: Request) -> list[Cluster]:
     return [c for c in config.clusters if not request.clusters or c.name in request.clusters]
 
 
-def _refuse_shared_folders(targets: list[Target], config: Config) -> None:
+def _refuse_shared_folders(config: Config) -> None:
     """Two fetches into one local folder (or one inside the other) would overwrite each
-    other's results without a word: the original sbatchman did exactly that."""
-    seen: list[tuple[Path, Target]] = []
-    for target in targets:
-        here = target.sync_dir.local.absolute()
-        for there, other in seen:
-            if here == there or here.is_relative_to(there) or there.is_relative_to(here):
-                how = "the same local folder" if here == there else "nested local folders"
-                raise ConfigError(
-                    f"{config.path}: {target.sync_dir.where}.local and"
-                    f" {other.sync_dir.where}.local: {how} ({here}, {there}); results of one"
-                    " would overwrite the other's. Give each its own folder, for example"
-                    ' local = "~/results/{cluster}/{alias}"'
-                )
-        seen.append((here, target))
+    other's results without a word: the original sbatchman did exactly that.
+
+    Every fetch_dir of the config is checked, not only those -c/-a chose: `fetch -c a` then
+    `fetch -c b` into one folder mixes two clusters' results just the same.
+    """
+    seen: list[tuple[Path, Cluster, FetchDir]] = []
+    for cluster in config.clusters:
+        for fetch_dir in cluster.fetch_dirs:
+            here = Path(os.path.realpath(fetch_dir.local))  # never raises, even on a loop
+            for there, other_cluster, other in seen:
+                if here == there or here.is_relative_to(there) or there.is_relative_to(here):
+                    one, two = (
+                        f"{cluster.name}/{fetch_dir.alias}",
+                        f"{other_cluster.name}/{other.alias}",
+                    )
+                    who = (
+                        f"two fetches of {one}" if one == two else f"the fetches of {one} and {two}"
+                    )
+                    outer = fetch_dir if there.is_relative_to(here) else other
+                    raise ConfigError(
+                        f"{config.path}: {_shared(here, there, fetch_dir, other)}: {who} would"
+                        f" overwrite each other's results;"
+                        f" {_unshare(cluster, fetch_dir, other_cluster, other, outer)}"
+                    )
+            seen.append((here, cluster, fetch_dir))
+
+
+def _shared(here: Path, there: Path, one: FetchDir, other: FetchDir) -> str:
+    """Both places, as the file has them (a fetch_dir without local says where it lands)."""
+
+    def place(fetch_dir: FetchDir) -> str:
+        if fetch_dir.local_text is not None:
+            return f"{fetch_dir.where}.local"
+        return f"{fetch_dir.where} (no local: local_base/{{cluster}}/{{alias}})"
+
+    if here == there:
+        return f"{place(one)} and {place(other)} are the same folder ({here})"
+    if here.is_relative_to(there):
+        return f"{place(one)} ({here}) is inside {place(other)} ({there})"
+    return f"{place(one)} ({here}) holds {place(other)} ({there})"
+
+
+def _unshare(
+    cluster: Cluster, one: FetchDir, other_cluster: Cluster, other: FetchDir, outer: FetchDir
+) -> str:
+    """The fix: name the cluster (or, within one cluster, the alias) in the folder; shown on
+    the outer folder's own text, the one that must change when they nest."""
+    if cluster.name == other_cluster.name and one.alias == other.alias:
+        return (
+            'give one of them its own alias = "..." (a fetch_dir without alias is named'
+            " after its remote folder) or its own local"
+        )
+    word = "{cluster}" if cluster.name != other_cluster.name else "{alias}"
+    written = next((d.local_text for d in (outer, one, other) if d.local_text is not None), None)
+    if written is None or word in written:
+        return f"give each its own folder, with {word} in its local"
+    example = f'local = "{written.rstrip("/")}/{word}"'
+    return f"put {word} in each local, for example {example} in {outer.where}"
 
 
 def _refuse_nesting(sync_dir: SyncDir, config: Config) -> None:
