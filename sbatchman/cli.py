@@ -186,7 +186,7 @@ def fetch(
 def _transfer(command: str, flags: dict[str, Any]) -> int:
     """sync or fetch: one Request from the flags, the core's Results, one report."""
     from sbatchman import config as configuration
-    from sbatchman.model import Request, exit_code
+    from sbatchman.model import Direction, Request, exit_code
     from sbatchman.precedence import batch_for, timeout_for
     from sbatchman.report import ConsoleReporter, Style
     from sbatchman.ssh.endpoint import SshOptions
@@ -196,7 +196,8 @@ def _transfer(command: str, flags: dict[str, Any]) -> int:
     else:
         from sbatchman.push import sync as run
     f = _Flags(**{k: v for k, v in flags.items() if k != "ctx"})
-    reporter = ConsoleReporter(Style(f.verbose, f.quiet, f.json_out, f.dry_run))
+    direction: Direction = "fetch" if command == "fetch" else "push"
+    reporter = ConsoleReporter(Style(f.verbose, f.quiet, f.json_out, f.dry_run, direction))
     try:
         cfg = configuration.load(_config_file(f.config))
         settings = cfg.settings

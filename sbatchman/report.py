@@ -18,7 +18,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from sbatchman.model import Events
+from sbatchman.model import Direction, Events
 from sbatchman.names import json_name, json_text, show_name, show_text
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ class Style:
     quiet: bool = False
     json: bool = False
     dry_run: bool = False
+    direction: Direction = "push"  # fetch: files come here, and a newer copy is the local one
+
+    @property
+    def fetching(self) -> bool:
+        return self.direction == "fetch"
 
 
 class _TargetEvents:
@@ -80,7 +85,8 @@ class _TargetEvents:
         self._update(advance=nbytes - shown, files=f"{self.files_done}/{self.files_total} files")
         style = self.reporter.style
         if style.dry_run and not style.json and not style.quiet:
-            self.reporter.line(f"would send {self.label}: {show_name(path)} ({show_text(why)})")
+            verb = "fetch" if style.fetching else "send"
+            self.reporter.line(f"would {verb} {self.label}: {show_name(path)} ({show_text(why)})")
         elif style.verbose and not style.json:
             self.reporter.line(f"{self.label}: {show_name(path)} ({show_text(why)})")
 
@@ -91,8 +97,12 @@ class _TargetEvents:
     def skipped(self, path: str, why: str) -> None:
         style = self.reporter.style
         shown = f"{show_name(path)} ({show_text(why)})"
-        if why.startswith("conflict") and style.dry_run and not style.json and not style.quiet:
+        conflict = why.startswith("conflict")
+        if conflict and style.dry_run and not style.json and not style.quiet:
             self.reporter.line(f"would keep {self.label}: {shown}")
+        elif style.verbose and not style.json and style.fetching and not conflict:
+            # whatever words the backend used: in a fetch, the copy kept is the local one
+            self.reporter.line(f"{self.label}: {show_name(path)} (kept, newer locally)")
         elif style.verbose and not style.json:
             self.reporter.line(f"{self.label}: kept {shown}")
 
@@ -187,7 +197,8 @@ class ConsoleReporter:
 
     def summary(self, results: Sequence[Result]) -> None:
         if self.style.json:
-            self.out.out(json.dumps(to_json(results, self.style.dry_run), indent=2))
+            document = to_json(results, self.style.dry_run, self.style.direction)
+            self.out.out(json.dumps(document, indent=2))
             return
         ordered = sorted(results, key=lambda r: (r.status in _GOOD, r.cluster, r.alias))
         shown = [r for r in ordered if r.status not in _GOOD] if self.style.quiet else ordered
@@ -207,7 +218,8 @@ class ConsoleReporter:
                     Text.assemble(
                         ("!", "yellow"),
                         f" {where}: kept {len(r.skipped_newer)} file(s) that are newer"
-                        f" on the cluster: {names}{more}",
+                        f" {'locally' if self.style.fetching else 'on the cluster'}:"
+                        f" {names}{more}",
                     )
                 )
             for path, why in r.conflicts:
@@ -256,9 +268,17 @@ def refusal(error: str, exit_code: int, dry_run: bool) -> str:
     return json.dumps(document, indent=2)
 
 
-def to_json(results: Sequence[Result], dry_run: bool) -> dict[str, Any]:
-    """The --json document; its schema is documented in docs/cli.md and checked by the tests."""
+def to_json(
+    results: Sequence[Result], dry_run: bool, direction: Direction = "push"
+) -> dict[str, Any]:
+    """The --json document; its schema is documented in docs/cli.md and checked by the tests.
+
+    A fetch's document has the same shape; only the kept-newer keys say which side is newer
+    (`..._newer_local`), so a script reading both commands cannot mistake one for the other.
+    """
     from sbatchman.model import exit_code
+
+    newer = "local" if direction == "fetch" else "remote"
 
     return {
         "schema": JSON_SCHEMA_VERSION,
@@ -273,8 +293,8 @@ def to_json(results: Sequence[Result], dry_run: bool) -> dict[str, Any]:
                 "status": r.status,
                 "files_sent": r.files_sent,
                 "bytes_sent": r.bytes_sent,
-                "files_skipped_newer_remote": len(r.skipped_newer),
-                "skipped_newer_remote": [json_name(p) for p in r.skipped_newer],
+                f"files_skipped_newer_{newer}": len(r.skipped_newer),
+                f"skipped_newer_{newer}": [json_name(p) for p in r.skipped_newer],
                 "conflicts": [{"path": json_name(p), "why": why} for p, why in r.conflicts],
                 "seconds": round(r.seconds, 3),
                 "error": None if r.error is None else json_text(r.error),

@@ -37,7 +37,7 @@ L = TypeVar("L", bound=Listed)
 class Destination(Protocol[L]):
     """The side a transfer writes to; each engine reaches it its own way."""
 
-    side: str  # what reports call it: "remote" for a push's cluster ("remote is newer")
+    side: str  # what reports call it: "remote" for a push's cluster, "local" for a fetch's
 
     def scan(self, folders: Sequence[str]) -> L:
         """Check the destination folder itself (TransferError when something other than a
@@ -78,7 +78,7 @@ def run(
         warnings=[*plan.warnings, *listed.notes],
     )
     for path in outcome.skipped_newer:
-        events.skipped(path, f"{destination.side} is newer")
+        events.skipped(path, kept_newer(destination.side))
     for path, why in outcome.conflicts:
         events.skipped(path, f"conflict: {why}")
     events.totals(len(plan.to_send), sum(a.entry.size for a in plan.to_send))
@@ -99,3 +99,9 @@ def check(listed: Listed, keep_dirlinks: bool = False) -> None:
     failure = listing_failure(listed.listings, listed.errors, keep_dirlinks)
     if failure is not None:
         raise TransferError(failure)
+
+
+def kept_newer(side: str) -> str:
+    """Why a file was kept because the destination's copy is newer: rsync's own words for a
+    push ("remote is newer"), the report's for a fetch ("newer locally")."""
+    return "newer locally" if side == "local" else f"{side} is newer"
