@@ -121,9 +121,9 @@ def fill(template: str, values: Mapping[str, str], where: str) -> str:
 
 def _not_a_placeholder(word: str, template: str) -> str:
     known = " and ".join("{" + p + "}" for p in PLACEHOLDERS)
-    literal = "write {{ and }} for a literal brace"
+    rest = f"the placeholders are {known}; write {{{{ and }}}} for a literal brace"
     if word in ("{", "}"):
-        return f"{template!r}: a lone {word!r} is not a placeholder; {literal}"
+        return f"{template!r}: a lone {word!r} is not a placeholder; {rest}"
     close = difflib.get_close_matches(word[1:-1].strip().lower(), PLACEHOLDERS, n=1, cutoff=0.6)
-    hint = f"did you mean {{{close[0]}}}? " if close else ""
-    return f"{template!r}: {word} is not a placeholder; {hint}only {known} are ({literal})"
+    hint = f" (did you mean {{{close[0]}}}?)" if close else ""
+    return f"{template!r}: {word} is not a placeholder{hint}; {rest}"
