@@ -240,3 +240,29 @@ def test_a_config_written_by_the_original_syncs_end_to_end(
     listed = run_cli(capsys, "ls", "--config", str(config), "-c", "demo", "-a", "proj")
     assert listed.code == 0, listed.err
     assert "a.py" in listed.out and "m.ckpt" not in listed.out
+
+
+@pytest.mark.parametrize("key", ["dirs", "fetch_dirs"])
+def test_a_config_written_by_the_original_fetches_into_its_local_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """Its fetch pairs have no alias and a local relative to where it runs: they land there,
+    not under local_base (the original never read it for fetch)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    dest = tmp_path / "cluster"
+    make_tree(dest / "proj/results", {"r1.csv": "1\n", "sub/r2.csv": "2\n", "x.ckpt": "c"})
+    lib = make_tree(tmp_path / "lib", {"lib.py": "l\n"})
+    text = ORIGINAL.format(backend="Sftp", dest=dest, lib=lib)
+    config = tmp_path / "remotes-config.toml"
+    config.write_text(text.replace("[[clusters.dirs]]", f"[[clusters.{key}]]"))
+    monkeypatch.chdir(work)
+
+    (pair,) = load(config).clusters[0].fetch_dirs
+    assert (pair.alias, pair.local) == ("results", work / "results")
+    run = run_cli(capsys, "fetch", "--config", str(config), "-c", "demo", "-a", "results")
+    assert run.code == 0, run.err
+    got = sorted(p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file())
+    # sync_excludes (*.ckpt) are the original's sync layer: a fetch brings the checkpoint
+    assert got == ["results/r1.csv", "results/sub/r2.csv", "results/x.ckpt"]
+    assert not (Path.home() / "SbatchMan").exists()

@@ -8,9 +8,12 @@ from pathlib import Path
 from rich.console import Console
 
 from sbatchman.config import parse
-from sbatchman.model import Result, Target
+from sbatchman.fetch import fetch
+from sbatchman.model import Request, Result, Target
 from sbatchman.precedence import merge_excludes
-from sbatchman.report import ConsoleReporter, Style, human_bytes
+from sbatchman.report import ConsoleReporter, Style, human_bytes, to_json
+from tests.support.project import OnPhase
+from tests.support.trees import make_tree
 
 
 def console(terminal: bool = False) -> tuple[Console, io.StringIO]:
@@ -159,3 +162,78 @@ def test_names_are_never_rich_markup_nor_emoji(tmp_path: Path) -> None:
         "[/]      :smile:  rsync    FAILED      0    0 B      0.0",
         "✗ [/]/:smile:: [bold]no\\#033[0m",
     ]
+
+
+FETCHED = [
+    Result("alpha", "out", "sftp", "ok", files_sent=1, bytes_sent=4, sent=[("r.csv", "new")]),
+    Result("beta", "out", "sftp", "ok", skipped_newer=["notes.txt"], warnings=["w: grew"]),
+]
+
+
+def test_a_fetch_summary_says_the_kept_files_are_newer_locally() -> None:
+    out, buffer = console()
+    ConsoleReporter(Style(direction="fetch"), out=out).summary(FETCHED)
+    lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
+    assert lines == [
+        "cluster  alias  backend  status  files  bytes  seconds",
+        "alpha    out    sftp     ok          1    4 B      0.0",
+        "beta     out    sftp     ok          0    0 B      0.0",
+        "! beta/out: w: grew",
+        "! beta/out: kept 1 file(s) that are newer locally: notes.txt",
+    ]
+
+
+def test_a_fetch_names_its_kept_newer_keys_local_and_keeps_the_rest_of_the_schema() -> None:
+    pushed, fetched = to_json(FETCHED, False), to_json(FETCHED, False, "fetch")
+    assert pushed["targets"][1]["skipped_newer_remote"] == ["notes.txt"]
+    target = fetched["targets"][1]
+    assert (target["files_skipped_newer_local"], target["skipped_newer_local"]) == (
+        1,
+        ["notes.txt"],
+    )
+    renamed = {"files_skipped_newer_remote": "files_skipped_newer_local"}
+    renamed["skipped_newer_remote"] = "skipped_newer_local"
+    assert [renamed.get(k, k) for k in pushed["targets"][1]] == list(target)
+    assert {k: v for k, v in fetched.items() if k != "targets"} == {
+        k: v for k, v in pushed.items() if k != "targets"
+    }
+
+
+def test_fetch_lines_say_fetch_and_kept_newer_locally(tmp_path: Path) -> None:
+    out, buffer = console()
+    with ConsoleReporter(Style(dry_run=True, direction="fetch"), out=out) as reporter:
+        reporter.events(target(tmp_path)).sent("r.csv", 3, "new")
+    with ConsoleReporter(Style(verbose=True, direction="fetch"), out=out) as reporter:
+        reporter.events(target(tmp_path)).skipped("notes.txt", "newer locally")
+    assert buffer.getvalue().splitlines() == [
+        "would fetch c/p: r.csv (new)",
+        "c/p: notes.txt (kept, newer locally)",
+    ]
+
+
+def test_a_file_still_being_written_is_a_warning_in_text_and_json(tmp_path: Path) -> None:
+    """The cluster's job appends while the fetch reads: never landed, never up to date."""
+    make_tree(tmp_path / "cl/out", {"run.log": "step 1\n", "done.csv": "1\n"})
+    text = (
+        f"[global]\nlocal_base = '{tmp_path / 'res'}'\n[[clusters]]\nname = 'c'\n"
+        f"[[clusters.fetch_dirs]]\nremote = '{tmp_path / 'cl/out'}'\n"
+    )
+
+    def job_writes(phase: str, target: Target) -> None:
+        if phase == "sending":
+            with open(tmp_path / "cl/out/run.log", "a") as log:
+                log.write("step 2\n")
+
+    results = fetch(parse(text, tmp_path / "c.toml"), Request(backend="sftp"), OnPhase(job_writes))
+    warning = (
+        "run.log: still being written on the cluster (it grew from 7 to 14 bytes); kept what"
+        " was here, the next fetch brings it"
+    )
+    buffer = io.StringIO()
+    out = Console(file=buffer, width=300, color_system=None)
+    ConsoleReporter(Style(direction="fetch"), out=out).summary(results)
+    assert f"! c/out: {warning}" in buffer.getvalue().splitlines()
+    (document,) = to_json(results, False, "fetch")["targets"]
+    assert (document["status"], document["warnings"]) == ("ok", [warning])
+    assert [f["path"] for f in document["files"]] == ["done.csv"]
+    assert not (tmp_path / "res/c/out/run.log").exists()
