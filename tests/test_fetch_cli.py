@@ -120,7 +120,10 @@ def test_a_file_where_the_local_folder_goes_fails_that_target_only(
     blocker.write_text("not a folder")
     run = fetch(capsys, fleet)
     assert run.code == 1
-    assert f"✗ alpha/out: the local path {blocker} exists and is not a folder" in run.out
+    assert (
+        f"✗ alpha/out: the local path {blocker} exists and is not a folder;"
+        " move it away or choose another folder"
+    ) in run.out.splitlines()
     assert blocker.read_text() == "not a folder"
     assert (fleet.parent / "res/alpha/logs/job.log").exists()  # the others still ran
     assert (fleet.parent / "res/beta/out/a.txt").exists()

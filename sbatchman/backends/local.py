@@ -215,7 +215,10 @@ class Folder:
     def scan(self, folders: Sequence[str]) -> Listed:
         root = self.root
         if root.exists() and not root.is_dir():
-            raise TransferError(f"the {self.side} path {root} exists and is not a folder")
+            raise TransferError(
+                f"the {self.side} path {root} exists and is not a folder;"
+                " move it away or choose another folder"
+            )
         return _listings(root, folders)
 
     def list_folders(self, folders: Sequence[str]) -> Listed:
