@@ -191,3 +191,17 @@ def test_the_original_long_spellings_on_both_commands(
     assert [(t["cluster"], t["alias"], t["files_sent"]) for t in targets] == [("beta", "p", 1)]
     if command == "fetch":
         assert snapshot(tmp_path / "res").keys() == {"beta", "beta/p", "beta/p/r.txt"}
+
+
+def test_a_local_folder_in_the_way_is_kept_and_said_to_be_local(
+    capsys: pytest.CaptureFixture[str], fleet: Path
+) -> None:
+    mine = make_tree(fleet.parent / "res/alpha/out", {"a.txt/notes": "mine\n"})
+    run = fetch(capsys, fleet, "-c", "alpha", "-a", "out")
+    assert run.code == 0, run.err
+    assert "! alpha/out: conflict, kept a.txt (folder not empty locally)" in run.out.splitlines()
+    assert (mine / "a.txt/notes").read_text() == "mine\n"
+    document = json.loads(fetch(capsys, fleet, "-c", "alpha", "-a", "out", "--json").out)
+    assert document["targets"][0]["conflicts"] == [
+        {"path": "a.txt", "why": "folder not empty locally"}
+    ]

@@ -15,7 +15,16 @@ from typing import Protocol, TypeVar
 
 from sbatchman.errors import TransferError
 from sbatchman.model import Events, Outcome
-from sbatchman.plan import DestStat, Plan, build, folders, in_the_way, listing_failure
+from sbatchman.plan import (
+    FULL_FOLDER,
+    NEWER_FILE,
+    DestStat,
+    Plan,
+    build,
+    folders,
+    in_the_way,
+    listing_failure,
+)
 from sbatchman.selection.walk import Selection
 from sbatchman.temporaries import Temporaries
 
@@ -74,7 +83,7 @@ def run(
     plan = build(selection, listed.listings, keep_dirlinks, temporaries)
     outcome = Outcome(
         skipped_newer=plan.skipped_newer,
-        conflicts=plan.conflicts,
+        conflicts=[(path, conflict_words(why, destination.side)) for path, why in plan.conflicts],
         warnings=[*plan.warnings, *listed.notes],
     )
     for path in outcome.skipped_newer:
@@ -105,3 +114,10 @@ def kept_newer(side: str) -> str:
     """Why a file was kept because the destination's copy is newer: rsync's own words for a
     push ("remote is newer"), the report's for a fetch ("newer locally")."""
     return "newer locally" if side == "local" else f"{side} is newer"
+
+
+def conflict_words(why: str, side: str) -> str:
+    """The plan names the cluster as the side that keeps its copy; a fetch keeps the local one."""
+    if side != "local":
+        return why
+    return {NEWER_FILE: "newer file locally", FULL_FOLDER: "folder not empty locally"}.get(why, why)
