@@ -264,16 +264,26 @@ def list_files(
             help="Say whether PATH is pushed, and why (repeatable: each path in turn).",
         ),
     ] = [],  # noqa: B006
+    fetch: Annotated[
+        bool,
+        typer.Option("--fetch", help="Each fetch_dir's files instead (connects; writes nothing)."),
+    ] = False,
+    backend: BackendOpt = None,
 ) -> int:
-    """Show the files a sync would consider, without touching the network."""
+    """Show the files a sync would consider, without touching the network.
+
+    With --fetch: the files each fetch_dir would bring (this connects to its cluster)."""
     from sbatchman import config as configuration
-    from sbatchman.listing import ls_lines
+    from sbatchman.listing import fetch_ls, ls_lines
     from sbatchman.model import Request
 
-    request = Request(tuple(cluster), tuple(alias), tuple(exclude), gitignore=gitignore)
-    for line in ls_lines(configuration.load(_config_file(config)), request, explain):
+    request = Request(tuple(cluster), tuple(alias), tuple(exclude), backend, gitignore)
+    cfg = configuration.load(_config_file(config))
+    listed = fetch_ls(cfg, request, explain, sys.stdin.isatty()) if fetch else None
+    lines, code = listed or (ls_lines(cfg, request, explain), 0)
+    for line in lines:
         typer.echo(line)
-    return 0
+    return code
 
 
 @config_app.command("init")

@@ -4,6 +4,7 @@ this machine) through the built-in copier (`-b sftp` on a local cluster): no ssh
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,30 @@ def test_a_local_folder_in_the_way_is_kept_and_said_to_be_local(
     assert document["targets"][0]["conflicts"] == [
         {"path": "a.txt", "why": "folder not empty locally"}
     ]
+
+
+def test_ls_fetch_shows_what_a_fetch_would_bring_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], fleet: Path
+) -> None:
+    run = run_cli(capsys, "ls", "--config", str(fleet), "--fetch", "-b", "sftp", "-c", "beta")
+    assert run.code == 0, run.err
+    res = fleet.parent / "res"
+    assert run.out.splitlines() == [
+        f"beta/out: {fleet.parent / 'beta/out'} -> {res / 'beta/out'}",
+        "  a.txt",
+        "  run.sh",
+        "  2 file(s), 17 B",
+        f"beta/logs: {fleet.parent / 'beta/logs'} -> {res / 'beta/logs'}",
+        "  job.log",  # core.tmp: global.fetch_excludes
+        "  1 file(s), 5 B",
+    ]
+    assert not res.exists()
+    shutil.rmtree(fleet.parent / "beta/logs")
+    missing = run_cli(capsys, "ls", "--config", str(fleet), "--fetch", "-b", "sftp", "-a", "logs")
+    assert missing.code == 1
+    assert f"  ! the remote folder {fleet.parent / 'beta/logs'} does not exist" in missing.out
+    explain = run_cli(capsys, "ls", "--config", str(fleet), "--fetch", "--explain", "x")
+    assert explain.code == 2
+    assert one_line(explain.err) == (
+        "sbatchman: error: --explain does not go with --fetch (it judges local sync_dirs)"
+    )
