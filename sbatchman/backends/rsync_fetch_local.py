@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sbatchman.errors import TransferError
-from sbatchman.temporaries import SUFFIX, Temporaries
+from sbatchman.temporaries import Temporaries
 
 # The stem of a fetch's temp folder: .rsync-fetch.<created>-<origin>-<pid>-<run>-<check>.sbm-part
 TEMP_STEM = "rsync-fetch"
+_RSYNC_TEMP = re.compile(r"\..+\.[A-Za-z0-9]{6}", re.DOTALL)  # rsync's own: .name.XXXXXX
 
 
 @dataclass
@@ -37,6 +39,12 @@ class Destination:
             st = self.root.stat()
         except FileNotFoundError:
             return
+        except NotADirectoryError:
+            parent = next(p for p in self.root.parents if p.exists() and not p.is_dir())
+            raise TransferError(
+                f"cannot create the local folder {self.root}: {parent} is a file;"
+                " move it away or set another `local` for this fetch_dir"
+            ) from None
         except OSError as err:
             raise TransferError(
                 f"cannot use the local folder {self.root}: {err.strerror}"
@@ -99,19 +107,23 @@ class Destination:
 
 
 def remove_abandoned(root: Path, temporaries: Temporaries) -> list[str]:
-    """Remove the temp folders of fetches into `root` that are provably abandoned."""
+    """Remove the temp folders of fetches into `root` that are provably abandoned: only if
+    all they hold is rsync temporaries (`.name.XXXXXX` files); anything else keeps the folder."""
     warnings: list[str] = []
     try:
-        found = [e for e in os.scandir(root) if e.name.endswith(SUFFIX)]
+        found = [e for e in os.scandir(root) if e.name.startswith(f".{TEMP_STEM}.")]
     except OSError:
         return warnings
     for entry in found:
         if not entry.is_dir(follow_symlinks=False) or not temporaries.abandoned(entry.name):
             continue
         try:
-            for inside in os.scandir(entry.path):
-                if not inside.is_dir(follow_symlinks=False):
-                    os.unlink(inside.path)
+            inside = list(os.scandir(entry.path))
+            if not all(_RSYNC_TEMP.fullmatch(i.name) and not i.is_dir(follow_symlinks=False)
+                       for i in inside):  # fmt: skip
+                continue
+            for part in inside:
+                os.unlink(part.path)
             os.rmdir(entry.path)
         except OSError as err:
             warnings.append(
