@@ -122,10 +122,9 @@ def test_only_provably_abandoned_temp_folders_are_removed(
         for folder in (dead, old, running, foreign, user):
             folder.mkdir()
             (folder / ".big.bin.Ab12Cd").write_text("partial\n")
-        lookalike = local / Temporaries(pid=_dead_pid()).name("notes")
+        lookalike = local / Temporaries(pid=_dead_pid()).name("rsync-fetch")
         lookalike.mkdir()  # named like ours, but holding what rsync never puts there
         (lookalike / "keep.txt").write_text("mine\n")
-        (lookalike / "sub").mkdir()
         fetch_dir = {"alias": "res", "remote": str(remote), "local": str(local)}
         config = write_config(tmp_path / "c.toml", [{"name": "here", "fetch_dirs": [fetch_dir]}])
         run = run_cli(capsys, "fetch", "--config", str(config), "--json")
