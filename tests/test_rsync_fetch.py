@@ -205,3 +205,21 @@ def test_a_local_cluster_fetches_through_rsync_too(
     assert snapshot(local) == expected
     code, report, err = _fetch(capsys, config)
     assert (code, report["targets"][0]["files_sent"]) == (0, 0), err
+
+
+def test_a_remote_path_no_shell_may_read_arrives_untouched(
+    server: SshServer,
+    cluster_roots: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    # rsync >= 3.2.4 protects its remote args itself; -s does it for older ones. Checked to
+    # fail when rsync is told --old-args (the path then goes through the cluster's shell).
+    root = cluster_roots[server.name]
+    remote = make_tree(root / "a b;$(touch pwned)'q\"`touch pwned2`", {"f.txt": "f\n"})
+    local = tmp_path / "res"
+    code, report, err = _fetch(capsys, _config(tmp_path, server, remote, local))
+    assert code == 0, err
+    assert report["targets"][0]["files_sent"] == 1
+    assert (local / "f.txt").read_text() == "f\n"
+    assert sorted(os.listdir(root)) == [remote.name]  # nothing ran on the cluster
