@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.project import run_cli, ssh_cluster, write_config
-from tests.support.sshd import SshServer
+from tests.support.sshd import SshdFactory, SshServer
 from tests.support.trees import make_tree, snapshot, stamp
 
 NEWLINE = "new\nline.txt"
@@ -223,3 +223,16 @@ def test_a_remote_path_no_shell_may_read_arrives_untouched(
     assert report["targets"][0]["files_sent"] == 1
     assert (local / "f.txt").read_text() == "f\n"
     assert sorted(os.listdir(root)) == [remote.name]  # nothing ran on the cluster
+
+
+@pytest.mark.parametrize("remote", ["~/job/out", "job/out", ":colon/out"])
+def test_relative_remote_paths_mean_the_login_folder(
+    sshd_factory: SshdFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path, remote: str
+) -> None:
+    server = sshd_factory("home", home_in_root=True)
+    plain = remote.removeprefix("~/")
+    make_tree(server.root / plain, {"r.txt": "result\n"})
+    local = tmp_path / "res"
+    code, _, err = _fetch(capsys, _config(tmp_path, server, remote, local))
+    assert code == 0, err
+    assert (local / "r.txt").read_text() == "result\n"
