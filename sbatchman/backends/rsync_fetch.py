@@ -205,6 +205,8 @@ def _still_written(
             changed[item[3]] = item[1]
 
     data = b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names)
+    if runs.aborted:  # Ctrl-C right after the files came: they count
+        raise InterruptedPart(outcome)
     try:
         rc, said = _run(runs, argv, data, line, timeout=_CHECK_TIMEOUT)
     except OSError as err:
