@@ -32,7 +32,7 @@ from sbatchman.backends.rsync_output import (
     still_to_send,
     vanished,
 )
-from sbatchman.backends.rsync_remote import SHELL_SAFE, rsh_quote
+from sbatchman.backends.rsync_remote import host_path, remote_words, rsh_quote, rsh_words
 from sbatchman.backends.sources import vanished_note
 from sbatchman.children import GRACE, die_with_parent, feed, output_of
 from sbatchman.errors import Interrupted, TransferError
@@ -74,33 +74,13 @@ class RsyncSession:
         source = [] if named else [f"{job.selection.root}/"]
         if self.master is None:
             return [*argv, "--", *source, f"{destination(job.remote)}/"]
-        if self.info.secluded_args:
-            argv.append("-s")  # the remote path reaches the remote rsync untouched by any shell
-        elif not SHELL_SAFE.match(job.remote) or job.remote.startswith("-"):
-            raise TransferError(
-                f"the local rsync {'.'.join(map(str, self.info.version))} would pass the remote"
-                f" path {job.remote!r} through the cluster's shell; use -b sftp or rsync >= 3.0"
-            )
+        argv += remote_words(self.info, job.remote)
         rsh = " ".join(rsh_quote(a) for a in self._rsh(batch))
-        host = self.master.host.rpartition("@")[2]
-        host = f"[{host}]" if ":" in host else host
-        # host::path would mean an rsync daemon. Only then is the path spelled ./path: with -s
-        # the remote rsync drops a `..` that follows `./` (./../x would land in ~/x).
-        remote = f"./{job.remote}" if job.remote.startswith(":") else job.remote
-        return [*argv, "-e", rsh, "--", *source, f"{host}:{remote}/"]
+        return [*argv, "-e", rsh, "--", *source, host_path(self.master, job.remote)]
 
     def _rsh(self, batch: bool = False) -> list[str]:
-        """The ssh command rsync runs; it appends the host and its command after our `--`, so
-        a host can never be read as an option. rsync would put `-l user` of a `user@host`
-        after it, so that is split off here."""
         assert self.master is not None
-        words = self.master.client_argv()
-        if batch:
-            words += ["-o", "BatchMode=yes"]
-        user, at, _ = self.master.host.rpartition("@")
-        if at:
-            words += ["-l", user]
-        return [*words, "--"]
+        return rsh_words(self.master, batch)
 
     def push(self, job: Job, events: Events) -> Outcome:
         outcome = Outcome()
@@ -383,7 +363,7 @@ class RsyncSession:
     def fetch(self, job: FetchJob, events: Events) -> Outcome:
         from sbatchman.backends.rsync_fetch import fetch
 
-        return fetch(self.info, self.master, self.stall_timeout, job, events)
+        return fetch(self, job, events)
 
     def abort(self) -> None:
         self.aborted = True
