@@ -104,7 +104,7 @@ def test_a_newer_local_file_is_kept_and_reported(
     assert (local / "b.txt").read_text() == "b\n"
     verbose = run_cli(capsys, "fetch", "--config", str(config), "-v")
     assert verbose.code == 0, verbose.err
-    assert "alpha/res: kept a.txt (local is newer)" in verbose.out, verbose.out
+    assert "alpha/res: kept a.txt (newer locally)" in verbose.out, verbose.out
 
 
 def test_a_dry_run_creates_nothing(

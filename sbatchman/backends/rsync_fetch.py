@@ -39,6 +39,7 @@ from sbatchman.backends.rsync_output import (
 )
 from sbatchman.backends.rsync_remote import host_path, remote_words, rsh
 from sbatchman.backends.sources import vanished_note
+from sbatchman.backends.transfer import kept_newer
 from sbatchman.children import GRACE, die_with_parent, feed, output_of
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.model import Events, FetchJob, InterruptedPart, Outcome, PartialTransfer
@@ -94,7 +95,7 @@ class _Reader:
         if skip:
             name = _name(skip[1])
             self.outcome.skipped_newer.append(name)
-            self.events.skipped(name, "local is newer")
+            self.events.skipped(name, kept_newer("local"))
 
     def settle(self, root: Path) -> None:
         """After a failure or Ctrl-C, keep only the files that landed: rsync names a file
