@@ -98,13 +98,13 @@ def test_a_newer_local_file_is_kept_and_reported(
     code, report, err = _fetch(capsys, config)
     assert code == 0, err
     target = report["targets"][0]
-    assert target["skipped_newer_remote"] == ["a.txt"]
+    assert target["skipped_newer_local"] == ["a.txt"]
     assert target["files"] == [{"path": "b.txt", "why": "new"}]
     assert (local / "a.txt").read_text() == "edited on the laptop\n"
     assert (local / "b.txt").read_text() == "b\n"
     verbose = run_cli(capsys, "fetch", "--config", str(config), "-v")
     assert verbose.code == 0, verbose.err
-    assert "alpha/res: kept a.txt (newer locally)" in verbose.out, verbose.out
+    assert "alpha/res: a.txt (kept, newer locally)" in verbose.out, verbose.out
 
 
 def test_a_dry_run_creates_nothing(
