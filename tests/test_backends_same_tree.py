@@ -9,7 +9,6 @@ both directions (the `direction` fixture: push the project, or fetch the cluster
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from sbatchman.backends import rsync_guard, rsync_names
 from sbatchman.plan import FULL_FOLDER, NEWER_FILE
-from tests.support.sides import ALIAS, CLUSTER, Report, Side, Sync
+from tests.support.sides import ALIAS, CLUSTER, Report, Side, Sync, awkward_tree
 from tests.support.sshd import SshServer
 from tests.support.trees import Node, digest, stamp
 
@@ -74,45 +73,6 @@ def sync(
     source.mkdir(parents=True)
     config = tmp_path / "sync.toml"
     return Sync(backend, Side(source), Side(dest), config, server, capsys, direction)
-
-
-def awkward_tree(side: Side) -> Side:
-    """Exec scripts, symlinks of every kind, empty and nested folders, odd names, excluded
-    files, and fractional-second times on everything."""
-    side.write(
-        {
-            "run.sh": "#!/bin/sh\necho run\n",
-            "src/model.py": "print('model')\n",
-            "src/deep/er/est/util.py": "x = 1\n",
-            "src/model.pyc": "excluded",
-            "build/out.o": "excluded",
-            ".git/HEAD": "excluded",
-            'with space/it\'s "quoted" $(x).txt': "q\n",
-            "unicodé/ünï 東京.txt": "u\n",
-            "empty file": "",
-            "logs/.sbatchmanignore": "*.log\n!keep.log\n",
-            "logs/run.log": "ignored",
-            "logs/keep.log": "kept\n",
-            "empty/nested/deeper/": "",
-            "private/key": "k\n",
-            "tools/x": "#!/bin/sh\n",
-        },
-        links={
-            "latest": "src/model.py",
-            "src/up": "..",
-            "dangling": "no/such/file",
-            "absolute": "/etc/hostname",
-            "folder link": "src/deep",
-        },
-    )
-    (side.path("private/key")).chmod(0o600)
-    (side.path("private")).chmod(0o750)
-    (side.path("tools/x")).chmod(0o751)
-    stamp = 1_700_000_000_000_000_000
-    for i, path in enumerate(sorted(side.path().rglob("*"), reverse=True)):  # children first
-        ns = stamp + i * 7_000_000_000 + 250_000_000  # fractional seconds on purpose
-        os.utime(path, ns=(ns, ns), follow_symlinks=False)
-    return side
 
 
 def why(sync: Sync, words: str) -> str:

@@ -10,6 +10,7 @@ root), so a fetch is the same promise with the sides swapped.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,3 +142,42 @@ class Sync:
         assert len(targets) == 1, run.out
         assert targets[0]["backend"] == self.backend, targets[0]
         return Report(run, targets[0])
+
+
+def awkward_tree(side: Side) -> Side:
+    """Exec scripts, symlinks of every kind, empty and nested folders, odd names, excluded
+    files, and fractional-second times on everything."""
+    side.write(
+        {
+            "run.sh": "#!/bin/sh\necho run\n",
+            "src/model.py": "print('model')\n",
+            "src/deep/er/est/util.py": "x = 1\n",
+            "src/model.pyc": "excluded",
+            "build/out.o": "excluded",
+            ".git/HEAD": "excluded",
+            'with space/it\'s "quoted" $(x).txt': "q\n",
+            "unicodé/ünï 東京.txt": "u\n",
+            "empty file": "",
+            "logs/.sbatchmanignore": "*.log\n!keep.log\n",
+            "logs/run.log": "ignored",
+            "logs/keep.log": "kept\n",
+            "empty/nested/deeper/": "",
+            "private/key": "k\n",
+            "tools/x": "#!/bin/sh\n",
+        },
+        links={
+            "latest": "src/model.py",
+            "src/up": "..",
+            "dangling": "no/such/file",
+            "absolute": "/etc/hostname",
+            "folder link": "src/deep",
+        },
+    )
+    (side.path("private/key")).chmod(0o600)
+    (side.path("private")).chmod(0o750)
+    (side.path("tools/x")).chmod(0o751)
+    base = 1_700_000_000_000_000_000
+    for i, path in enumerate(sorted(side.path().rglob("*"), reverse=True)):  # children first
+        ns = base + i * 7_000_000_000 + 250_000_000  # fractional seconds on purpose
+        os.utime(path, ns=(ns, ns), follow_symlinks=False)
+    return side
