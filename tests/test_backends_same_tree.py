@@ -25,10 +25,11 @@ OLD, NEW = 1_000_000_000, 1_900_000_000  # 2001 and 2030
 TARGET = f"{CLUSTER}/{ALIAS}"
 
 EXCLUDES = ["*.pyc", "build/", ".git"]
-EXCLUDED = {  # by EXCLUDES; a push also by the tree's own logs/.sbatchmanignore
-    "fetch": ("src/model.pyc", "build", "build/out.o", ".git", ".git/HEAD"),
+BY_EXCLUDES = ("src/model.pyc", "build", "build/out.o", ".git", ".git/HEAD")
+EXCLUDED = {  # a push also by the tree's own logs/.sbatchmanignore, never read on a cluster
+    "fetch": BY_EXCLUDES,
+    "push": (*BY_EXCLUDES, "logs/.sbatchmanignore", "logs/run.log"),
 }
-EXCLUDED["push"] = (*EXCLUDED["fetch"], "logs/.sbatchmanignore", "logs/run.log")
 
 
 @pytest.fixture(params=["push", "fetch"])

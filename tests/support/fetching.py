@@ -51,7 +51,8 @@ class Fetched:
             t for t in self.document["targets"] if (t["cluster"], t["alias"]) == (cluster, alias)
         ]
         assert len(found) == 1, self.why()
-        return found[0]
+        target: dict[str, Any] = found[0]
+        return target
 
     def names(self) -> list[tuple[str, str]]:
         return sorted((t["cluster"], t["alias"]) for t in self.document["targets"])

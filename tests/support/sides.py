@@ -117,14 +117,16 @@ class Sync:
         return self.source if self.fetching else self.dest
 
     def write_config(self, excludes: Sequence[str] = ()) -> Path:
-        folder = {"alias": ALIAS, "local": str(self.local.root), "remote": str(self.remote.root)}
+        folder: dict[str, object] = {"alias": ALIAS, "local": str(self.local.root)}
+        folder["remote"] = str(self.remote.root)
         key = "fetch_dirs" if self.fetching else "sync_dirs"
         if self.server is None:
             # a cluster without a host is this machine: the built-in copier, whatever the backend
             cluster: dict[str, object] = {"name": CLUSTER, "transfer_backend": "sftp"}
             cluster[key] = [folder]
         else:
-            pushed, fetched = ([], {key: [folder]}) if self.fetching else ([folder], {})
+            pushed: list[dict[str, object]] = [] if self.fetching else [folder]
+            fetched = {key: [folder]} if self.fetching else {}
             cluster = ssh_cluster(
                 self.server, pushed, name=CLUSTER, transfer_backend=self.backend, **fetched
             )
