@@ -128,7 +128,7 @@ def test_a_dry_run_writes_nothing_and_says_what_it_would_send(sync: Sync) -> Non
     sync.source.write({"a.txt": "a\n", "sub/b.sh": "#!/bin/sh\n"}, links={"l": "a.txt"})
     dry = sync.run("--json", "-n")
     assert dry.code == 0, dry.out + dry.run.err
-    assert not sync.dest.path().exists()
+    assert not sync.dest.path().parent.exists()  # not even the missing parent folder
     assert dry.sent() == ["a.txt", "sub/b.sh"]  # files; a link is no file to send
     assert dry.target["files_sent"] == 2
     assert dry.target["bytes_sent"] == len("a\n") + len("#!/bin/sh\n")

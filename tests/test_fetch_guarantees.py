@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.fetching import BACKENDS, everything_below, fetch, fetch_cluster
 from tests.support.project import run_cli, write_config
+from tests.support.sides import kept_newer
 from tests.support.sshd import SshServer
 from tests.support.trees import Node, digest, make_tree, snapshot, stamp
 
@@ -68,7 +69,7 @@ def test_a_newer_local_file_survives_and_is_reported_kept(
     assert run.code == 0, run.why()
     target = run.target(server.name, ALIAS)
     assert run.sent(server.name, ALIAS) == ["b.txt", "c.txt"]
-    assert target["skipped_newer_remote"] == ["a.txt"], target  # see tests/support/sides.py
+    assert kept_newer(target, "fetch") == ["a.txt"], target
     assert (local / "a.txt").read_text() == "edited here\n"
     assert int((local / "a.txt").stat().st_mtime) == NEW
     assert (local / "c.txt").read_text() == "new\n"  # older here: replaced

@@ -63,9 +63,15 @@ class Side:
         )
 
 
-# The --json key listing files kept because the destination's copy is newer, in one place:
-# fetch reports under the push's name until the report gives "kept, newer locally" its own.
-KEPT_NEWER = {"push": "skipped_newer_remote", "fetch": "skipped_newer_remote"}
+# The --json key listing files kept because the destination's copy is newer, per direction.
+KEPT_NEWER = {"push": "skipped_newer_remote", "fetch": "skipped_newer_local"}
+
+
+def kept_newer(target: Mapping[str, Any], direction: str) -> list[str]:
+    """The files a --json target says were left alone because the destination's is newer.
+    Until the report names fetch's list "skipped_newer_local", it is under push's name."""
+    key = KEPT_NEWER[direction]
+    return sorted(target[key if key in target else KEPT_NEWER["push"]])
 
 
 @dataclass
@@ -87,8 +93,7 @@ class Report:
         return sorted(f["path"] for f in self.target["files"])
 
     def kept_newer(self, direction: str) -> list[str]:
-        """The files left alone because the destination's copy is newer."""
-        return sorted(self.target[KEPT_NEWER[direction]])
+        return kept_newer(self.target, direction)
 
 
 @dataclass
