@@ -222,7 +222,8 @@ def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
     """Issue 10 item 1: a local link or folder where the cluster has a newer regular file
     keeps the file (a conflict: summary, -v, --json, dry run); older things are replaced.
     The rsync backend looks with the cluster's stat, or (a cluster without GNU stat) with
-    rsync --list-only."""
+    rsync --list-only. A fetch is the mirror: a newer file here survives a cluster's link or
+    folder."""
     if look != "stat":
         if sync.backend != "rsync" or sync.fetching:  # a fetch's rsync looks here, with lstat
             pytest.skip("only the rsync backend has a second way to look")
