@@ -1,15 +1,14 @@
 """What every backend promises about the destination tree, stated once and run for each.
 
 Users switch backends (rsync missing on a login node, a laptop without it); what ends up on the
-cluster must not depend on that choice. Each test below is one promise about a source tree and
-a destination tree, run through the real CLI by the local copier, rsync over a real sshd and
-SFTP over a real sshd (the `sync` fixture's parameter). The other direction (fetch) joins by
-adding a parameter there.
+cluster, and what a fetch brings back here, must not depend on that choice. Each test below is
+one promise about a source tree and a destination tree, run through the real CLI by the local
+copier, rsync over a real sshd and SFTP over a real sshd (the `sync` fixture's parameter), in
+both directions (the `direction` fixture: push the project, or fetch the cluster's folder).
 """
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from sbatchman.backends import rsync_guard, rsync_names
 from sbatchman.plan import FULL_FOLDER, NEWER_FILE
-from tests.support.sides import ALIAS, CLUSTER, Side, Sync
+from tests.support.sides import ALIAS, CLUSTER, Report, Side, Sync, awkward_tree
 from tests.support.sshd import SshServer
 from tests.support.trees import Node, digest, stamp
 
@@ -26,15 +25,18 @@ OLD, NEW = 1_000_000_000, 1_900_000_000  # 2001 and 2030
 TARGET = f"{CLUSTER}/{ALIAS}"
 
 EXCLUDES = ["*.pyc", "build/", ".git"]
-EXCLUDED = (  # by EXCLUDES, or by the tree's own logs/.sbatchmanignore
-    "src/model.pyc",
-    "build",
-    "build/out.o",
-    ".git",
-    ".git/HEAD",
-    "logs/.sbatchmanignore",
-    "logs/run.log",
-)
+BY_EXCLUDES = ("src/model.pyc", "build", "build/out.o", ".git", ".git/HEAD")
+EXCLUDED = {  # a push also by the tree's own logs/.sbatchmanignore, never read on a cluster
+    "fetch": BY_EXCLUDES,
+    "push": (*BY_EXCLUDES, "logs/.sbatchmanignore", "logs/run.log"),
+}
+
+
+@pytest.fixture(params=["push", "fetch"])
+def direction(request: pytest.FixtureRequest) -> str:
+    """Push the project to the cluster, or fetch the cluster's folder (ignore files are not
+    read on the cluster, so a fetch brings logs/run.log)."""
+    return str(request.param)
 
 
 @pytest.fixture(
@@ -50,8 +52,10 @@ def sync(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    direction: str,
 ) -> Sync:
-    """A fresh source tree and a not yet existing destination (missing parents, a space)."""
+    """A fresh source tree and a not yet existing destination (missing parents, a space); in
+    a fetch the source is on the cluster and the destination here."""
     backend: str = request.param
     if backend == "rsync, names as arguments":  # what a long list takes, cut into many rsyncs
         monkeypatch.setattr(rsync_names, "BY_ARGUMENT_FROM", 0)
@@ -59,57 +63,32 @@ def sync(
         backend = "rsync"
     server: SshServer | None = None
     if backend == "local":
-        dest = tmp_path / "via local" / "proj"
+        remote = tmp_path / "via local" / "proj"
     else:
         server = request.getfixturevalue("three_clusters")[0]
         root = request.getfixturevalue("cluster_roots")[server.name]
-        dest = root / f"via {backend}" / "proj"
-    source = Side(tmp_path / "project")
-    source.path().mkdir()
-    return Sync(backend, source, Side(dest), tmp_path / "sync.toml", server, capsys)
+        remote = root / f"via {backend}" / "proj"
+    local = tmp_path / "project"
+    source, dest = (remote, tmp_path / "results here" / "proj") if direction == "fetch" else (
+        local, remote)  # fmt: skip
+    source.mkdir(parents=True)
+    config = tmp_path / "sync.toml"
+    return Sync(backend, Side(source), Side(dest), config, server, capsys, direction)
 
 
-def awkward_tree(side: Side) -> Side:
-    """Exec scripts, symlinks of every kind, empty and nested folders, odd names, excluded
-    files, and fractional-second times on everything."""
-    side.write(
-        {
-            "run.sh": "#!/bin/sh\necho run\n",
-            "src/model.py": "print('model')\n",
-            "src/deep/er/est/util.py": "x = 1\n",
-            "src/model.pyc": "excluded",
-            "build/out.o": "excluded",
-            ".git/HEAD": "excluded",
-            'with space/it\'s "quoted" $(x).txt': "q\n",
-            "unicodé/ünï 東京.txt": "u\n",
-            "empty file": "",
-            "logs/.sbatchmanignore": "*.log\n!keep.log\n",
-            "logs/run.log": "ignored",
-            "logs/keep.log": "kept\n",
-            "empty/nested/deeper/": "",
-            "private/key": "k\n",
-            "tools/x": "#!/bin/sh\n",
-        },
-        links={
-            "latest": "src/model.py",
-            "src/up": "..",
-            "dangling": "no/such/file",
-            "absolute": "/etc/hostname",
-            "folder link": "src/deep",
-        },
-    )
-    (side.path("private/key")).chmod(0o600)
-    (side.path("private")).chmod(0o750)
-    (side.path("tools/x")).chmod(0o751)
-    stamp = 1_700_000_000_000_000_000
-    for i, path in enumerate(sorted(side.path().rglob("*"), reverse=True)):  # children first
-        ns = stamp + i * 7_000_000_000 + 250_000_000  # fractional seconds on purpose
-        os.utime(path, ns=(ns, ns), follow_symlinks=False)
-    return side
+def why(sync: Sync, words: str) -> str:
+    """A push's words for a conflict or warning, which name the cluster; a fetch's are the
+    report's to choose for this machine, so only what precedes them is pinned here."""
+    return "" if sync.fetching else words
 
 
-def without_excluded(tree: dict[str, Node]) -> dict[str, Node]:
-    for excluded in EXCLUDED:
+def conflicts(report: Report, sync: Sync) -> list[tuple[str, str]]:
+    got = sorted(report.target["conflicts"], key=lambda c: str(c["path"]))
+    return [(c["path"], why(sync, c["why"])) for c in got]
+
+
+def without_excluded(tree: dict[str, Node], direction: str) -> dict[str, Node]:
+    for excluded in EXCLUDED[direction]:
         tree.pop(excluded)
     return tree
 
@@ -119,11 +98,11 @@ def test_the_same_tree_lands_and_a_second_run_sends_nothing(sync: Sync) -> None:
 
     run = sync.run("--json", excludes=EXCLUDES)
     assert run.code == 0, run.out + run.run.err
-    expected_full = without_excluded(sync.source.snapshot(times=True))
+    expected_full = without_excluded(sync.source.snapshot(times=True), sync.direction)
     full = sync.dest.snapshot(times=True)
     assert full == expected_full  # folder and link mtimes included
     assert not any(name.endswith((".pyc", ".o", "HEAD")) for name in full)
-    assert sync.dest.snapshot() == without_excluded(sync.source.snapshot())
+    assert sync.dest.snapshot() == without_excluded(sync.source.snapshot(), sync.direction)
     assert run.sent() == sorted(p for p, node in expected_full.items() if node.kind == "file")
     assert sync.dest.temporaries() == []
 
@@ -149,7 +128,7 @@ def test_a_dry_run_writes_nothing_and_says_what_it_would_send(sync: Sync) -> Non
     sync.source.write({"a.txt": "a\n", "sub/b.sh": "#!/bin/sh\n"}, links={"l": "a.txt"})
     dry = sync.run("--json", "-n")
     assert dry.code == 0, dry.out + dry.run.err
-    assert not sync.dest.path().exists()
+    assert not sync.dest.path().parent.exists()  # not even the missing parent folder
     assert dry.sent() == ["a.txt", "sub/b.sh"]  # files; a link is no file to send
     assert dry.target["files_sent"] == 2
     assert dry.target["bytes_sent"] == len("a\n") + len("#!/bin/sh\n")
@@ -178,7 +157,7 @@ def test_a_newer_file_on_the_destination_is_kept(sync: Sync) -> None:
     run = sync.run("--json")
     assert run.code == 0, run.out + run.run.err
     assert run.sent() == ["b.txt"]
-    assert run.target["skipped_newer_remote"] == ["a.txt"]
+    assert run.kept_newer(sync.direction) == ["a.txt"]
     assert sync.dest.read("a.txt") == b"edited on the cluster\n"
 
 
@@ -218,9 +197,9 @@ def test_things_in_the_way_are_replaced_as_rsync_does(sync: Sync, tmp_path: Path
     run = sync.run("--json")
     assert run.code == 0, run.out + run.run.err  # the non-empty folder is kept: a conflict
     assert run.target["status"] == "ok"
-    assert run.target["conflicts"] == [{"path": "src/model.py", "why": FULL_FOLDER}]
-    assert any("was a link: the link on the cluster is replaced" in w
-               for w in run.target["warnings"])  # fmt: skip
+    assert conflicts(run, sync) == [("src/model.py", why(sync, FULL_FOLDER))]
+    replaced = f"was a link: {why(sync, 'the link on the cluster is replaced')}"
+    assert any(replaced in w for w in run.target["warnings"]), run.target
     assert list(outside.iterdir()) == []  # nothing was written through the link
     landed = sync.dest.snapshot()
     kept = ("kept", "kept/inside", "src/model.py", "src/model.py/notes")
@@ -243,9 +222,10 @@ def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
     """Issue 10 item 1: a local link or folder where the cluster has a newer regular file
     keeps the file (a conflict: summary, -v, --json, dry run); older things are replaced.
     The rsync backend looks with the cluster's stat, or (a cluster without GNU stat) with
-    rsync --list-only."""
+    rsync --list-only. A fetch is the mirror: a newer file here survives a cluster's link or
+    folder."""
     if look != "stat":
-        if sync.backend != "rsync":
+        if sync.backend != "rsync" or sync.fetching:  # a fetch's rsync looks here, with lstat
             pytest.skip("only the rsync backend has a second way to look")
         monkeypatch.setattr(rsync_guard, "STAT_COMMAND", "sbm-there-is-no-such-command")
     sync.source.write(
@@ -278,23 +258,20 @@ def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
         stamp(sync.dest.path(name), NEW)
     before = sync.dest.snapshot(times=True)
     cluster_had = sync.dest.snapshot()
-    conflicts = [
-        {"path": "full", "why": FULL_FOLDER},
-        {"path": "notes.txt", "why": NEWER_FILE},
-        {"path": "results", "why": NEWER_FILE},
-    ]
+    newer, full = why(sync, NEWER_FILE), why(sync, FULL_FOLDER)
+    expected = [("full", full), ("notes.txt", newer), ("results", newer)]
 
     dry = sync.run("-n")
     assert dry.code == 0, dry.out + dry.run.err
-    assert f"would keep {TARGET}: notes.txt (conflict: {NEWER_FILE})" in dry.out
-    assert f"would keep {TARGET}: results (conflict: {NEWER_FILE})" in dry.out
-    assert f"would keep {TARGET}: full (conflict: {FULL_FOLDER})" in dry.out
+    assert f"would keep {TARGET}: notes.txt (conflict: {newer}" in dry.out
+    assert f"would keep {TARGET}: results (conflict: {newer}" in dry.out
+    assert f"would keep {TARGET}: full (conflict: {full}" in dry.out
     assert sync.dest.snapshot(times=True) == before
 
     run = sync.run("--json")
     assert run.code == 0, run.out + run.run.err
     assert run.target["status"] == "ok", run.target
-    assert sorted(run.target["conflicts"], key=lambda c: c["path"]) == conflicts, run.target
+    assert conflicts(run, sync) == expected, run.target
     landed = sync.dest.snapshot()
     kept = {path: cluster_had[path] for path in ("notes.txt", "results", "full", "full/keep.txt")}
     source = {p: n for p, n in sync.source.snapshot().items() if not p.startswith("results/")}
@@ -311,8 +288,8 @@ def test_a_newer_file_on_the_cluster_is_never_destroyed_by_a_type_change(
 
     summary = sync.run("-v")
     assert summary.code == 0
-    assert f"{TARGET}: kept notes.txt (conflict: {NEWER_FILE})" in summary.out
-    assert f"{TARGET}: conflict, kept results ({NEWER_FILE})" in summary.out
+    assert f"{TARGET}: kept notes.txt (conflict: {newer}" in summary.out
+    assert f"{TARGET}: conflict, kept results ({newer}" in summary.out
 
 
 def test_a_looping_link_in_the_way_is_replaced(sync: Sync) -> None:
@@ -342,6 +319,7 @@ def test_a_failed_replacement_leaves_read_only_folders_read_only(sync: Sync) -> 
         subprocess.run(["chattr", "-i", str(blocker)], check=False)
         sync.source.path("ro").chmod(0o755)
     assert run.code == 1
+    assert "ro/blk" in run.out, run.out + run.run.err  # the entry that failed is named
     assert stat.S_IMODE(sync.dest.path("ro").stat().st_mode) == 0o555
     assert sync.dest.read("ro/new.txt") == b"n\n"
     assert sync.dest.read("ro/blk") == b"in the way\n"
