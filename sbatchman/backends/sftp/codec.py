@@ -179,9 +179,12 @@ class Reply:
     def attrs(self) -> Attrs | None:
         return Reader(self.body).attrs() if self.kind == ATTRS else None
 
-    def data(self) -> bytes | None:
-        """A DATA reply's bytes (READ); None for a STATUS (end of file or an error)."""
-        return Reader(self.body).bytes() if self.kind == DATA else None
+    def data(self) -> memoryview | None:
+        """A DATA reply's bytes (READ), not copied; None for a STATUS (end of file or an error)."""
+        if self.kind != DATA:
+            return None
+        (size,) = U32.unpack_from(self.body, 0)
+        return memoryview(self.body)[4 : 4 + size]
 
 
 def describe(reply: Reply) -> str:

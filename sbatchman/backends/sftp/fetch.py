@@ -37,6 +37,8 @@ def fetch(pool: ChannelPool, stop: threading.Event, job: FetchJob, events: Event
         tree = RemoteTree(wire, root)
         events.phase("scanning")
         selection = select_tree(Path(root), tree.open(), tree, job.rules)
+        if stop.is_set():  # Ctrl-C while listing: nothing local is touched
+            raise Interrupted("interrupted")
         files = SftpFiles(pool, wire, root, stop, events)
         folder = _Into(job.local, selection, False, events, stop, "local", files=files)
         outcome = run_transfer(selection, folder, False, job.dry_run, events)
