@@ -36,6 +36,7 @@ from sbatchman.model import Events
 from sbatchman.plan import Action, seconds
 
 MAX_CHUNK = 256 << 10  # largest READ we ask for, even if the server would give more
+MOST_FILES = 512  # files open at once per channel: each small file costs three round trips
 SPREAD = 3  # channels one fetch spreads its files over
 SPREAD_FROM = 64  # files to fetch before more than one channel is worth it
 PROGRESS_FROM = 1 << 20  # files at least this big report bytes as they arrive
@@ -47,7 +48,7 @@ _CREATE = _NEW | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 class ReadLimits:
     """How much one channel keeps in flight."""
 
-    files: int = 128  # open handles on the server
+    files: int = 128  # open handles on the server (when it does not say how many it allows)
     read_bytes: int = 8 << 20  # READ data asked for and not yet arrived (the channel window)
     chunk: int = 32 << 10  # bytes per READ: the protocol's guaranteed minimum unless told more
 
@@ -58,7 +59,7 @@ def read_limits(wire: w.Wire) -> ReadLimits:
         return ReadLimits()
     _packet, read_len, _write_len, handles = wire.limits
     chunk = min(MAX_CHUNK, read_len) if read_len else ReadLimits.chunk
-    files = max(8, min(ReadLimits.files, handles // 2)) if handles else ReadLimits.files
+    files = max(8, min(MOST_FILES, handles // 2)) if handles else ReadLimits.files
     return ReadLimits(files=files, chunk=chunk)
 
 
