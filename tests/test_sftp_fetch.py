@@ -12,16 +12,22 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
+from sbatchman.backends.sftp.remote_tree import RemoteTree
+from sbatchman.backends.sftp.session import SftpSession, open_sftp
 from sbatchman.config import load
 from sbatchman.fetch import fetch
 from sbatchman.model import Events, Request, Target, exit_code
 from sbatchman.plan import PART_SUFFIX
+from sbatchman.selection.rules import Rule
+from sbatchman.selection.tree import Found, select_tree
+from sbatchman.ssh.endpoint import Endpoint
 from tests.support.project import OnPhase, Recorder, run_cli, ssh_cluster, write_config
-from tests.support.sftpkit import T0, set_mtime
+from tests.support.sftpkit import BATCH, T0, set_mtime
 from tests.support.sshd import SshdFactory, SshServer
 from tests.support.trees import make_tree, snapshot
 
@@ -91,7 +97,7 @@ def test_a_tree_arrives_exactly_and_a_second_fetch_brings_nothing(
     assert snapshot(local) == snapshot(remote)
 
 
-def test_excluded_names_paths_and_folders_are_never_fetched_nor_listed(
+def test_excluded_names_paths_and_folders_are_never_fetched(
     three_clusters: list[SshServer],
     cluster_roots: dict[str, Path],
     capsys: pytest.CaptureFixture[str],
@@ -111,17 +117,47 @@ def test_excluded_names_paths_and_folders_are_never_fetched_nor_listed(
             "locked/secret.txt": "x\n",
         },
     )
-    (remote / "locked").chmod(0)  # listing it would fail the target
     local = tmp_path / "job"
     dirs = [{"alias": "j", "remote": str(remote), "local": str(local), "excludes": ["locked/"]}]
     config = fetch_config(tmp_path / "c.toml", server, dirs, fetch_excludes=["/scratch/"])
-    try:
-        code, report = fetch_cli(capsys, config, "-e", "*.ckpt", "-e", "tmp/")
-    finally:
-        (remote / "locked").chmod(0o755)
+    code, report = fetch_cli(capsys, config, "-e", "*.ckpt", "-e", "tmp/")
     assert code == 0, report
     assert sorted(snapshot(local)) == ["keep.txt", "sub", "sub/scratch", "sub/scratch/kept.txt",
                                        "sub/tmp"]  # fmt: skip
+
+
+def test_excluded_folders_are_never_listed_on_the_cluster(
+    three_clusters: list[SshServer], cluster_roots: dict[str, Path], tmp_path: Path
+) -> None:
+    """The lister is asked for every folder a fetch lists: an excluded one is never among them
+    (its million files would cost a listing each), nor anything below it."""
+    server = three_clusters[0]
+    remote = make_tree(
+        cluster_roots[server.name] / "job",
+        {"a/keep.txt": "k\n", "a/.git/objects/x": "x\n", "results/r1/x": "x\n", "b/c/d": "d\n"},
+    )
+    config = fetch_config(
+        tmp_path / "c.toml", server, [{"alias": "j", "remote": str(remote), "local": "x"}]
+    )
+    loaded = load(config)
+    session = open_sftp(Endpoint.of(loaded.clusters[0], loaded.settings, BATCH))
+    assert isinstance(session, SftpSession)
+    asked: list[str] = []
+    wire = session.pool.take()
+    try:
+        tree = RemoteTree(wire, str(remote))
+
+        def lister(folders: Sequence[str]) -> Mapping[str, Sequence[Found] | str]:
+            asked.extend(folders)
+            return tree(folders)
+
+        rules = (Rule(".git", "test"), Rule("/results/", "test"))
+        selection = select_tree(remote, tree.open(), lister, rules)
+    finally:
+        session.pool.give_back(wire, True)
+        session.close()
+    assert sorted(asked) == ["", "a", "b", "b/c"]
+    assert [e.path for e in selection.entries] == ["a", "a/keep.txt", "b", "b/c", "b/c/d"]
 
 
 def test_a_newer_local_file_is_kept_and_reported(
