@@ -164,7 +164,6 @@ class _Download:
         self.asked = 0  # offset of the next READ; past the size once the last one is sent
         self.reads = 0
         self.done = False
-        self.problem: BaseException | None = None
 
     def start(self) -> None:
         self.channel.active.add(self)
