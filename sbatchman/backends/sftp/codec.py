@@ -10,17 +10,17 @@ import struct
 from dataclasses import dataclass
 
 # Message types (draft-ietf-secsh-filexfer-02).
-INIT, VERSION, OPEN, CLOSE, WRITE = 1, 2, 3, 4, 6
-LSTAT, FSETSTAT, SETSTAT, OPENDIR, READDIR = 7, 10, 9, 11, 12
+INIT, VERSION, OPEN, CLOSE, READ, WRITE = 1, 2, 3, 4, 5, 6
+LSTAT, FSTAT, FSETSTAT, SETSTAT, OPENDIR, READDIR = 7, 8, 10, 9, 11, 12
 REMOVE, MKDIR, RMDIR, REALPATH, STAT, RENAME, READLINK, SYMLINK = 13, 14, 15, 16, 17, 18, 19, 20
 EXTENDED = 200
-STATUS, HANDLE, NAME, ATTRS, EXTENDED_REPLY = 101, 102, 104, 105, 201
+STATUS, HANDLE, DATA, NAME, ATTRS, EXTENDED_REPLY = 101, 102, 103, 104, 105, 201
 
 # Status codes.
 OK, EOF, NO_SUCH_FILE, PERMISSION_DENIED, FAILURE, OP_UNSUPPORTED = 0, 1, 2, 3, 4, 8
 
 # Open flags and attribute flags.
-O_WRITE, O_CREAT, O_TRUNC, O_EXCL = 0x02, 0x08, 0x10, 0x20
+O_READ, O_WRITE, O_CREAT, O_TRUNC, O_EXCL = 0x01, 0x02, 0x08, 0x10, 0x20
 A_SIZE, A_UIDGID, A_PERMISSIONS, A_ACMODTIME, A_EXTENDED = 0x1, 0x2, 0x4, 0x8, 0x80000000
 
 U32 = struct.Struct(">I")
@@ -178,6 +178,13 @@ class Reply:
 
     def attrs(self) -> Attrs | None:
         return Reader(self.body).attrs() if self.kind == ATTRS else None
+
+    def data(self) -> memoryview | None:
+        """A DATA reply's bytes (READ), not copied; None for a STATUS (end of file or an error)."""
+        if self.kind != DATA:
+            return None
+        (size,) = U32.unpack_from(self.body, 0)
+        return memoryview(self.body)[4 : 4 + size]
 
 
 def describe(reply: Reply) -> str:

@@ -73,7 +73,7 @@ def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) 
             result.errors[""] = f"cannot read the remote folder {root}: {message}"
 
     wire.call(c.STAT, c.path(root), on_root)
-    _list(wire, root, folders, result)
+    list_into(wire, root, folders, result)
     if result.root is not None and result.root.kind != "dir":
         raise TransferError(f"the remote path {root} exists and is not a folder")
     _read_links(wire, root, selection, result)
@@ -83,12 +83,13 @@ def scan(wire: w.Wire, root: str, selection: Selection, folders: Sequence[str]) 
 def listing(wire: w.Wire, root: str, folders: Sequence[str]) -> Listed:
     """List `folders` (below `root`), many at once."""
     result = Listed()
-    _list(wire, root, folders, result)
+    list_into(wire, root, folders, result)
     return result
 
 
-def _list(wire: w.Wire, root: str, folders: Sequence[str], result: Listed) -> None:
-    """List `folders` into result.listings, many at once."""
+def list_into(wire: w.Wire, root: str, folders: Sequence[str], result: Listed) -> None:
+    """List `folders` into result.listings, many at once; requests queued before it (a STAT)
+    travel in the same batch and are answered by the time it returns."""
     pending = iter(folders)
     running = [0]  # listings started and not finished
     all_started = [False]

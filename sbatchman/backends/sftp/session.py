@@ -23,6 +23,7 @@ import paramiko
 from sbatchman.backends import Session
 from sbatchman.backends.sftp import wire as w
 from sbatchman.backends.sftp.apply import Apply, Limits, transfer
+from sbatchman.backends.sftp.fetch import fetch
 from sbatchman.backends.sftp.folders import (
     clear_the_way,
     make_folders,
@@ -31,6 +32,7 @@ from sbatchman.backends.sftp.folders import (
     set_folder_attrs,
     unlock_folders,
 )
+from sbatchman.backends.sftp.lost import FilesFailed, LinkLost
 from sbatchman.backends.sftp.pool import ChannelPool
 from sbatchman.backends.sftp.scan import Scan, listing, out_of_range, root_path, scan
 from sbatchman.backends.transfer import Listed
@@ -62,14 +64,6 @@ def open_sftp(endpoint: Endpoint) -> Session:
     from sbatchman.ssh.connect import connect
 
     return SftpSession(connect(endpoint), endpoint.options.stall_timeout)
-
-
-class FilesFailed(PartialTransfer):
-    """Some files could not be written (the rest were); the connection itself is fine."""
-
-
-class LinkLost(PartialTransfer):
-    """The connection failed part way; `outcome` holds the files that had landed by then."""
 
 
 class SftpSession:
@@ -127,9 +121,14 @@ class SftpSession:
             self.pool.give_back(wire, clean)
 
     def fetch(self, job: FetchJob, events: Events) -> Outcome:
-        from sbatchman.backends.sftp.fetch import fetch
-
-        return fetch(self.pool, self.stopping, job, events)
+        with self._idle:  # counted as a push: Ctrl-C gives it the same grace to clean up
+            self._pushes += 1
+        try:
+            return fetch(self.pool, self.stopping, job, events)
+        finally:
+            with self._idle:
+                self._pushes -= 1
+                self._idle.notify_all()
 
     def abort(self) -> None:
         """Stop every push (Ctrl-C) without waiting: each finishes the renames of files it has
