@@ -32,6 +32,8 @@ class Destination:
     root: Path
     made: list[Path] = field(default_factory=list)  # folders created, outermost first
     temp: Path | None = None
+    times: tuple[int, int] = (0, 0)  # the folder's (atime, mtime) before the temp folder came
+    touched: tuple[int, int] = (0, 0)  # and right after
 
     def check(self) -> None:
         """A file (or anything else) in the folder's place fails the target in one line."""
@@ -66,7 +68,12 @@ class Destination:
             here = here.parent
         try:
             for folder in reversed(missing):
-                folder.mkdir()
+                try:
+                    folder.mkdir()
+                except FileExistsError:  # a sibling fetch (another alias) made it meanwhile
+                    if not folder.is_dir():
+                        raise
+                    continue
                 self.made.append(folder)
         except OSError as err:
             self.undo()
@@ -77,7 +84,9 @@ class Destination:
         warnings = remove_abandoned(self.root, temporaries)
         temp = self.root / temporaries.name(TEMP_STEM)
         try:
+            self.times = _times(self.root)
             temp.mkdir(mode=0o700)
+            self.touched = _times(self.root)
         except OSError as err:
             self.undo()
             raise TransferError(
@@ -91,7 +100,12 @@ class Destination:
         the next fetch to remove (this process is gone by then, so it is provably abandoned)."""
         if self.temp is not None:
             with contextlib.suppress(OSError):
+                # Making and removing the temp folder moves the folder's time. rsync gave it
+                # the cluster's, unless both were the same whole second (rsync's quick check
+                # for folders): then what it had before this fetch is the right one.
+                times = _times(self.root)
                 self.temp.rmdir()
+                os.utime(self.root, ns=self.times if times[1] == self.touched[1] else times)
             self.temp = None
 
     def undo(self) -> None:
@@ -104,6 +118,11 @@ class Destination:
             except OSError:
                 break
         self.made = []
+
+
+def _times(folder: Path) -> tuple[int, int]:
+    st = os.stat(folder)
+    return st.st_atime_ns, st.st_mtime_ns
 
 
 def remove_abandoned(root: Path, temporaries: Temporaries) -> list[str]:
