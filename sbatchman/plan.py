@@ -197,7 +197,11 @@ class Plan:
         return [replaced_link_warning(path) for path in self.replaced_links]
 
 
-def replaced_link_warning(path: str) -> str:
+def replaced_link_warning(path: str, side: str = "remote") -> str:
+    """A link where the tree has a folder is replaced, as rsync does; a fetch never writes
+    through a local link, a push does under keep_dirlinks."""
+    if side == "local":
+        return f"{path}: the local link is replaced by a folder (a fetch never writes through it)"
     return (
         f"{path}: the link on the cluster is replaced by a folder"
         " (keep_dirlinks = true writes through a link to a folder instead)"

@@ -176,7 +176,7 @@ def test_a_newer_local_file_is_kept_and_reported(
     )
     code, report = fetch_cli(capsys, config)
     assert code == 0
-    assert report["targets"][0]["skipped_newer_remote"] == ["notes.txt"]
+    assert report["targets"][0]["skipped_newer_local"] == ["notes.txt"]
     assert [f["path"] for f in report["targets"][0]["files"]] == ["a"]
     assert (local / "notes.txt").read_text() == "edited on the laptop\n"
 

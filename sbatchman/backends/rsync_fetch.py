@@ -21,11 +21,13 @@ import re
 import subprocess
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from sbatchman.backends import rsync_fetch_local as here
 from sbatchman.backends.local import destination
+from sbatchman.backends.rsync_guard import kept_folder, only_conflicts
 from sbatchman.backends.rsync_info import RsyncInfo
 from sbatchman.backends.rsync_output import (
     SKIP,
@@ -39,10 +41,11 @@ from sbatchman.backends.rsync_output import (
 )
 from sbatchman.backends.rsync_remote import host_path, remote_words, rsh
 from sbatchman.backends.sources import vanished_note
-from sbatchman.backends.transfer import kept_newer
+from sbatchman.backends.transfer import conflict_words, kept_newer
 from sbatchman.children import GRACE, die_with_parent, feed, output_of
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.model import Events, FetchJob, InterruptedPart, Outcome, PartialTransfer
+from sbatchman.plan import FULL_FOLDER, NEWER_FILE, replaced_link_warning
 from sbatchman.ssh.master import Master
 from sbatchman.temporaries import Temporaries
 
@@ -91,6 +94,12 @@ class _Reader:
             else:
                 self.progress.finish()
             return
+        folder = kept_folder(text)
+        if folder is not None:  # a local folder with files in it where the cluster has a file
+            name = _name(folder)
+            self.outcome.conflicts.append((name, conflict_words(FULL_FOLDER, "local")))
+            self.events.skipped(name, f"conflict: {conflict_words(FULL_FOLDER, 'local')}")
+            return
         skip = SKIP.match(text)
         if skip:
             name = _name(skip[1])
@@ -119,7 +128,13 @@ def fetch(runs: Runs, job: FetchJob, events: Events) -> Outcome:
     reader = _Reader(outcome, events)
     events.phase("receiving")
     try:
-        rc, said = _run(runs, _argv(runs, job, temp=dest.temp), b"", reader.line)
+        kept, links = _in_the_way(runs, job) if _has_files(job.local) else ([], [])
+        for path in kept:
+            outcome.conflicts.append((path, conflict_words(NEWER_FILE, "local")))
+            events.skipped(path, f"conflict: {conflict_words(NEWER_FILE, 'local')}")
+        outcome.warnings += [replaced_link_warning(path, "local") for path in links]
+        extra = [f"--exclude={here.literal_exclude(path)}" for path in kept]
+        rc, said = _run(runs, _argv(runs, job, temp=dest.temp, extra=extra), b"", reader.line)
         reader.progress.finish()
         if runs.aborted:
             reader.settle(job.local)
@@ -143,6 +158,32 @@ def fetch(runs: Runs, job: FetchJob, events: Events) -> Outcome:
     return outcome
 
 
+def _has_files(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
+
+
+def _in_the_way(runs: Runs, job: FetchJob) -> tuple[list[str], list[str]]:
+    """Local files that the cluster's folder or link would replace although they are newer:
+    a dry run says what rsync would create, and each such file is then excluded (kept as a
+    conflict, as the other backends keep it). Only asked when the local folder has anything."""
+    planned: list[tuple[str, int, str]] = []
+
+    def line(text: str) -> None:
+        item = _item(text)
+        if item is not None and item[0][:1] == "c":
+            planned.append((item[0], item[2], item[3]))
+
+    dry = replace(job, dry_run=True)
+    rc, said = _run(runs, _argv(runs, dry, quiet=True), b"", line)
+    if rc not in (0, 23, 24):
+        _judge(rc, said, job, Outcome(), runs.stall_timeout)
+    return here.in_the_way(job.local, planned)
+
+
 class _NothingCame(TransferError):
     """The cluster's folder could not be read at all: what the fetch made locally goes."""
 
@@ -159,6 +200,10 @@ def _judge(rc: int, said: bytes, job: FetchJob, outcome: Outcome, stall: float) 
             f"the remote folder {job.remote} {what} on {job.cluster.name};"
             " check `remote` of this fetch_dir",
         )
+    full = conflict_words(FULL_FOLDER, "local")
+    kept = [path for path, why in outcome.conflicts if why == full]
+    if rc == 23 and kept and only_conflicts(said, kept):
+        return  # only folders kept as conflicts, as the other backends keep them
     if rc in (23, 24):
         gone = _vanished(said, job.remote)
         if gone is not None:
@@ -239,7 +284,15 @@ def _how(came: int, now: int) -> str:
 _CHECK_TIMEOUT = 30.0
 
 
-def _argv(runs: Runs, job: FetchJob, *, temp: Path | None = None, check: bool = False) -> list[str]:
+def _argv(
+    runs: Runs,
+    job: FetchJob,
+    *,
+    temp: Path | None = None,
+    check: bool = False,
+    quiet: bool = False,
+    extra: list[str] | None = None,
+) -> list[str]:
     """rsync's argv: -rlpt --update and the excludes; `check`: the dry run over the files
     that came (names on stdin), which lists what changed since (see _still_written)."""
     info = runs.info
@@ -250,13 +303,14 @@ def _argv(runs: Runs, job: FetchJob, *, temp: Path | None = None, check: bool = 
             argv.append("--modify-window=-1")  # nanoseconds must match exactly
     else:
         argv += ["-r", "--update"]
-        if info.info_flags:
+        if info.info_flags and not quiet:
             argv.append("--info=skip1" if job.dry_run else "--info=skip1,progress1")
         if job.dry_run:
             argv.append("--dry-run")
         if temp is not None:
             argv.append(f"--temp-dir={temp}")
         argv += [f"--exclude={rule.pattern}" for rule in job.rules]
+        argv += extra or []
     local = str(job.local) if job.local.is_absolute() else f"./{job.local}"  # never host:path
     if runs.master is None:
         return [*argv, "--", f"{destination(job.remote)}/", f"{local}/"]

@@ -181,3 +181,45 @@ def mark_older(root: Path, name: str) -> None:
         if stat.S_ISREG(st.st_mode):
             older = st.st_mtime_ns - 1_000_000_000
             os.utime(path, ns=(st.st_atime_ns, older), follow_symlinks=False)
+
+
+def in_the_way(root: Path, planned: list[tuple[str, int, str]]) -> tuple[list[str], list[str]]:
+    """Where rsync would put a folder or link over something here (`planned`: rsync's
+    dry-run flags, the cluster's whole-second mtime, the name): the regular files newer than
+    what replaces them, which rsync --update would still destroy and the plan's rule keeps,
+    and the local links a folder replaces (worth a warning, as the other backends give)."""
+    newer, links = [], []
+    for flags, mtime, name in planned:
+        if flags[:1] != "c" or flags[1:2] not in ("d", "L"):
+            continue
+        st = None
+        for path in _names(name, flags[1] == "L"):
+            try:
+                st = os.lstat(root / path)
+                break
+            except OSError:
+                continue
+        if st is None:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mtime_ns // 1_000_000_000 > mtime:
+            newer.append(path)
+        elif stat.S_ISLNK(st.st_mode) and flags[1] == "d":
+            links.append(path)
+    return newer, links
+
+
+def _names(printed: str, link: bool) -> list[str]:
+    """What `printed` (rsync's %n%L) may name: a link's line ends in " -> target", and the
+    name or the target may hold " -> " too, so each split is a candidate."""
+    if not link:
+        return [printed.rstrip("/")]
+    parts = printed.split(" -> ")
+    return [" -> ".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def literal_exclude(path: str) -> str:
+    """An rsync exclude matching exactly `path` below the transfer's root: wildcard
+    characters are escaped only where the pattern has any (rsync then reads escapes)."""
+    if any(c in path for c in "*?["):
+        path = re.sub(r"([*?\[\\])", r"\\\1", path)
+    return "/" + path

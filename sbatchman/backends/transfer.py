@@ -24,6 +24,7 @@ from sbatchman.plan import (
     folders,
     in_the_way,
     listing_failure,
+    replaced_link_warning,
 )
 from sbatchman.selection.walk import Selection
 from sbatchman.temporaries import Temporaries
@@ -84,7 +85,10 @@ def run(
     outcome = Outcome(
         skipped_newer=plan.skipped_newer,
         conflicts=[(path, conflict_words(why, destination.side)) for path, why in plan.conflicts],
-        warnings=[*plan.warnings, *listed.notes],
+        warnings=[
+            *(replaced_link_warning(path, destination.side) for path in plan.replaced_links),
+            *listed.notes,
+        ],
     )
     for path in outcome.skipped_newer:
         events.skipped(path, kept_newer(destination.side))
