@@ -132,6 +132,17 @@ StallOpt = Annotated[
 ]
 
 
+DeleteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--delete", help="Also remove on the cluster what earlier syncs pushed and is gone here."
+    ),
+]
+MaxDeleteOpt = Annotated[
+    int, typer.Option("--max-delete", min=0, help="Delete nothing if more would go (1000).")
+]
+
+
 @app.command()
 def sync(
     ctx: typer.Context,
@@ -150,6 +161,8 @@ def sync(
     accept_new_host_keys: AcceptOpt = False,
     connect_timeout: ConnectOpt = None,
     stall_timeout: StallOpt = None,
+    delete: DeleteOpt = False,
+    max_delete: MaxDeleteOpt = 1000,
 ) -> int:
     """Push every sync_dir to every cluster (or those chosen with -c / -a)."""
     _did_its_work(ctx)
@@ -207,6 +220,8 @@ def _transfer(command: str, flags: dict[str, Any]) -> int:
             gitignore=f.gitignore,
             dry_run=f.dry_run,
             jobs=f.jobs,
+            delete=f.delete,
+            max_delete=f.max_delete,
             ssh=SshOptions(
                 batch=batch_for(f.batch, sys.stdin.isatty()),
                 accept_new_host_keys=f.accept_new_host_keys,
@@ -245,6 +260,8 @@ class _Flags:
     connect_timeout: float | None
     stall_timeout: float | None
     gitignore: bool | None = None
+    delete: bool = False  # sync only
+    max_delete: int = 1000
 
 
 @app.command("ls")

@@ -40,6 +40,7 @@ class SyncDir:
     respect_gitignore: bool | None
     where: str
     keep_dirlinks: bool | None = None  # None: the cluster's setting (see precedence)
+    delete: bool = False  # sync removes what it pushed and is gone locally (deletes.py)
 
 
 @dataclass(frozen=True)
@@ -364,6 +365,7 @@ class _Parser:
                         d.get("respect_gitignore"),
                         here,
                         keep_dirlinks=d.get("keep_dirlinks"),
+                        delete=bool(d.get("delete", False)),
                     )
                 )
         return out

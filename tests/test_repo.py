@@ -88,9 +88,9 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("config", {"configschema", "config", "starter"}),
     ("selection", {"selection"}),
     ("ssh", {"ssh"}),
-    ("vocabulary", {"model", "plan", "precedence"}),
+    ("vocabulary", {"model", "plan", "precedence", "records", "deletes"}),
     ("backends", {"backends"}),
-    ("coordinator", {"fanout", "targets", "outcomes", "push", "fetch"}),
+    ("coordinator", {"fanout", "targets", "outcomes", "push", "fetch", "deleting"}),
     ("front", {"report", "listing", "cli", "__main__"}),
 ]
 SIBLINGS = {frozenset({"selection", "ssh"})}

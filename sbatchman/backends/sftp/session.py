@@ -23,6 +23,7 @@ import paramiko
 from sbatchman.backends import Session
 from sbatchman.backends.sftp import wire as w
 from sbatchman.backends.sftp.apply import Apply, Limits, transfer
+from sbatchman.backends.sftp.delete import WireRemover
 from sbatchman.backends.sftp.folders import (
     clear_the_way,
     make_folders,
@@ -130,6 +131,10 @@ class SftpSession:
         from sbatchman.backends.sftp.fetch import fetch
 
         return fetch(self.pool, self.stopping, job, events)
+
+    def remover(self, job: Job) -> WireRemover:
+        wire = self.pool.take()
+        return WireRemover(wire, job.remote, lambda clean: self.pool.give_back(wire, clean))
 
     def abort(self) -> None:
         """Stop every push (Ctrl-C) without waiting: each finishes the renames of files it has

@@ -1,0 +1,116 @@
+"""What a push does after its transfer: keep the record of what landed, and run `--delete`.
+
+The order is the safety: the delete runs only after the transfer succeeded, reads nothing but
+the folders the record leads to, removes only what deletes.plan_deletes chose, and stops the
+target whole (deleting nothing) on a missing record's first run, an unreadable listing, or more
+deletions than --max-delete. The record is written after every push that succeeded, delete or
+not, and never on a dry run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sbatchman import records
+from sbatchman.backends import Session
+from sbatchman.deletes import DeletePlan, candidates, folders_to_list, next_record, plan_deletes
+from sbatchman.errors import TransferError
+from sbatchman.model import Job, Outcome, PartialTransfer, Target
+from sbatchman.selection.walk import explain
+
+
+def refuse_empty(job: Job) -> None:
+    """A delete from a missing or empty local folder is almost always a mistake (an unmounted
+    disk, a wrong path): the target fails before anything is pushed or removed."""
+    if not job.delete:
+        return
+    root = job.sync_dir.local
+    if not root.is_dir():
+        raise TransferError(
+            f"nothing deleted: the local folder {root} is missing; fix the path or sync"
+            " without --delete"
+        )
+    if not job.selection.entries and not job.selection.problems:
+        raise TransferError(
+            f"nothing deleted: the local folder {root} is empty (or all of it is excluded);"
+            " --delete refuses to empty the cluster's copy. Sync without --delete"
+        )
+
+
+def after_push(
+    target: Target, job: Job, session: Session, outcome: Outcome, folder: Path | None = None
+) -> None:
+    """Record what the push landed and, with --delete, remove what the record allows.
+
+    Raises PartialTransfer (the push's outcome kept) when a safety stop fails the target.
+    """
+    cluster, remote = job.cluster, job.remote
+    old = records.load(cluster, remote, folder)
+
+    def keep(plan: DeletePlan | None = None) -> None:
+        if job.dry_run:
+            return
+        new = next_record(old, job.selection, outcome, plan, outcome.deleted)
+        try:
+            records.save(cluster, remote, new, folder)
+        except OSError as err:
+            outcome.warnings.append(
+                f"could not write the record of this push ({err.strerror or err}): a later"
+                " --delete will not remove what it sent"
+            )
+
+    if not job.delete or job.selection.problems:  # problems: the push fails, deletes wait
+        keep()
+        return
+    if old is None:
+        outcome.warnings.append(
+            "nothing deleted: no record of an earlier push to this folder (it starts with this"
+            " push; the next --delete can use it)"
+        )
+        keep()
+        return
+    root = job.sync_dir.local
+
+    def protected(path: str, is_dir: bool) -> bool:
+        if os.path.lexists(root / path):
+            return True  # still here: left out of the selection, so excluded or unreadable
+        try:
+            verdict = explain(root, target.rules, path + "/" * is_dir, gitignore=target.gitignore)
+        except Exception:  # anything unclear about a path keeps it
+            return True
+        return not verdict.pushed
+
+    paths = candidates(old, job.selection, protected)
+    if not paths:
+        keep()
+        return
+    remover = session.remover(job)
+    try:
+        listed = remover.listings(folders_to_list(old, paths))
+        if listed.errors:
+            keep()
+            first = next(iter(listed.errors.values()))
+            raise PartialTransfer(f"nothing deleted: {first}", outcome)
+        plan = plan_deletes(old, paths, listed.listings)
+        outcome.kept = plan.kept
+        if plan.count > job.max_delete:
+            keep()
+            raise PartialTransfer(
+                f"nothing deleted: {plan.count} paths would be deleted, more than --max-delete"
+                f" {job.max_delete}; check with --dry-run, then raise --max-delete",
+                outcome,
+            )
+        planned = [*plan.files, *plan.folders]
+        if job.dry_run:
+            outcome.deleted = planned
+            return
+        failed = remover.remove(plan.files, plan.folders)
+    finally:
+        remover.close()
+    outcome.deleted = [p for p in planned if p not in failed]
+    keep(plan)
+    if failed:
+        path, why = next(iter(failed.items()))
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise PartialTransfer(f"could not delete {path} on the cluster: {why}{more}", outcome)
