@@ -132,15 +132,8 @@ StallOpt = Annotated[
 ]
 
 
-DeleteOpt = Annotated[
-    bool,
-    typer.Option(
-        "--delete", help="Also remove on the cluster what earlier syncs pushed and is gone here."
-    ),
-]
-MaxDeleteOpt = Annotated[
-    int, typer.Option("--max-delete", min=0, help="Delete nothing if more would go (1000).")
-]
+DeleteOpt = Annotated[bool, typer.Option("--delete", help="Remove pushed files now gone here.")]
+MaxDeleteOpt = Annotated[int, typer.Option("--max-delete", min=0, help="Cap on deletes (1000).")]
 
 
 @app.command()

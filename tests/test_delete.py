@@ -188,6 +188,8 @@ def test_a_lost_record_deletes_nothing(bed: Bed) -> None:
     assert any(state.rglob("*.json"))
     shutil.rmtree(state)
     (bed.local / "a.py").unlink()
+    run, _ = bed.sync("--delete", "--dry-run")
+    assert run.code == 0 and not state.exists()  # a dry run writes no record either
     run, report = bed.sync("--delete", "--json")
     assert run.code == 0
     assert report["deleted"] == [] and (bed.remote / "a.py").exists()

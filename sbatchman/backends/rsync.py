@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sbatchman.backends import rsync_guard as guard
 from sbatchman.backends.local import destination
-from sbatchman.backends.removal import Remover
+from sbatchman.backends.rsync_delete import Remover, open_remover
 from sbatchman.backends.rsync_info import RsyncInfo
 from sbatchman.backends.rsync_names import batches, by_argument
 from sbatchman.backends.rsync_output import (
@@ -387,8 +387,6 @@ class RsyncSession:
         return fetch(self.info, self.master, self.stall_timeout, job, events)
 
     def remover(self, job: Job) -> Remover:
-        from sbatchman.backends.rsync_delete import open_remover
-
         return open_remover(self.master, job.remote, self.stall_timeout)
 
     def abort(self) -> None:

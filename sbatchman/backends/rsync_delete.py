@@ -14,17 +14,18 @@ import contextlib
 import os
 import select
 import subprocess
-from typing import cast
-
-import paramiko
+from typing import TYPE_CHECKING, cast
 
 from sbatchman.backends.local import destination
 from sbatchman.backends.removal import LocalRemover, Remover
-from sbatchman.backends.sftp.delete import WireRemover
-from sbatchman.backends.sftp.wire import Wire
 from sbatchman.children import die_with_parent
 from sbatchman.errors import TransferError
 from sbatchman.ssh.master import Master
+
+if TYPE_CHECKING:
+    import paramiko
+
+__all__ = ["Remover", "open_remover"]
 
 
 class _Pipes:
@@ -73,6 +74,8 @@ def sftp_argv(master: Master) -> list[str]:
 
 
 def open_remover(master: Master | None, remote: str, stall_timeout: float) -> Remover:
+    """The SFTP code is imported here, not above: a run that deletes nothing (or a local
+    cluster) never pays for loading paramiko."""
     if master is None:
         return LocalRemover(destination(remote))
     try:
@@ -86,8 +89,11 @@ def open_remover(master: Master | None, remote: str, stall_timeout: float) -> Re
         )
     except OSError as err:
         raise TransferError(f"cannot start ssh for the delete: {err}") from None
+    from sbatchman.backends.sftp.delete import WireRemover
+    from sbatchman.backends.sftp.wire import Wire
+
     pipes = _Pipes(proc)
-    wire = Wire(cast(paramiko.Channel, pipes), stall_timeout)
+    wire = Wire(cast("paramiko.Channel", pipes), stall_timeout)
     try:
         wire.handshake()
     except BaseException:
