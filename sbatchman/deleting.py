@@ -15,8 +15,9 @@ from pathlib import Path
 from sbatchman import records
 from sbatchman.backends import Session
 from sbatchman.deletes import DeletePlan, candidates, folders_to_list, next_record, plan_deletes
-from sbatchman.errors import TransferError
-from sbatchman.model import Job, Outcome, PartialTransfer, Target
+from sbatchman.errors import Interrupted, SbatchmanError, TransferError
+from sbatchman.model import InterruptedPart, Job, Outcome, PartialTransfer, Target
+from sbatchman.records import Record
 from sbatchman.selection.walk import explain
 
 
@@ -46,14 +47,15 @@ def after_push(
     Raises PartialTransfer (the push's outcome kept) when a safety stop fails the target.
     """
     cluster, remote = job.cluster, job.remote
-    old = records.load(cluster, remote, folder)
+    local = job.sync_dir.local
+    old = records.load(cluster, remote, folder, local=local)
 
     def keep(plan: DeletePlan | None = None) -> None:
         if job.dry_run:
             return
         new = next_record(old, job.selection, outcome, plan, outcome.deleted)
         try:
-            records.save(cluster, remote, new, folder)
+            records.save(cluster, remote, new, folder, local=local)
         except OSError as err:
             outcome.warnings.append(
                 f"could not write the record of this push ({err.strerror or err}): a later"
@@ -85,32 +87,44 @@ def after_push(
     if not paths:
         keep()
         return
-    remover = session.remover(job)
     try:
-        listed = remover.listings(folders_to_list(old, paths))
-        if listed.errors:
-            keep()
-            first = next(iter(listed.errors.values()))
-            raise PartialTransfer(f"nothing deleted: {first}", outcome)
-        plan = plan_deletes(old, paths, listed.listings)
-        outcome.kept = plan.kept
-        if plan.count > job.max_delete:
-            keep()
-            raise PartialTransfer(
-                f"nothing deleted: {plan.count} paths would be deleted, more than --max-delete"
-                f" {job.max_delete}; check with --dry-run, then raise --max-delete",
-                outcome,
-            )
-        planned = [*plan.files, *plan.folders]
-        if job.dry_run:
-            outcome.deleted = planned
-            return
-        failed = remover.remove(plan.files, plan.folders)
-    finally:
-        remover.close()
-    outcome.deleted = [p for p in planned if p not in failed]
+        plan, failed = _delete(job, session, outcome, old, paths)
+    except Interrupted:
+        keep()
+        raise InterruptedPart(outcome) from None
+    except SbatchmanError as err:  # the push's counts stay in the report
+        keep()
+        raise PartialTransfer(f"nothing deleted: {err}", outcome) from None
     keep(plan)
     if failed:
         path, why = next(iter(failed.items()))
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise PartialTransfer(f"could not delete {path} on the cluster: {why}{more}", outcome)
+
+
+def _delete(
+    job: Job, session: Session, outcome: Outcome, old: Record, paths: list[str]
+) -> tuple[DeletePlan | None, dict[str, str]]:
+    """List, plan, check the limit, remove; (None, {}) when nothing is to change (dry run).
+    A stop raises TransferError before anything is removed."""
+    remover = session.remover(job)
+    try:
+        listed = remover.listings(folders_to_list(old, paths))
+        if listed.errors:
+            raise TransferError(next(iter(listed.errors.values())))
+        plan = plan_deletes(old, paths, listed.listings)
+        outcome.kept = plan.kept
+        if plan.count > job.max_delete:
+            raise TransferError(
+                f"{plan.count} paths would be deleted, more than --max-delete"
+                f" {job.max_delete}; check with --dry-run, then raise --max-delete"
+            )
+        planned = [*plan.files, *plan.folders]
+        if job.dry_run:
+            outcome.deleted = planned
+            return None, {}
+        failed = remover.remove(plan.files, plan.folders)
+    finally:
+        remover.close()
+    outcome.deleted = [p for p in planned if p not in failed]
+    return plan, failed

@@ -47,25 +47,39 @@ def state_dir() -> Path:
     return Path(user_state_dir("sbatchman")) / "pushed"
 
 
-def identity(cluster: Cluster, remote: str) -> list[str]:
-    """What makes two pushes land in the same place: the cluster as configured, the folder."""
-    return [cluster.name, cluster.host or "", cluster.user or "", str(cluster.port or ""), remote]
+def identity(cluster: Cluster, remote: str, local: Path | None) -> list[str]:
+    """Whose pushes a record holds: the cluster as configured, the remote folder, and the
+    local folder pushed there (two sync_dirs may share a remote folder: neither may delete
+    what the other pushed)."""
+    return [
+        cluster.name,
+        cluster.host or "",
+        cluster.user or "",
+        str(cluster.port or ""),
+        remote,
+        os.fsdecode(local or ""),
+    ]
 
 
-def record_path(cluster: Cluster, remote: str, folder: Path | None = None) -> Path:
-    """One file per cluster + remote folder; a readable name, made unique by a hash."""
-    key = json.dumps(identity(cluster, remote))
+def record_path(
+    cluster: Cluster, remote: str, folder: Path | None = None, *, local: Path | None = None
+) -> Path:
+    """One file per cluster + remote folder + local folder; a readable name, made unique by a
+    hash."""
+    key = json.dumps(identity(cluster, remote, local))
     digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", cluster.name)[:40] or "cluster"
     return (folder or state_dir()) / f"{name}-{digest}.json"
 
 
-def load(cluster: Cluster, remote: str, folder: Path | None = None) -> Record | None:
+def load(
+    cluster: Cluster, remote: str, folder: Path | None = None, *, local: Path | None = None
+) -> Record | None:
     """The record, or None when there is none to trust (missing, unreadable, not ours)."""
-    path = record_path(cluster, remote, folder)
+    path = record_path(cluster, remote, folder, local=local)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("version") != _VERSION or data.get("place") != identity(cluster, remote):
+        if data.get("version") != _VERSION or data.get("place") != identity(cluster, remote, local):
             return None
         record: Record = {}
         for rel, (kind, size, mtime) in data["entries"].items():
@@ -78,14 +92,19 @@ def load(cluster: Cluster, remote: str, folder: Path | None = None) -> Record | 
 
 
 def save(
-    cluster: Cluster, remote: str, record: Mapping[str, Recorded], folder: Path | None = None
+    cluster: Cluster,
+    remote: str,
+    record: Mapping[str, Recorded],
+    folder: Path | None = None,
+    *,
+    local: Path | None = None,
 ) -> None:
     """Replace the record whole: a temporary file beside it, flushed, then renamed over it."""
-    path = record_path(cluster, remote, folder)
+    path = record_path(cluster, remote, folder, local=local)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = {
         "version": _VERSION,
-        "place": identity(cluster, remote),
+        "place": identity(cluster, remote, local),
         "entries": {p: [r.kind, r.size, r.mtime] for p, r in sorted(record.items())},
     }
     text = json.dumps(data, ensure_ascii=True, indent=0)

@@ -219,3 +219,23 @@ def test_without_delete_nothing_is_ever_removed_and_the_config_turns_it_on(bed: 
     run, report = bed.sync("--json")
     assert run.code == 0
     assert sorted(report["deleted"]) == ["a.py", "old", "old/sub", "old/sub/y.py", "old/x.py"]
+
+
+def test_two_sync_dirs_into_one_remote_folder_never_delete_each_others_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = make_tree(tmp_path / "one", {"a.py": "a\n", "shared/x.py": "x\n"})
+    two = make_tree(tmp_path / "two", {"b.py": "b\n", "shared/y.py": "y\n"})
+    remote = tmp_path / "cluster" / "merged"
+    dirs = [
+        {"alias": alias, "local": str(local), "remote": str(remote)}
+        for alias, local in (("one", one), ("two", two))
+    ]
+    config = write_config(tmp_path / "c.toml", [{"name": "here", "sync_dirs": dirs}])
+    assert run_cli(capsys, "sync", "--config", str(config)).code == 0
+    (one / "a.py").unlink()
+    run = run_cli(capsys, "sync", "--config", str(config), "--delete", "--json")
+    assert run.code == 0, run.out
+    deleted = {t["alias"]: t["deleted"] for t in json.loads(run.out)["targets"]}
+    assert deleted == {"one": ["a.py"], "two": []}
+    assert {p.name for p in remote.rglob("*")} == {"b.py", "shared", "x.py", "y.py"}
