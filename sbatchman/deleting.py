@@ -10,10 +10,13 @@ not, and never on a dry run.
 from __future__ import annotations
 
 import os
+from itertools import groupby
 from pathlib import Path
 
 from sbatchman import records
 from sbatchman.backends import Session
+from sbatchman.backends.removal import Remover
+from sbatchman.backends.transfer import Listed
 from sbatchman.deletes import DeletePlan, candidates, folders_to_list, next_record, plan_deletes
 from sbatchman.errors import Interrupted, SbatchmanError, TransferError
 from sbatchman.model import InterruptedPart, Job, Outcome, PartialTransfer, Target
@@ -109,7 +112,7 @@ def _delete(
     A stop raises TransferError before anything is removed."""
     remover = session.remover(job)
     try:
-        listed = remover.listings(folders_to_list(old, paths))
+        listed = _list_down(remover, folders_to_list(old, paths))
         if listed.errors:
             raise TransferError(next(iter(listed.errors.values())))
         plan = plan_deletes(old, paths, listed.listings)
@@ -128,3 +131,25 @@ def _delete(
         remover.close()
     outcome.deleted = [p for p in planned if p not in failed]
     return plan, failed
+
+
+def _list_down(remover: Remover, wanted: list[str]) -> Listed:
+    """List `wanted` one depth at a time, each folder only where its parent's listing shows a
+    real folder: a symlink on the cluster is never opened, let alone read through."""
+    listed = Listed()
+    depth_of = lambda folder: folder.count("/") + bool(folder)  # noqa: E731
+    for _, level in groupby(sorted(wanted, key=depth_of), key=depth_of):
+        reachable = [f for f in level if not f or _real_folder(listed, f)]
+        got = remover.listings(reachable)
+        listed.listings.update(got.listings)
+        listed.errors.update(got.errors)
+        if listed.errors:
+            break
+    return listed
+
+
+def _real_folder(listed: Listed, folder: str) -> bool:
+    parent, _, name = folder.rpartition("/")
+    above = listed.listings.get(parent)
+    found = above.get(name) if above is not None else None
+    return found is not None and found.kind == "dir"

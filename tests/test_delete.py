@@ -239,3 +239,14 @@ def test_two_sync_dirs_into_one_remote_folder_never_delete_each_others_files(
     deleted = {t["alias"]: t["deleted"] for t in json.loads(run.out)["targets"]}
     assert deleted == {"one": ["a.py"], "two": []}
     assert {p.name for p in remote.rglob("*")} == {"b.py", "shared", "x.py", "y.py"}
+
+
+def test_a_symlink_loop_where_a_pushed_folder_was_is_kept_and_never_opened(bed: Bed) -> None:
+    shutil.rmtree(bed.remote / "old")
+    os.symlink("old", bed.remote / "old")  # opening it fails (ELOOP): it must not be listed
+    shutil.rmtree(bed.local / "old")
+    (bed.local / "a.py").unlink()
+    run, report = bed.sync("--delete", "--json")
+    assert run.code == 0, run.out
+    assert report["deleted"] == ["a.py"]
+    assert (bed.remote / "old").is_symlink()
