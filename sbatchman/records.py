@@ -5,7 +5,8 @@ record written by an earlier push can tell those files from a job's outputs, whi
 cannot. So the record is the one thing a delete trusts: a record that is missing, unreadable or
 for another place is no record, and then nothing is deleted. It lives in the user's state folder
 (platformdirs user_state_dir, e.g. ~/.local/state/sbatchman/pushed/), one file per cluster,
-remote folder and local folder, replaced whole (temporary file, then rename) so a crash leaves the old one.
+remote folder and local folder, replaced whole (temporary file, then rename) so a crash
+leaves the old one.
 """
 
 from __future__ import annotations
