@@ -1,10 +1,11 @@
 """What a push does after its transfer: keep the record of what landed, and run `--delete`.
 
 The order is the safety: the delete runs only after the transfer succeeded, reads nothing but
-the folders the record leads to, removes only what deletes.plan_deletes chose, and stops the
-target whole (deleting nothing) on a missing record's first run, an unreadable listing, or more
-deletions than --max-delete. The record is written after every push that succeeded, delete or
-not, and never on a dry run.
+the folders the record leads to, and removes only what deletes.plan_deletes chose. Without a
+record it deletes nothing (a warning); an empty local folder, an unreadable listing or more
+deletions than --max-delete fail the target and delete nothing. The record is written after
+every transfer that finished (one with unreadable local files too: what it sent did land),
+delete or not, and never on a dry run.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def after_push(
                 " --delete will not remove what it sent"
             )
 
-    if not job.delete or job.selection.problems:  # problems: the push fails, deletes wait
+    if job.delete and job.selection.problems:  # the push fails (exit 1): no deletes on it
+        outcome.warnings.append("nothing deleted: part of the local folder could not be read")
+    if not job.delete or job.selection.problems:
         keep()
         return
     if old is None:
