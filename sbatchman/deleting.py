@@ -5,11 +5,12 @@ the folders the record leads to, and removes only what deletes.plan_deletes chos
 record it deletes nothing (a warning); an empty local folder, an unreadable listing or more
 deletions than --max-delete fail the target and delete nothing. The record is written after
 every transfer that finished (one with unreadable local files too: what it sent did land),
-delete or not, and never on a dry run.
+delete or not; one stopped part way adds what it landed; a dry run writes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from itertools import groupby
 from pathlib import Path
@@ -18,7 +19,14 @@ from sbatchman import records
 from sbatchman.backends import Session
 from sbatchman.backends.removal import Remover
 from sbatchman.backends.transfer import Listed
-from sbatchman.deletes import DeletePlan, candidates, folders_to_list, next_record, plan_deletes
+from sbatchman.deletes import (
+    DeletePlan,
+    candidates,
+    folders_to_list,
+    next_record,
+    plan_deletes,
+    recorded,
+)
 from sbatchman.errors import Interrupted, SbatchmanError, TransferError
 from sbatchman.model import InterruptedPart, Job, Outcome, PartialTransfer, Target
 from sbatchman.records import Record
@@ -41,6 +49,19 @@ def refuse_empty(job: Job) -> None:
             f"nothing deleted: the local folder {root} is empty (or all of it is excluded);"
             " --delete refuses to empty the cluster's copy. Sync without --delete"
         )
+
+
+def record_landed(job: Job, outcome: Outcome, folder: Path | None = None) -> None:
+    """A transfer stopped part way: add the files that did land to the record, and nothing
+    else (what it did not reach is judged again by the next push)."""
+    if job.dry_run or not outcome.sent:
+        return
+    local = job.sync_dir.local
+    new = dict(records.load(job.cluster, job.remote, folder, local=local) or {})
+    entries = {e.path: e for e in job.selection.entries}
+    new.update({p: recorded(entries[p]) for p, _ in outcome.sent if p in entries})
+    with contextlib.suppress(OSError):  # the push's own error is the one to report
+        records.save(job.cluster, job.remote, new, folder, local=local)
 
 
 def after_push(

@@ -13,9 +13,19 @@ from dataclasses import replace
 
 from sbatchman.backends import Session
 from sbatchman.config import Config
-from sbatchman.deleting import after_push, refuse_empty
+from sbatchman.deleting import after_push, record_landed, refuse_empty
 from sbatchman.fanout import Fleet, Operation, Stopped, ended
-from sbatchman.model import Events, Job, Outcome, Reporter, Request, Result, Target
+from sbatchman.model import (
+    Events,
+    InterruptedPart,
+    Job,
+    Outcome,
+    PartialTransfer,
+    Reporter,
+    Request,
+    Result,
+    Target,
+)
 from sbatchman.outcomes import attempt
 from sbatchman.selection.walk import Selection, select
 from sbatchman.ssh.endpoint import Answers
@@ -78,7 +88,11 @@ def _push_one(
             max_delete=request.max_delete,
         )
         refuse_empty(job)
-        outcome = session.push(job, events)
+        try:
+            outcome = session.push(job, events)
+        except (PartialTransfer, InterruptedPart) as stopped:
+            record_landed(job, stopped.outcome)
+            raise
         after_push(target, job, session, outcome)
         return outcome, selection.problems, selection.notes
 

@@ -209,3 +209,19 @@ def test_the_record_round_trips_and_a_bad_one_is_none(tmp_path: Path) -> None:
     assert load(CLUSTER, "/r", tmp_path) is None  # never a path outside the folder
     path.write_text("{not json")
     assert load(CLUSTER, "/r", tmp_path) is None
+
+
+def test_a_push_stopped_part_way_records_only_what_landed(tmp_path: Path) -> None:
+    from sbatchman.config import SyncDir
+    from sbatchman.deleting import record_landed
+    from sbatchman.model import Job
+
+    files = (Entry("a", "file", 3, 100 * 10**9, 0o644), Entry("b", "file", 3, 100 * 10**9, 0o644))
+    sync_dir = SyncDir("proj", tmp_path / "proj", "/r", (), None, "x")
+    job = Job(CLUSTER, sync_dir, "/r", Selection(tmp_path / "proj", files), dry_run=True)
+    landed = Outcome(sent=[("a", "new")])
+    record_landed(job, landed, tmp_path / "state")
+    assert not (tmp_path / "state").exists()  # a dry run writes nothing
+    job = Job(CLUSTER, sync_dir, "/r", job.selection, dry_run=False)
+    record_landed(job, landed, tmp_path / "state")
+    assert load(CLUSTER, "/r", tmp_path / "state", local=sync_dir.local) == {"a": F}
