@@ -19,7 +19,9 @@ from tests.support.project import Run, run_cli, ssh_cluster, write_config
 from tests.support.sshd import SshServer
 from tests.support.trees import make_tree, stamp
 
-BACKENDS = ["rsync", "sftp", "local"]
+# A local cluster (no host) goes through rsync by default and through the built-in copier
+# with -b sftp: both are checked, beside rsync and SFTP over ssh.
+BACKENDS = ["rsync", "sftp", "local-rsync", "local-copier"]
 TREE = {
     "a.py": "a = 1\n",
     "keep.py": "keep\n",
@@ -37,7 +39,8 @@ class Bed:
         self, tmp_path: Path, server: SshServer, root: Path, backend: str, capsys: Any
     ) -> None:
         self.server = server
-        self.cluster_name = "here" if backend == "local" else server.name
+        self.is_local = backend.startswith("local")
+        self.cluster_name = "here" if self.is_local else server.name
         self.local = make_tree(tmp_path / "proj", TREE, links={"latest": "a.py"})
         self.remote = root / "proj"
         self.backend = backend
@@ -48,14 +51,16 @@ class Bed:
     def write(self, excludes: tuple[str, ...] = (), **extra: object) -> None:
         folder = {"alias": "proj", "local": str(self.local), "remote": str(self.remote), **extra}
         folder["excludes"] = list(excludes)
-        if self.backend == "local":
+        if self.is_local:
             cluster: dict[str, Any] = {"name": "here", "sync_dirs": [folder]}
         else:
             cluster = ssh_cluster(self.server, [folder])
         write_config(self.config, [cluster])
 
     def sync(self, *flags: str) -> tuple[Run, dict[str, Any]]:
-        backend = ["-b", self.backend] if self.backend != "local" else []
+        backend = {"local-rsync": [], "local-copier": ["-b", "sftp"]}.get(
+            self.backend, ["-b", self.backend]
+        )
         run = run_cli(self.capsys, "sync", "--config", str(self.config), *backend, *flags)
         if "--json" in flags:
             return run, json.loads(run.out)["targets"][0]
@@ -108,6 +113,9 @@ def test_whole_folder_removed_locally_goes_with_its_files(bed: Bed) -> None:
     shutil.rmtree(bed.local / "old")
     run, report = bed.sync("--delete", "--json")
     assert run.code == 0, run.out
+    assert report["backend"] == {"local-rsync": "rsync", "local-copier": "local"}.get(
+        bed.backend, bed.backend
+    )
     assert sorted(report["deleted"]) == ["old", "old/sub", "old/sub/y.py", "old/x.py"]
     assert not (bed.remote / "old").exists()
     assert (bed.remote / "keep.py").exists()
