@@ -121,8 +121,9 @@ def plan_deletes(
     removed = set(result.files)
     for folder in sorted(dirs, key=lambda p: (-p.count("/"), p)):
         inside = listings.get(folder)
-        names = inside.keys() if inside is not None else ()
-        if all(_join(folder, name) in removed for name in names):
+        if inside is None:  # gone since its parent was listed
+            result.gone.append(folder)
+        elif all(_join(folder, name) in removed for name in inside):
             result.folders.append(folder)
             removed.add(folder)
         else:
