@@ -10,11 +10,30 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from sbatchman import __version__
+from sbatchman.cliopts import (
+    AcceptOpt,
+    AliasOpt,
+    BackendOpt,
+    BatchOpt,
+    ClusterOpt,
+    ConfigOpt,
+    ConnectOpt,
+    DeleteOpt,
+    DryRunOpt,
+    ExcludeOpt,
+    GitignoreOpt,
+    JobsOpt,
+    JsonOpt,
+    MaxDeleteOpt,
+    QuietOpt,
+    StallOpt,
+    VerboseOpt,
+)
 from sbatchman.errors import ExitCode, SbatchmanError
 
 app = typer.Typer(
@@ -27,31 +46,6 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Create or locate the config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-ConfigOpt = Annotated[
-    Optional[Path],  # noqa: UP045 - typer reads the annotation at runtime on 3.10 too
-    typer.Option(
-        "--config",
-        help="Config file (default: $SBATCHMAN_CONFIG, else the platform config folder's"
-        " remotes-config.toml).",
-        show_default=False,
-    ),
-]
-# --clusters / --aliases: the original sbatchman's spellings, which users' scripts still pass.
-ClusterOpt = Annotated[
-    list[str],
-    typer.Option("-c", "--cluster", "--clusters", help="Only this cluster (repeatable)."),
-]
-AliasOpt = Annotated[
-    list[str], typer.Option("-a", "--alias", "--aliases", help="Only this alias (repeatable).")
-]
-ExcludeOpt = Annotated[
-    list[str], typer.Option("-e", "--exclude", help="One more rsync-style exclude (repeatable).")
-]
-GitignoreOpt = Annotated[
-    Optional[bool],  # noqa: UP045
-    typer.Option("--gitignore/--no-gitignore", help="Honour .gitignore files (this run only)."),
-]
 
 
 @dataclass
@@ -75,15 +69,6 @@ def _config_file(config: Path | None) -> Path:
     return expand_user(str(config), "--config") if config is not None else default_config_path()
 
 
-def _seconds(value: float | None) -> float | None:
-    """The config's rule for seconds, so a flag and its config key accept the same values."""
-    from sbatchman.configschema import SECONDS_RULE, valid_seconds
-
-    if value is not None and not valid_seconds(value):
-        raise typer.BadParameter(f"must be {SECONDS_RULE}, not {value}")
-    return value
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"sbatchman {__version__}")
@@ -97,40 +82,6 @@ def _root(
     ] = False,
 ) -> None:
     """Push your working directories to many HPC clusters at once (rsync or SFTP)."""
-
-
-DryRunOpt = Annotated[
-    bool, typer.Option("-n", "--dry-run", help="List what would be sent; write nothing.")
-]
-BackendOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("-b", "--backend", help="rsync or sftp (default: from the config, else rsync)."),
-]
-# model.JOBS, spelled out because typer needs it when this module loads and importing model
-# here would double the start-up time of --help; test_cli checks that the two agree.
-JobsOpt = Annotated[int, typer.Option("-j", "--jobs", min=1, help="Clusters served at once.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON report on stdout.")]
-QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print only failures.")]
-VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Print every file sent.")]
-BatchOpt = Annotated[
-    bool, typer.Option("--batch", help="Never prompt; fail a cluster that would need to ask.")
-]
-AcceptOpt = Annotated[
-    bool,
-    typer.Option("--accept-new-host-keys", help="Store unknown host keys (never changed ones)."),
-]
-ConnectOpt = Annotated[
-    Optional[float],  # noqa: UP045
-    typer.Option("--connect-timeout", callback=_seconds, help="Seconds to wait for a connection."),
-]
-StallOpt = Annotated[
-    Optional[float],  # noqa: UP045
-    typer.Option(
-        "--stall-timeout",
-        callback=_seconds,
-        help="Fail a cluster after this long with no progress.",
-    ),
-]
 
 
 @app.command()
@@ -151,6 +102,8 @@ def sync(
     accept_new_host_keys: AcceptOpt = False,
     connect_timeout: ConnectOpt = None,
     stall_timeout: StallOpt = None,
+    delete: DeleteOpt = False,
+    max_delete: MaxDeleteOpt = 1000,
 ) -> int:
     """Push every sync_dir to every cluster (or those chosen with -c / -a)."""
     _did_its_work(ctx)
@@ -209,6 +162,8 @@ def _transfer(command: str, flags: dict[str, Any]) -> int:
             gitignore=f.gitignore,
             dry_run=f.dry_run,
             jobs=f.jobs,
+            delete=f.delete,
+            max_delete=f.max_delete,
             ssh=SshOptions(
                 batch=batch_for(f.batch, sys.stdin.isatty()),
                 accept_new_host_keys=f.accept_new_host_keys,
@@ -247,6 +202,8 @@ class _Flags:
     connect_timeout: float | None
     stall_timeout: float | None
     gitignore: bool | None = None
+    delete: bool = False  # sync only
+    max_delete: int = 1000
 
 
 @app.command("ls")

@@ -41,6 +41,7 @@ class SyncDir:
     respect_gitignore: bool | None
     where: str
     keep_dirlinks: bool | None = None  # None: the cluster's setting (see precedence)
+    delete: bool = False  # sync removes what it pushed and is gone locally (deletes.py)
 
 
 @dataclass(frozen=True)
@@ -331,9 +332,13 @@ class _Parser:
             else:
                 local = self.local_path(alias, settings.local_base, place)
             gitignore, dirlinks = d.get("respect_gitignore"), d.get("keep_dirlinks")
+            delete = bool(d.get("delete", False))
             out.append(
-                SyncDir(alias, local, remote, excludes, gitignore, here, keep_dirlinks=dirlinks)
-            )
+                SyncDir(
+                    alias, local, remote, excludes, gitignore, here,
+                    keep_dirlinks=dirlinks, delete=delete,
+                )
+            )  # fmt: skip
         return out
 
     @staticmethod

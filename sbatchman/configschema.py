@@ -143,7 +143,12 @@ DIR_KEYS: dict[str, Checker] = {
     "remote": remote_path,
     "excludes": string_list,
 }
-SYNC_DIR_KEYS = {**DIR_KEYS, "respect_gitignore": boolean, "keep_dirlinks": boolean}
+SYNC_DIR_KEYS = {
+    **DIR_KEYS,
+    "respect_gitignore": boolean,
+    "keep_dirlinks": boolean,
+    "delete": boolean,
+}
 TABLES = {"global": "[global]", "clusters": "[[clusters]]"}
 CLUSTER_TABLES = {
     "sync_dirs": "[[clusters.sync_dirs]]",

@@ -33,6 +33,8 @@ class Request:
     gitignore: bool | None = None
     dry_run: bool = False
     jobs: int = JOBS
+    delete: bool = False  # sync --delete: on for every target this run (config: delete = true)
+    max_delete: int = 1000  # more planned deletions fail the target and delete nothing
     ssh: SshOptions = field(default_factory=SshOptions)
 
 
@@ -70,6 +72,8 @@ class Result:
     skipped_newer: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     conflicts: list[tuple[str, str]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # removed (dry run: would be) by --delete
+    kept: list[tuple[str, str]] = field(default_factory=list)  # (path, why) --delete kept
     seconds: float = 0.0
     error: str | None = None
 
@@ -93,6 +97,8 @@ class Job:
     remote: str
     selection: Selection
     dry_run: bool
+    delete: bool = False  # remove what earlier pushes landed and is gone locally (deletes.py)
+    max_delete: int = 1000
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,8 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     # Kept on the cluster although the tree has something else there: (path, why), see plan.
     conflicts: list[tuple[str, str]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # see Result
+    kept: list[tuple[str, str]] = field(default_factory=list)
 
 
 class PartialTransfer(TransferError):

@@ -69,4 +69,5 @@ def record(result: Result, outcome: Outcome) -> None:
     result.files_sent = len(outcome.sent)
     result.skipped_newer = outcome.skipped_newer
     result.conflicts = outcome.conflicts
+    result.deleted, result.kept = outcome.deleted, outcome.kept
     result.warnings = list(outcome.warnings)

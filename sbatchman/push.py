@@ -13,8 +13,19 @@ from dataclasses import replace
 
 from sbatchman.backends import Session
 from sbatchman.config import Config
+from sbatchman.deleting import after_push, record_landed, refuse_empty
 from sbatchman.fanout import Fleet, Operation, Stopped, ended
-from sbatchman.model import Events, Job, Outcome, Reporter, Request, Result, Target
+from sbatchman.model import (
+    Events,
+    InterruptedPart,
+    Job,
+    Outcome,
+    PartialTransfer,
+    Reporter,
+    Request,
+    Result,
+    Target,
+)
 from sbatchman.outcomes import attempt
 from sbatchman.selection.walk import Selection, select
 from sbatchman.ssh.endpoint import Answers
@@ -68,8 +79,21 @@ def _push_one(
 ) -> Result:
     def transfer() -> tuple[Outcome, Sequence[str], Sequence[str]]:
         job = Job(
-            target.cluster, target.sync_dir, target.sync_dir.remote, selection, request.dry_run
+            target.cluster,
+            target.sync_dir,
+            target.sync_dir.remote,
+            selection,
+            request.dry_run,
+            delete=request.delete or target.sync_dir.delete,
+            max_delete=request.max_delete,
         )
-        return session.push(job, events), selection.problems, selection.notes
+        refuse_empty(job)
+        try:
+            outcome = session.push(job, events)
+        except (PartialTransfer, InterruptedPart) as stopped:
+            record_landed(job, stopped.outcome)
+            raise
+        after_push(target, job, session, outcome)
+        return outcome, selection.problems, selection.notes
 
     return attempt(target, session, request.dry_run, events, transfer)

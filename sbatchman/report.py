@@ -228,6 +228,22 @@ class ConsoleReporter:
                         ("!", "yellow"), f" {where}: conflict, kept {show_name(path)} ({why})"
                     )
                 )
+            self._deletes(r, where)
+
+    def _deletes(self, r: Result, where: str) -> None:
+        """--delete's lines: every path a dry run would delete, a count (every path with -v)
+        for a real one, and each recorded path kept on the cluster, with why."""
+        if self.style.dry_run:
+            for path in r.deleted:
+                self.out.print(Text(f"would delete {where}: {show_name(path)}"))
+        elif r.deleted:
+            shown = "".join(f"\n  {show_name(p)}" for p in r.deleted) if self.style.verbose else ""
+            count = f"deleted {len(r.deleted)} path(s) on the cluster"
+            self.out.print(Text(f"  {where}: {count}{shown}"))
+        for path, why in r.kept:
+            self.out.print(
+                Text.assemble(("!", "yellow"), f" {where}: kept {show_name(path)} ({why})")
+            )
 
     def _table(self, shown: Sequence[Result]) -> Table:
         """Names are never cut: into a file or pipe the table is as wide as it needs; on a
@@ -296,6 +312,10 @@ def to_json(
                 f"files_skipped_newer_{newer}": len(r.skipped_newer),
                 f"skipped_newer_{newer}": [json_name(p) for p in r.skipped_newer],
                 "conflicts": [{"path": json_name(p), "why": why} for p, why in r.conflicts],
+                "paths_deleted": len(r.deleted),
+                "deleted": [json_name(p) for p in r.deleted],
+                "paths_kept_on_cluster": len(r.kept),
+                "kept_on_cluster": [{"path": json_name(p), "why": why} for p, why in r.kept],
                 "seconds": round(r.seconds, 3),
                 "error": None if r.error is None else json_text(r.error),
                 "warnings": [json_text(w) for w in r.warnings],

@@ -88,10 +88,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("config", {"configschema", "configpaths", "config", "starter"}),
     ("selection", {"selection"}),
     ("ssh", {"ssh"}),
-    ("vocabulary", {"model", "plan", "precedence"}),
+    ("vocabulary", {"model", "plan", "precedence", "records", "deletes"}),
     ("backends", {"backends"}),
-    ("coordinator", {"fanout", "targets", "outcomes", "push", "fetch"}),
-    ("front", {"report", "listing", "cli", "__main__"}),
+    ("coordinator", {"fanout", "targets", "outcomes", "push", "fetch", "deleting"}),
+    ("front", {"report", "listing", "cliopts", "cli", "__main__"}),
 ]
 SIBLINGS = {frozenset({"selection", "ssh"})}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from sbatchman.backends.removal import Remover
 from sbatchman.model import Events, FetchJob, Job, Outcome
 
 
@@ -22,6 +23,10 @@ class Session(Protocol):
 
     def fetch(self, job: FetchJob, events: Events) -> Outcome:
         """The other direction over the same connection: the cluster's folder into job.local."""
+        ...
+
+    def remover(self, job: Job) -> Remover:
+        """What `sync --delete` lists and removes through, in job's remote folder (removal)."""
         ...
 
     def abort(self) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from sbatchman.backends.removal import LocalRemover
 from sbatchman.backends.sources import (
     Changed,
     StillBeingWritten,
@@ -181,6 +182,9 @@ class LocalSession:
         files = LocalFiles(source, self.aborted, fetching=True)
         folder = Folder(job.local, selection, False, events, self.aborted, "local", files=files)
         return fetched(run(selection, folder, False, job.dry_run, events), selection)
+
+    def remover(self, job: Job) -> LocalRemover:
+        return LocalRemover(destination(job.remote))
 
     def abort(self) -> None:
         self.aborted.set()

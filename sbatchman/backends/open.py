@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sbatchman.backends import Session
+from sbatchman.backends.removal import Remover
 from sbatchman.config import Settings
 from sbatchman.errors import Interrupted, SbatchmanError
 from sbatchman.model import Events, FetchJob, Job, Outcome
@@ -114,6 +115,9 @@ class _RsyncOrSftp:
         if self.aborted:
             raise Interrupted("interrupted")
         return transfer(self.active)
+
+    def remover(self, job: Job) -> Remover:
+        return self.active.remover(job)
 
     def abort(self) -> None:
         self.aborted = True

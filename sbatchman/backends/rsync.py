@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sbatchman.backends import rsync_guard as guard
 from sbatchman.backends.local import destination
+from sbatchman.backends.rsync_delete import Remover, open_remover
 from sbatchman.backends.rsync_info import RsyncInfo
 from sbatchman.backends.rsync_names import batches, by_argument
 from sbatchman.backends.rsync_output import (
@@ -364,6 +365,9 @@ class RsyncSession:
         from sbatchman.backends.rsync_fetch import fetch
 
         return fetch(self, job, events)
+
+    def remover(self, job: Job) -> Remover:
+        return open_remover(self.master, job.remote, self.stall_timeout)
 
     def abort(self) -> None:
         self.aborted = True

@@ -23,6 +23,7 @@ import paramiko
 from sbatchman.backends import Session
 from sbatchman.backends.sftp import wire as w
 from sbatchman.backends.sftp.apply import Apply, Limits, transfer
+from sbatchman.backends.sftp.delete import WireRemover
 from sbatchman.backends.sftp.fetch import fetch
 from sbatchman.backends.sftp.folders import (
     clear_the_way,
@@ -129,6 +130,10 @@ class SftpSession:
             with self._idle:
                 self._pushes -= 1
                 self._idle.notify_all()
+
+    def remover(self, job: Job) -> WireRemover:
+        wire = self.pool.take()
+        return WireRemover(wire, job.remote, lambda clean: self.pool.give_back(wire, clean))
 
     def abort(self) -> None:
         """Stop every push (Ctrl-C) without waiting: each finishes the renames of files it has

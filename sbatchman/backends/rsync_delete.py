@@ -1,0 +1,102 @@
+"""`sync --delete` for the rsync backend: sbatchman's own plan, applied over the ssh master.
+
+rsync's deletes (--delete and its kin) remove what the sender lacks, decided by rsync on the
+cluster; the delete planner must decide instead, from the record. So the rsync backend does not
+ask rsync to delete anything: it starts the cluster's SFTP server on the run's existing master
+connection (`ssh -s ... host sftp`, argv only, no remote shell and no second login) and hands
+its pipes to the same SFTP code the sftp backend uses (sftp/delete.py). A local cluster gets
+the local remover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+from typing import TYPE_CHECKING, cast
+
+from sbatchman.backends.local import destination
+from sbatchman.backends.removal import LocalRemover, Remover
+from sbatchman.children import die_with_parent
+from sbatchman.errors import TransferError
+from sbatchman.ssh.master import Master
+
+if TYPE_CHECKING:
+    import paramiko
+
+__all__ = ["Remover", "open_remover"]
+
+
+class _Pipes:
+    """The few channel calls Wire makes (send, recv, settimeout, close), on ssh's pipes."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc = proc
+        self.write_fd, self.read_fd = proc.stdin.fileno(), proc.stdout.fileno()
+        self.timeout: float | None = None
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.timeout = timeout
+
+    def send(self, data: bytes) -> int:
+        _, ready, _ = select.select([], [self.write_fd], [], self.timeout)
+        if not ready:
+            raise TimeoutError
+        return os.write(self.write_fd, data[: 1 << 16])
+
+    def recv(self, size: int) -> bytes:
+        ready, _, _ = select.select([self.read_fd], [], [], self.timeout)
+        if not ready:
+            raise TimeoutError
+        return os.read(self.read_fd, size)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+def sftp_argv(master: Master) -> list[str]:
+    """ssh on the master, running the sftp subsystem; the host comes after `--`."""
+    words = [*master.client_argv(), "-o", "BatchMode=yes"]
+    user, at, host = master.host.rpartition("@")
+    if at:
+        words += ["-l", user]
+    return [*words, "-s", "--", host, "sftp"]
+
+
+def open_remover(master: Master | None, remote: str, stall_timeout: float) -> Remover:
+    """The SFTP code is imported here, not above: a run that deletes nothing (or a local
+    cluster) never pays for loading paramiko."""
+    if master is None:
+        return LocalRemover(destination(remote))
+    try:
+        proc = subprocess.Popen(
+            sftp_argv(master),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+        )
+    except OSError as err:
+        raise TransferError(f"cannot start ssh for the delete: {err}") from None
+    from sbatchman.backends.sftp.delete import WireRemover
+    from sbatchman.backends.sftp.wire import Wire
+
+    pipes = _Pipes(proc)
+    wire = Wire(cast("paramiko.Channel", pipes), stall_timeout)
+    try:
+        wire.handshake()
+    except BaseException:
+        pipes.close()
+        raise
+    return WireRemover(wire, remote, lambda clean: pipes.close())

@@ -1,0 +1,179 @@
+"""What a push does after its transfer: keep the record of what landed, and run `--delete`.
+
+The order is the safety: the delete runs only after the transfer succeeded, reads nothing but
+the folders the record leads to, and removes only what deletes.plan_deletes chose. Without a
+record it deletes nothing (a warning); an empty local folder, an unreadable listing or more
+deletions than --max-delete fail the target and delete nothing. The record is written after
+every transfer that finished (one with unreadable local files too: what it sent did land),
+delete or not; one stopped part way adds what it landed; a dry run writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from itertools import groupby
+from pathlib import Path
+
+from sbatchman import records
+from sbatchman.backends import Session
+from sbatchman.backends.removal import Remover
+from sbatchman.backends.transfer import Listed
+from sbatchman.deletes import (
+    DeletePlan,
+    candidates,
+    folders_to_list,
+    next_record,
+    plan_deletes,
+    recorded,
+)
+from sbatchman.errors import Interrupted, SbatchmanError, TransferError
+from sbatchman.model import InterruptedPart, Job, Outcome, PartialTransfer, Target
+from sbatchman.records import Record
+from sbatchman.selection.walk import explain
+
+
+def refuse_empty(job: Job) -> None:
+    """A delete from a missing or empty local folder is almost always a mistake (an unmounted
+    disk, a wrong path): the target fails before anything is pushed or removed."""
+    if not job.delete:
+        return
+    root = job.sync_dir.local
+    if not root.is_dir():
+        raise TransferError(
+            f"nothing deleted: the local folder {root} is missing; fix the path or sync"
+            " without --delete"
+        )
+    if not job.selection.entries and not job.selection.problems:
+        raise TransferError(
+            f"nothing deleted: the local folder {root} is empty (or all of it is excluded);"
+            " --delete refuses to empty the cluster's copy. Sync without --delete"
+        )
+
+
+def record_landed(job: Job, outcome: Outcome, folder: Path | None = None) -> None:
+    """A transfer stopped part way: add the files that did land to the record, and nothing
+    else (what it did not reach is judged again by the next push)."""
+    if job.dry_run or not outcome.sent:
+        return
+    local = job.sync_dir.local
+    new = dict(records.load(job.cluster, job.remote, folder, local=local) or {})
+    entries = {e.path: e for e in job.selection.entries}
+    new.update({p: recorded(entries[p]) for p, _ in outcome.sent if p in entries})
+    with contextlib.suppress(OSError):  # the push's own error is the one to report
+        records.save(job.cluster, job.remote, new, folder, local=local)
+
+
+def after_push(
+    target: Target, job: Job, session: Session, outcome: Outcome, folder: Path | None = None
+) -> None:
+    """Record what the push landed and, with --delete, remove what the record allows.
+
+    Raises PartialTransfer (the push's outcome kept) when a safety stop fails the target.
+    """
+    cluster, remote = job.cluster, job.remote
+    local = job.sync_dir.local
+    old = records.load(cluster, remote, folder, local=local)
+
+    def keep(plan: DeletePlan | None = None) -> None:
+        if job.dry_run:
+            return
+        new = next_record(old, job.selection, outcome, plan, outcome.deleted)
+        try:
+            records.save(cluster, remote, new, folder, local=local)
+        except OSError as err:
+            outcome.warnings.append(
+                f"could not write the record of this push ({err.strerror or err}): a later"
+                " --delete will not remove what it sent"
+            )
+
+    if job.delete and job.selection.problems:  # the push fails (exit 1): no deletes on it
+        outcome.warnings.append("nothing deleted: part of the local folder could not be read")
+    if not job.delete or job.selection.problems:
+        keep()
+        return
+    if old is None:
+        outcome.warnings.append(
+            "nothing deleted: no record of an earlier push to this folder (it starts with this"
+            " push; the next --delete can use it)"
+        )
+        keep()
+        return
+    root = job.sync_dir.local
+
+    def protected(path: str, is_dir: bool) -> bool:
+        if os.path.lexists(root / path):
+            return True  # still here: left out of the selection, so excluded or unreadable
+        try:
+            verdict = explain(root, target.rules, path + "/" * is_dir, gitignore=target.gitignore)
+        except Exception:  # anything unclear about a path keeps it
+            return True
+        return not verdict.pushed
+
+    paths = candidates(old, job.selection, protected)
+    if not paths:
+        keep()
+        return
+    try:
+        plan, failed = _delete(job, session, outcome, old, paths)
+    except Interrupted:
+        keep()
+        raise InterruptedPart(outcome) from None
+    except SbatchmanError as err:  # the push's counts stay in the report
+        keep()
+        raise PartialTransfer(f"nothing deleted: {err}", outcome) from None
+    keep(plan)
+    if failed:
+        path, why = next(iter(failed.items()))
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise PartialTransfer(f"could not delete {path} on the cluster: {why}{more}", outcome)
+
+
+def _delete(
+    job: Job, session: Session, outcome: Outcome, old: Record, paths: list[str]
+) -> tuple[DeletePlan | None, dict[str, str]]:
+    """List, plan, check the limit, remove; (None, {}) when nothing is to change (dry run).
+    A stop raises TransferError before anything is removed."""
+    remover = session.remover(job)
+    try:
+        listed = _list_down(remover, folders_to_list(old, paths))
+        if listed.errors:
+            raise TransferError(next(iter(listed.errors.values())))
+        plan = plan_deletes(old, paths, listed.listings)
+        outcome.kept = plan.kept
+        if plan.count > job.max_delete:
+            raise TransferError(
+                f"{plan.count} paths would be deleted, more than --max-delete"
+                f" {job.max_delete}; check with --dry-run, then raise --max-delete"
+            )
+        planned = [*plan.files, *plan.folders]
+        if job.dry_run:
+            outcome.deleted = planned
+            return None, {}
+        failed = remover.remove(plan.files, plan.folders)
+    finally:
+        remover.close()
+    outcome.deleted = [p for p in planned if p not in failed]
+    return plan, failed
+
+
+def _list_down(remover: Remover, wanted: list[str]) -> Listed:
+    """List `wanted` one depth at a time, each folder only where its parent's listing shows a
+    real folder: a symlink on the cluster is never opened, let alone read through."""
+    listed = Listed()
+    depth_of = lambda folder: folder.count("/") + bool(folder)  # noqa: E731
+    for _, level in groupby(sorted(wanted, key=depth_of), key=depth_of):
+        reachable = [f for f in level if not f or _real_folder(listed, f)]
+        got = remover.listings(reachable)
+        listed.listings.update(got.listings)
+        listed.errors.update(got.errors)
+        if listed.errors:
+            break
+    return listed
+
+
+def _real_folder(listed: Listed, folder: str) -> bool:
+    parent, _, name = folder.rpartition("/")
+    above = listed.listings.get(parent)
+    found = above.get(name) if above is not None else None
+    return found is not None and found.kind == "dir"
