@@ -303,6 +303,10 @@ def _argv(
             argv.append("--modify-window=-1")  # nanoseconds must match exactly
     else:
         argv += ["-r", "--update"]
+        if info.version >= (3, 1, 3) and not quiet:
+            # times compared to the nanosecond: the local folder then always gets the
+            # cluster folder's time, even when both fall in one second (see Destination)
+            argv.append("--modify-window=-1")
         if info.info_flags and not quiet:
             argv.append("--info=skip1" if job.dry_run else "--info=skip1,progress1")
         if job.dry_run:
