@@ -122,6 +122,12 @@ ConnectOpt = Annotated[
     Optional[float],  # noqa: UP045
     typer.Option("--connect-timeout", callback=_seconds, help="Seconds to wait for a connection."),
 ]
+WatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "-w", "--watch", help="After the sync, push every change until Ctrl-C (see docs/cli.md)."
+    ),
+]
 StallOpt = Annotated[
     Optional[float],  # noqa: UP045
     typer.Option(
@@ -150,6 +156,7 @@ def sync(
     accept_new_host_keys: AcceptOpt = False,
     connect_timeout: ConnectOpt = None,
     stall_timeout: StallOpt = None,
+    watch: WatchOpt = False,
 ) -> int:
     """Push every sync_dir to every cluster (or those chosen with -c / -a)."""
     _did_its_work(ctx)
@@ -214,6 +221,8 @@ def _transfer(command: str, flags: dict[str, Any]) -> int:
                 stall_timeout=timeout_for(f.stall_timeout, settings.stall_timeout),
             ),
         )
+        if f.watch:
+            return _watch(cfg, request, reporter, f)
         with reporter:
             results = run(cfg, request, reporter)
     except SbatchmanError as err:  # nothing was moved; a script still gets its one document
@@ -245,6 +254,22 @@ class _Flags:
     connect_timeout: float | None
     stall_timeout: float | None
     gitignore: bool | None = None
+    watch: bool = False
+
+
+def _watch(cfg: Any, request: Any, reporter: Any, f: _Flags) -> int:
+    """sync --watch: a report per pass, and 0 at Ctrl-C only if every target was up to date."""
+    from sbatchman.errors import UsageError
+    from sbatchman.watch import watch
+    from sbatchman.watchreport import WatchView
+
+    if f.dry_run:
+        raise UsageError("--watch pushes every change; it cannot be combined with --dry-run")
+    view = WatchView(f.json_out, f.quiet)
+    with reporter:
+        results = watch(cfg, request, reporter, view)
+    failing = [r for r in results if r.status != "ok"]
+    return ExitCode.FAILED if failing else ExitCode.OK
 
 
 @app.command("ls")

@@ -58,14 +58,16 @@ def pusher(request: Request, selections: dict[int, Selection]) -> Operation:
     """The push of one target, as a Fleet operation."""
 
     def push(target: Target, session: Session, events: Events) -> Result:
-        return _push_one(target, selections[id(target)], session, request, events)
+        return push_one(target, selections[id(target)], session, request, events)
 
     return push
 
 
-def _push_one(
+def push_one(
     target: Target, selection: Selection, session: Session, request: Request, events: Events
 ) -> Result:
+    """Push one target's selection (a whole walk, or a watch pass's changed files)."""
+
     def transfer() -> tuple[Outcome, Sequence[str], Sequence[str]]:
         job = Job(
             target.cluster, target.sync_dir, target.sync_dir.remote, selection, request.dry_run

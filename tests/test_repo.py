@@ -90,8 +90,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("ssh", {"ssh"}),
     ("vocabulary", {"model", "plan", "precedence"}),
     ("backends", {"backends"}),
-    ("coordinator", {"fanout", "targets", "outcomes", "push", "fetch"}),
-    ("front", {"report", "listing", "cli", "__main__"}),
+    ("coordinator", {"fanout", "targets", "outcomes", "push", "fetch", "watch", "watcher"}),
+    ("front", {"report", "watchreport", "listing", "cli", "__main__"}),
 ]
 SIBLINGS = {frozenset({"selection", "ssh"})}
 
