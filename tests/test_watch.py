@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sbatchman.watcher import TEST_LIMIT_ENV
-from tests.support.delayproxy import refused_port
+from tests.support.delayproxy import DelayProxy, refused_port
 from tests.support.project import ssh_cluster, write_config
 from tests.support.running import is_temporary
 from tests.support.sshd import SshServer
@@ -187,3 +187,40 @@ def test_hitting_the_watch_limit_falls_back_to_polling(
         "sbatchman: the inotify watch limit is reached; polling the tree instead (slower)."
         " To raise the limit: sudo sysctl fs.inotify.max_user_watches=524288"
     ], watching.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cut_link_never_stops_the_others_and_catches_up_when_back(
+    tmp_path: Path,
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    backend: str,
+) -> None:
+    steady, flaky = three_clusters[0], three_clusters[1]
+    project = make_tree(tmp_path / "proj", {"a.py": "1\n"})
+    link = DelayProxy(flaky.host, flaky.port, 0.001)
+    view = flaky.via_port(link.port, name="flaky")
+    roots = {s.name: cluster_roots[s.name] for s in (steady, flaky)}
+
+    def dirs(server: SshServer) -> list[dict[str, object]]:
+        return [{"alias": "proj", "local": str(project), "remote": f"{roots[server.name]}/p"}]
+
+    clusters = [
+        ssh_cluster(steady, dirs(steady), transfer_backend=backend),
+        {**ssh_cluster(view, dirs(flaky), transfer_backend=backend), "port": link.port},
+    ]
+    config = write_config(tmp_path / "c.toml", clusters)
+    try:
+        with Watching(config, "--connect-timeout", "3") as watching:
+            link.close()  # the network drops: connections die, new ones are refused
+            (project / "b.py").write_text("while away\n")
+            wait_until(has(roots[steady.name] / "p" / "b.py", "while away\n"), "the steady one")
+            watching.wait_pass(lambda p: "flaky" in p["reconnecting"])
+            link = DelayProxy(flaky.host, flaky.port, 0.001, port=link.port)  # it comes back
+            wait_until(has(roots[flaky.name] / "p" / "b.py", "while away\n"), "the catch-up")
+            (project / "c.py").write_text("after\n")
+            wait_until(has(roots[flaky.name] / "p" / "c.py", "after\n"), "a save after it")
+            assert watching.stop() == 0, watching.stderr
+    finally:
+        link.close()
+    assert "Traceback" not in watching.stderr
