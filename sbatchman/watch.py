@@ -136,8 +136,8 @@ class _Watch:
         """The changed files each target must push; a target needing more joins `full`."""
         work: dict[int, Selection] = {}
         for target in self.targets:
-            if id(target) in full:
-                continue
+            if id(target) in full or target.cluster.name in self.away:
+                continue  # a cluster away catches up with a full pass once it is back
             root = os.fspath(target.sync_dir.local)
             mine = [p for p in changed if p.startswith(root + os.sep)]
             if not mine:
