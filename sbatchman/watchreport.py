@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.text import Text
@@ -25,10 +26,17 @@ NAMED = 3  # changed files a text line names before it only counts the rest
 class WatchView:
     """Prints each Pass (watch.watch's `on_pass`)."""
 
-    def __init__(self, json_lines: bool, quiet: bool, out: Console | None = None) -> None:
+    def __init__(
+        self,
+        json_lines: bool,
+        quiet: bool,
+        out: Console | None = None,
+        clock: Callable[[], str] = lambda: time.strftime("%H:%M:%S"),
+    ) -> None:
         self.json_lines = json_lines
         self.quiet = quiet
         self.out = out or Console(highlight=False, soft_wrap=True)
+        self.clock = clock
         self.away: dict[str, str] = {}
 
     def __call__(self, done: Pass) -> None:
@@ -40,7 +48,7 @@ class WatchView:
             sys.stdout.write(json.dumps(document) + "\n")  # one line, whatever its length
             sys.stdout.flush()
             return
-        stamp = time.strftime("%H:%M:%S")
+        stamp = self.clock()
         for r in done.results:
             where = show_text(f"{r.cluster}/{r.alias}")
             if r.status == "ok" and not self.quiet and (r.files_sent or done.number == 0):
