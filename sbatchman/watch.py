@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sbatchman.backends import Session
+from sbatchman.backends.sources import vanished_note
 from sbatchman.config import Config
 from sbatchman.fanout import Fleet, Operation, Stopped
 from sbatchman.model import Events, Reporter, Request, Result, Target
@@ -157,6 +158,8 @@ class _Watch:
         results, stopped = self._run_pass(push, set(work))
         stamp = time.strftime("%H:%M:%S")
         for target, result in zip(chosen, results, strict=True):
+            gone = {vanished_note(p) for p in work[id(target)].changed}
+            result.warnings = [w for w in result.warnings if w not in gone]  # saved, then gone
             self.last[id(target)] = result
             if result.status == "ok":
                 self.fleet.events[id(target)].phase(f"up to date since {stamp}")
