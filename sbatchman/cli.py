@@ -33,6 +33,7 @@ from sbatchman.cliopts import (
     QuietOpt,
     StallOpt,
     VerboseOpt,
+    WatchOpt,
 )
 from sbatchman.errors import ExitCode, SbatchmanError
 
@@ -104,6 +105,7 @@ def sync(
     stall_timeout: StallOpt = None,
     delete: DeleteOpt = False,
     max_delete: MaxDeleteOpt = 1000,
+    watch: WatchOpt = False,
 ) -> int:
     """Push every sync_dir to every cluster (or those chosen with -c / -a)."""
     _did_its_work(ctx)
@@ -171,6 +173,8 @@ def _transfer(command: str, flags: dict[str, Any]) -> int:
                 stall_timeout=timeout_for(f.stall_timeout, settings.stall_timeout),
             ),
         )
+        if f.watch:
+            return _watch(cfg, request, reporter, f)
         with reporter:
             results = run(cfg, request, reporter)
     except SbatchmanError as err:  # nothing was moved; a script still gets its one document
@@ -204,6 +208,22 @@ class _Flags:
     gitignore: bool | None = None
     delete: bool = False  # sync only
     max_delete: int = 1000
+    watch: bool = False
+
+
+def _watch(cfg: Any, request: Any, reporter: Any, f: _Flags) -> int:
+    """sync --watch: a report per pass, and 0 at Ctrl-C only if every target was up to date."""
+    from sbatchman.errors import UsageError
+    from sbatchman.watch import watch
+    from sbatchman.watchreport import WatchView
+
+    if f.dry_run:
+        raise UsageError("--watch pushes every change; it cannot be combined with --dry-run")
+    view = WatchView(f.json_out, f.quiet)
+    with reporter:
+        results = watch(cfg, request, reporter, view)
+    failing = [r for r in results if r.status != "ok"]
+    return ExitCode.FAILED if failing else ExitCode.OK
 
 
 @app.command("ls")

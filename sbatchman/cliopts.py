@@ -70,6 +70,12 @@ ConnectOpt = Annotated[
     Optional[float],  # noqa: UP045
     typer.Option("--connect-timeout", callback=_seconds, help="Seconds to wait for a connection."),
 ]
+WatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "-w", "--watch", help="After the sync, push every change until Ctrl-C (see docs/cli.md)."
+    ),
+]
 StallOpt = Annotated[
     Optional[float],  # noqa: UP045
     typer.Option(

@@ -14,7 +14,7 @@ import contextlib
 import posixpath
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from types import TracebackType
@@ -77,7 +77,7 @@ class Fleet:
             self._open(list(self.groups))
         except KeyboardInterrupt:
             self._close()
-            raise Stopped(self._ordered(self._unconnected())) from None
+            raise Stopped(self._ordered(self._unconnected(), self.targets)) from None
         except BaseException:
             self._close()
             raise
@@ -93,18 +93,25 @@ class Fleet:
             self._abort()
         self._close()
 
-    def run(self, operation: Operation) -> list[Result]:
+    def run(self, operation: Operation, only: Collection[int] | None = None) -> list[Result]:
         """One pass: clusters in parallel (at most --jobs), and a cluster's targets side by side
         over its one connection (at most PER_CLUSTER), except those whose destinations overlap,
         which go one after another. A failing target never stops its siblings.
 
-        Returns one Result per target, in target order. Ctrl-C aborts every session (backends
+        Returns one Result per target (those whose id is in `only`, when given: a watch pass
+        leaves the others alone), in target order. Ctrl-C aborts every session (backends
         leave no partial file at a final path) and raises Stopped with what finished.
         """
-        results = self._unconnected()
-        live = [group for name, group in self.groups.items() if name in self.sessions]
+        chosen = [t for t in self.targets if only is None or id(t) in only]
+        picked = {id(t) for t in chosen}
+        results = {k: v for k, v in self._unconnected().items() if k in picked}
+        live = [
+            [t for t in group if id(t) in picked]
+            for name, group in self.groups.items()
+            if name in self.sessions and any(id(t) in picked for t in group)
+        ]
         if not live:
-            return self._ordered(results)
+            return self._ordered(results, chosen)
         lock = threading.Lock()
         stop = threading.Event()  # Ctrl-C: what has not started never will
         overlapping = _overlaps(self.targets)
@@ -142,10 +149,10 @@ class Fleet:
             stop.set()
             self._abort()  # unblocks the workers, so the wait below is short
             pool.shutdown(wait=True, cancel_futures=True)
-            raise Stopped(self._ordered(results)) from None
+            raise Stopped(self._ordered(results, chosen)) from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        return self._ordered(results)
+        return self._ordered(results, chosen)
 
     def reconnect(self, name: str) -> None:
         """Close and reopen one cluster's session; every other session is left as it is."""
@@ -218,8 +225,13 @@ class Fleet:
             for target in self.groups[name]
         }
 
-    def _ordered(self, results: dict[int, Result]) -> list[Result]:
-        return [results.get(id(t)) or ended(t, "interrupted", "interrupted") for t in self.targets]
+    def _ordered(self, results: dict[int, Result], chosen: list[Target]) -> list[Result]:
+        return [results.get(id(t)) or ended(t, "interrupted", "interrupted") for t in chosen]
+
+    def abort(self) -> None:
+        """Stop every running transfer at once (from any thread); a pass then ends with
+        its unfinished targets "interrupted"."""
+        self._abort()
 
     def _abort(self) -> None:
         for session in list(self.sessions.values()):

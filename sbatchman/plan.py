@@ -60,7 +60,12 @@ def seconds(mtime_ns: int) -> int:
 
 
 def decide(
-    entry: Entry, dest: DestStat | None, *, through: bool = False, empty: bool | None = None
+    entry: Entry,
+    dest: DestStat | None,
+    *,
+    through: bool = False,
+    empty: bool | None = None,
+    changed: bool = False,
 ) -> Action | None:
     """rsync -rlpt --update, with one promise more: None means already up to date.
 
@@ -69,7 +74,9 @@ def decide(
     conflict: a regular file on the cluster newer (in whole seconds) than the local link or
     folder that would replace it, and a folder that is not empty (`empty` False: the caller
     listed it) where a file or link goes. `through`: the cluster has a link to a folder here
-    and keep_dirlinks says to treat it as that folder (rsync -K).
+    and keep_dirlinks says to treat it as that folder (rsync -K). `changed`: the file is known
+    to have changed since it was last sent (a watch saw it), so equal whole seconds and size
+    do not make it up to date: a save in the second of the last push must still go.
     """
     newer_file = dest is not None and dest.kind == "file" and dest.mtime > seconds(entry.mtime_ns)
     if entry.kind == "dir":
@@ -102,7 +109,7 @@ def decide(
         return Action(entry, "send", "newer")
     if dest.size != entry.size:
         return Action(entry, "send", "size differs")
-    return None
+    return Action(entry, "send", "changed") if changed else None
 
 
 def _replaces(kind: Kind) -> str:
@@ -273,7 +280,8 @@ def build(
         here = listings.get(entry.path)  # its own listing: a folder, or one in the way
         through = keep_dirlinks and dest is not None and dest.kind == "link" and here is not None
         empty = None if entry.kind == "dir" or entry.path not in listings else not here
-        action = decide(entry, dest, through=through, empty=empty)
+        changed = entry.path in selection.changed
+        action = decide(entry, dest, through=through, empty=empty, changed=changed)
         if action is None:
             continue
         if action.op == "conflict" and entry.kind == "dir":

@@ -69,14 +69,23 @@ def pusher(request: Request, selections: dict[int, Selection]) -> Operation:
     """The push of one target, as a Fleet operation."""
 
     def push(target: Target, session: Session, events: Events) -> Result:
-        return _push_one(target, selections[id(target)], session, request, events)
+        return push_one(target, selections[id(target)], session, request, events)
 
     return push
 
 
-def _push_one(
-    target: Target, selection: Selection, session: Session, request: Request, events: Events
+def push_one(
+    target: Target,
+    selection: Selection,
+    session: Session,
+    request: Request,
+    events: Events,
+    *,
+    whole: bool = True,
 ) -> Result:
+    """Push one target's selection: a whole walk, or (`whole` False) a watch pass's changed
+    files, which never deletes (deletes are judged against a whole walk)."""
+
     def transfer() -> tuple[Outcome, Sequence[str], Sequence[str]]:
         job = Job(
             target.cluster,
@@ -84,7 +93,7 @@ def _push_one(
             target.sync_dir.remote,
             selection,
             request.dry_run,
-            delete=request.delete or target.sync_dir.delete,
+            delete=whole and (request.delete or target.sync_dir.delete),
             max_delete=request.max_delete,
         )
         refuse_empty(job)

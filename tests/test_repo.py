@@ -90,8 +90,11 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("ssh", {"ssh"}),
     ("vocabulary", {"model", "plan", "precedence", "records", "deletes"}),
     ("backends", {"backends"}),
-    ("coordinator", {"fanout", "targets", "outcomes", "push", "fetch", "deleting"}),
-    ("front", {"report", "listing", "cliopts", "cli", "__main__"}),
+    (
+        "coordinator",
+        {"fanout", "targets", "outcomes", "push", "fetch", "deleting", "watch", "watcher"},
+    ),
+    ("front", {"report", "watchreport", "listing", "cliopts", "cli", "__main__"}),
 ]
 SIBLINGS = {frozenset({"selection", "ssh"})}
 

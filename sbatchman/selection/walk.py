@@ -60,6 +60,7 @@ class Selection:
     problems: tuple[str, ...] = ()  # what could not be read: the push of it fails (rsync: 23)
     notes: tuple[str, ...] = ()  # worth saying, not a failure (see rules.Note)
     top: Entry | None = None  # the root folder itself, when it is not on this machine (fetch)
+    changed: frozenset[str] = frozenset()  # files known to have changed (see plan.decide)
 
     @classmethod
     def of(cls, root: Path, entries: Sequence[Entry], found: Sequence[str]) -> Selection:

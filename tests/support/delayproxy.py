@@ -39,14 +39,16 @@ class DelayProxy:
     use it. Use as a context manager, or call `close()`.
     """
 
-    def __init__(self, target_host: str, target_port: int, delay_s: float = 0.010) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, delay_s: float = 0.010, *, port: int = 0
+    ) -> None:
         if delay_s < 0:
             raise ValueError("delay_s must be >= 0")
         self.target_host = target_host
         self.target_port = target_port
         self.delay_s = delay_s
         self.host = "127.0.0.1"
-        self.port = 0
+        self.port = port  # 0: any free one; a given one brings a closed proxy back
         self.connections = 0
         """How many client connections were accepted (lets tests prove traffic went here)."""
         self._loop = asyncio.new_event_loop()
@@ -98,7 +100,7 @@ class DelayProxy:
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(
-            self._handle, self.host, 0, limit=_CHUNK, backlog=256
+            self._handle, self.host, self.port, limit=_CHUNK, backlog=256
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
 
