@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +49,11 @@ from sbatchman.model import Events, FetchJob, InterruptedPart, Outcome, PartialT
 from sbatchman.plan import FULL_FOLDER, NEWER_FILE, replaced_link_warning
 from sbatchman.ssh.master import Master
 from sbatchman.temporaries import Temporaries
+
+RECENT_S = 300
+"""Only files modified this recently (by this machine's clock, with room for a cluster's clock
+running behind) can still be being written: the check after a fetch looks at those alone, so
+fetching a finished run's thousands of results costs no second pass."""
 
 # --out-format=%i %l %M %n%L, %M in UTC (TZ=UTC0): what a landed file must look like.
 _FORMAT = "--out-format=%i %l %M %n%L"
@@ -127,6 +133,7 @@ def fetch(runs: Runs, job: FetchJob, events: Events) -> Outcome:
         outcome.warnings += dest.prepare(Temporaries())
     reader = _Reader(outcome, events)
     events.phase("receiving")
+    since = int(time.time()) - RECENT_S
     try:
         kept, links = _in_the_way(runs, job) if _has_files(job.local) else ([], [])
         for path in kept:
@@ -151,8 +158,9 @@ def fetch(runs: Runs, job: FetchJob, events: Events) -> Outcome:
             if not outcome.sent:
                 dest.undo()
             raise PartialTransfer(str(err), outcome) from None
-        if reader.started and not job.dry_run:
-            _still_written(runs, job, reader.started, outcome)
+        recent = [s for s in reader.started if s[2] >= since]
+        if recent and not job.dry_run:
+            _still_written(runs, job, recent, outcome)
     finally:
         dest.finish()
     return outcome
