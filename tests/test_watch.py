@@ -245,3 +245,21 @@ def test_with_delete_a_file_removed_here_goes_from_the_cluster_too(
         wait_until(has(remote / "a.py", "2\n"), "a save after it")
         assert watching.stop() == 0, watching.stderr
     assert (remote / "job.out").read_text() == "a job wrote this\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_saves_of_one_size_in_one_second_both_go(
+    tmp_path: Path,
+    three_clusters: list[SshServer],
+    cluster_roots: dict[str, Path],
+    backend: str,
+) -> None:
+    config, project = _config(tmp_path, three_clusters[:1], cluster_roots, backend)
+    roots = {three_clusters[0].name: cluster_roots[three_clusters[0].name]}
+    second = 1_800_000_000 * 1_000_000_000  # both saves within this one whole second
+    with Watching(config) as watching:
+        for i, content in enumerate(("one\n", "two\n")):
+            (project / "a.py").write_text(content)
+            os.utime(project / "a.py", ns=(second + i + 1, second + i + 1))
+            _everywhere(roots, "a.py", content)  # the quick check alone would skip "two"
+        assert watching.stop() == 0

@@ -68,6 +68,8 @@ class RsyncSession:
         argv += extra
         if job.dry_run:
             argv.append("--dry-run")
+        if job.selection.changed:  # a watch saw these change: rsync's quick check is in seconds
+            argv.append("--ignore-times")
         if self.info.info_flags:
             argv.append("--info=skip1")
             if not job.dry_run:
