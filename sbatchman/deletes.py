@@ -112,8 +112,10 @@ def plan_deletes(
             result.kept.append((path, OTHER_KIND))
         elif recorded.kind == "dir":
             dirs.append(path)
-        elif found.size != recorded.size or (
-            recorded.kind == "file" and found.mtime != recorded.mtime
+        elif (
+            found.size != recorded.size
+            or (recorded.kind == "file" and found.mtime != recorded.mtime)
+            or (recorded.kind == "link" and found.target != recorded.target)
         ):
             result.kept.append((path, CHANGED))
         else:
@@ -163,7 +165,7 @@ def recorded(entry: Entry) -> Recorded:
     if entry.kind == "file":
         return Recorded("file", entry.size, seconds(entry.mtime_ns))
     if entry.kind == "link":
-        return Recorded("link", entry.size)
+        return Recorded("link", entry.size, target=entry.target)
     return Recorded("dir")
 
 

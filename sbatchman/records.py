@@ -36,6 +36,7 @@ class Recorded:
     kind: RecordKind
     size: int = 0
     mtime: int = 0
+    target: str | None = None  # a link's target: one repointed on the cluster is not ours
 
 
 Record = dict[str, Recorded]  # path below the remote folder -> what the push left there
@@ -83,10 +84,11 @@ def load(
         if data.get("version") != _VERSION or data.get("place") != identity(cluster, remote, local):
             return None
         record: Record = {}
-        for rel, (kind, size, mtime) in data["entries"].items():
+        for rel, (kind, size, mtime, *rest) in data["entries"].items():
             if kind not in ("dir", "file", "link") or not _clean(rel):
                 return None
-            record[rel] = Recorded(kind, int(size), int(mtime))
+            target = rest[0] if rest and isinstance(rest[0], str) else None
+            record[rel] = Recorded(kind, int(size), int(mtime), target)
         return record
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -106,7 +108,10 @@ def save(
     data = {
         "version": _VERSION,
         "place": identity(cluster, remote, local),
-        "entries": {p: [r.kind, r.size, r.mtime] for p, r in sorted(record.items())},
+        "entries": {
+            p: [r.kind, r.size, r.mtime, *([r.target] if r.target is not None else [])]
+            for p, r in sorted(record.items())
+        },
     }
     text = json.dumps(data, ensure_ascii=True, indent=0)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)

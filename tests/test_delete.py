@@ -258,3 +258,20 @@ def test_a_symlink_loop_where_a_pushed_folder_was_is_kept_and_never_opened(bed: 
     assert run.code == 0, run.out
     assert report["deleted"] == ["a.py"]
     assert (bed.remote / "old").is_symlink()
+
+
+def test_a_link_repointed_on_the_cluster_survives_though_its_target_is_as_long(bed: Bed) -> None:
+    os.symlink("run1", bed.local / "pointer")
+    os.symlink("run1", bed.local / "other")
+    first, _ = bed.sync()
+    assert first.code == 0, first.out
+    (bed.remote / "pointer").unlink()
+    os.symlink("run2", bed.remote / "pointer")  # a job moved it: same length, not ours now
+    (bed.local / "pointer").unlink()
+    (bed.local / "other").unlink()
+    run, report = bed.sync("--delete", "--json")
+    assert run.code == 0, run.out
+    assert report["deleted"] == ["other"]
+    why = "changed on the cluster since sbatchman pushed it"
+    assert report["kept_on_cluster"] == [{"path": "pointer", "why": why}]
+    assert os.readlink(bed.remote / "pointer") == "run2"

@@ -97,11 +97,13 @@ def _listing(folder: Path) -> dict[str, DestStat] | None:
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue
+        kind = kind_of(st.st_mode)
+        try:
+            target = os.readlink(entry.path) if kind == "link" else None
+        except OSError:
+            target = None
         listing[entry.name] = DestStat(
-            kind_of(st.st_mode),
-            st.st_size,
-            st.st_mtime_ns // 1_000_000_000,
-            stat.S_IMODE(st.st_mode),
+            kind, st.st_size, st.st_mtime_ns // 1_000_000_000, stat.S_IMODE(st.st_mode), target
         )
     return listing
 

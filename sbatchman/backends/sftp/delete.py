@@ -9,13 +9,16 @@ has been answered.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from itertools import groupby
 
 from sbatchman.backends.sftp import codec as c
 from sbatchman.backends.sftp import wire as w
 from sbatchman.backends.sftp.scan import join, listing, root_path
 from sbatchman.backends.transfer import Listed
+from sbatchman.plan import DestStat
 
 
 class WireRemover:
@@ -29,8 +32,27 @@ class WireRemover:
 
     def listings(self, folders: Sequence[str]) -> Listed:
         listed = listing(self.wire, self.root, folders)
+        self._read_targets(listed)
         self.clean = True
         return listed
+
+    def _read_targets(self, listed: Listed) -> None:
+        """Each link's target (READLINK, all at once): a link repointed on the cluster is no
+        longer the one sbatchman pushed, whatever the length of its target."""
+
+        def reader(entries: dict[str, DestStat], name: str) -> w.Callback:
+            def on_reply(reply: c.Reply) -> None:
+                names = reply.names()
+                entries[name] = replace(entries[name], target=names[0][0] if names else None)
+
+            return on_reply
+
+        for folder, entries in listed.listings.items():
+            for name, found in list((entries or {}).items()):
+                if found.kind == "link" and entries is not None:
+                    where = join(self.root, posixpath.join(folder, name) if folder else name)
+                    self.wire.call(c.READLINK, c.path(where), reader(entries, name))
+        self.wire.pump()
 
     def remove(self, files: Sequence[str], folders: Sequence[str]) -> dict[str, str]:
         self.clean = False
