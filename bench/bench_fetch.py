@@ -93,9 +93,10 @@ def plain_rsync(link: Link, source: str, dest: Path) -> list[str]:
     return ["rsync", "-rlpt", "--update", "-e", rsh, f"{link.view.name}:{source}/", f"{dest}/"]
 
 
-def fetch_config(path: Path, link: Link, remote: str, local: Path, backend: str) -> Path:
+def fetch_cluster(link: Link, remote: str, local: Path, backend: str) -> dict[str, object]:
+    """A [[clusters]] table reaching the bench link, with one fetch_dir."""
     view = link.view
-    cluster = {
+    return {
         "name": view.name,
         "host": view.name,  # the ssh_config alias: its known_hosts applies
         "port": view.port,
@@ -105,7 +106,10 @@ def fetch_config(path: Path, link: Link, remote: str, local: Path, backend: str)
         "transfer_backend": backend,
         "fetch_dirs": [{"alias": "out", "remote": remote, "local": str(local)}],
     }
-    path.write_text(tomli_w.dumps({"clusters": [cluster]}))
+
+
+def fetch_config(path: Path, link: Link, remote: str, local: Path, backend: str) -> Path:
+    path.write_text(tomli_w.dumps({"clusters": [fetch_cluster(link, remote, local, backend)]}))
     return path
 
 

@@ -21,7 +21,7 @@ import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_fetch import _env, plain_rsync
+from bench.bench_fetch import _env, fetch_cluster, plain_rsync
 from bench.harness import (
     best_of,
     clear,
@@ -47,26 +47,10 @@ def main() -> None:
         with testbed(work / "servers", NAMES, 0.010) as links:
             clusters = []
             for link in links:
-                make_small_tree(link.server.root / "src", args.files, 40)
-                view = link.view
-                clusters.append(
-                    {
-                        "name": view.name,
-                        "host": view.name,
-                        "port": view.port,
-                        "user": view.user,
-                        "key_path": str(view.client_key),
-                        "ssh_config": str(view.ssh_config),
-                        "transfer_backend": args.backend,
-                        "fetch_dirs": [
-                            {
-                                "alias": "out",
-                                "remote": str(link.server.root / "src"),
-                                "local": str(work / "sbm" / view.name),
-                            }
-                        ],
-                    }
-                )
+                src = link.server.root / "src"
+                make_small_tree(src, args.files, 40)
+                local = work / "sbm" / link.view.name
+                clusters.append(fetch_cluster(link, str(src), local, args.backend))
             config = work / "fetch.toml"
             config.write_text(tomli_w.dumps({"clusters": clusters}))
             env = _env(work)

@@ -8,6 +8,7 @@ never costs a 2FA prompt. `sync` and `ls` share it, so they agree on what is sel
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sbatchman.config import Cluster, Config, FetchDir, SyncDir
@@ -23,14 +24,7 @@ def resolve_targets(config: Config, request: Request, *, connecting: bool = True
 
     `connecting=False` (ls) skips what only a connection needs: a user name to log in as.
     """
-    if request.backend is not None and request.backend not in ("rsync", "sftp"):
-        raise UsageError(f"unknown backend {request.backend!r}; choose rsync or sftp")
-    clusters = _clusters(config, request)
-    aliases = sorted({d.alias for c in clusters for d in c.sync_dirs})
-    for alias in request.aliases:
-        if alias not in aliases:
-            raise UsageError(f"-a {alias}: no such alias; known: {', '.join(aliases) or '(none)'}")
-    check_patterns([Rule(p, "-e") for p in request.excludes])
+    clusters = _clusters(config, request, lambda c: c.sync_dirs)
     targets: list[Target] = []
     for cluster in clusters:
         if (
@@ -71,14 +65,7 @@ def resolve_fetch_targets(
 ) -> list[Target]:
     """The fetch_dirs chosen by -c/-a, refused (exit 2) on what can be wrong before connecting:
     unknown names, bad patterns, and two targets writing into one local folder."""
-    if request.backend is not None and request.backend not in ("rsync", "sftp"):
-        raise UsageError(f"unknown backend {request.backend!r}; choose rsync or sftp")
-    clusters = _clusters(config, request)
-    aliases = sorted({d.alias for c in clusters for d in c.fetch_dirs})
-    for alias in request.aliases:
-        if alias not in aliases:
-            raise UsageError(f"-a {alias}: no such alias; known: {', '.join(aliases) or '(none)'}")
-    check_patterns([Rule(p, "-e") for p in request.excludes])
+    clusters = _clusters(config, request, lambda c: c.fetch_dirs)
     targets: list[Target] = []
     for cluster in clusters:
         chosen = [d for d in cluster.fetch_dirs if _chosen(d, request)]
@@ -97,12 +84,24 @@ def resolve_fetch_targets(
     return targets
 
 
-def _clusters(config: Config, request: Request) -> list[Cluster]:
+def _clusters(
+    config: Config, request: Request, folders: Callable[[Cluster], Sequence[SyncDir]]
+) -> list[Cluster]:
+    """The clusters -c chooses, once the flags sync and fetch share are checked: -b, -c,
+    -a (against `folders`: sync_dirs or fetch_dirs) and -e."""
+    if request.backend is not None and request.backend not in ("rsync", "sftp"):
+        raise UsageError(f"unknown backend {request.backend!r}; choose rsync or sftp")
     known = [c.name for c in config.clusters]
     for name in request.clusters:
         if name not in known:
             raise UsageError(f"-c {name}: no such cluster; known: {', '.join(known) or '(none)'}")
-    return [c for c in config.clusters if not request.clusters or c.name in request.clusters]
+    clusters = [c for c in config.clusters if not request.clusters or c.name in request.clusters]
+    aliases = sorted({d.alias for c in clusters for d in folders(c)})
+    for alias in request.aliases:
+        if alias not in aliases:
+            raise UsageError(f"-a {alias}: no such alias; known: {', '.join(aliases) or '(none)'}")
+    check_patterns([Rule(p, "-e") for p in request.excludes])
+    return clusters
 
 
 def _refuse_shared_folders(config: Config) -> None:
