@@ -8,19 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends.rsync import RsyncInfo, RsyncSession, rsh_quote
+from sbatchman.backends.rsync import PROGRESS_FROM, RsyncInfo, RsyncSession, rsh_quote
 from sbatchman.backends.rsync_output import itemized_why as _why
 from sbatchman.config import parse
 from sbatchman.model import InterruptedPart, Job
-from sbatchman.selection.walk import Selection, select
+from sbatchman.selection.walk import Entry, Selection, select
 from tests.support.project import Recorder
 from tests.support.trees import make_tree
 
 
-def job(tmp_path: Path, remote: str, dry_run: bool = False) -> Job:
+def job(tmp_path: Path, remote: str, dry_run: bool = False, largest: int | None = None) -> Job:
     cfg = parse("[[clusters]]\nname='c'\n[[clusters.sync_dirs]]\nalias='a'\n", tmp_path / "c")
     cluster = cfg.clusters[0]
-    return Job(cluster, cluster.sync_dirs[0], remote, Selection(tmp_path, ()), dry_run)
+    files = () if largest is None else (Entry("f", "file", largest, 0, 0o644),)
+    return Job(cluster, cluster.sync_dirs[0], remote, Selection(tmp_path, files), dry_run)
 
 
 def test_modern_rsync_gets_the_safe_flags(tmp_path: Path) -> None:
@@ -132,9 +133,15 @@ def test_a_relative_path_keeps_its_dots(tmp_path: Path, remote: str, spelled: st
 
 
 def test_byte_progress_waits_for_rsyncs_own_counts(tmp_path: Path) -> None:
+    """Byte progress for a tree with a file worth a moving bar; small files count as named."""
     session = RsyncSession(RsyncInfo("rsync", (3, 2, 7)), None, 60)
-    assert "--info=progress1" in session.argv(job(tmp_path, "/d"), [])
-    assert "--info=progress1" not in session.argv(job(tmp_path, "/d", dry_run=True), [])
+    big = job(tmp_path, "/d", largest=PROGRESS_FROM)
+    assert "--info=progress1" in session.argv(big, [])
+    small = job(tmp_path, "/d", largest=PROGRESS_FROM - 1)
+    assert "--info=progress1" not in session.argv(small, [])
+    assert "--info=progress1" not in session.argv(job(tmp_path, "/d"), [])
+    dry = job(tmp_path, "/d", dry_run=True, largest=PROGRESS_FROM)
+    assert "--info=progress1" not in session.argv(dry, [])
     assert "--info=progress1" not in RsyncSession(RsyncInfo("rsync", (3, 0, 9)), None, 60).argv(
-        job(tmp_path, "/d"), []
+        big, []
     )

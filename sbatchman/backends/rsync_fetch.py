@@ -86,7 +86,7 @@ class _Reader:
         self.started: list[tuple[str, int, int]] = []  # (name, size, mtime second)
 
     def line(self, text: str) -> None:
-        if self.progress.line(text):
+        if self.progress.line(text.encode("utf-8", "surrogateescape")):
             return
         item = _item(text)
         if item is not None:
