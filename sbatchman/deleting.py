@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+from collections.abc import Callable
 from itertools import groupby
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from sbatchman import records
 from sbatchman.backends import Session
 from sbatchman.backends.removal import Remover
 from sbatchman.backends.transfer import Listed
+from sbatchman.config import Cluster, SyncDir
 from sbatchman.deletes import (
     DeletePlan,
     candidates,
@@ -64,21 +67,56 @@ def record_landed(job: Job, outcome: Outcome, folder: Path | None = None) -> Non
         records.save(job.cluster, job.remote, new, folder, local=local)
 
 
+def read_ahead(
+    cluster: Cluster, sync_dir: SyncDir, folder: Path | None = None
+) -> Callable[[], Record | None]:
+    """Start reading the record of the pushes before this one, on a thread, while the
+    transfer runs (mostly waiting on the network); calling the result waits for it.
+
+    A 50,000-file tree's record takes a good part of a second to read: read after the
+    transfer, it made an unchanged push a fifth slower than plain rsync. Anything that goes
+    wrong reading it means no record, as records.load says.
+    """
+    box: list[Record | None] = []
+    remote, local = sync_dir.remote, sync_dir.local
+    thread = threading.Thread(
+        target=lambda: box.append(records.load(cluster, remote, folder, local=local)),
+        name="sbatchman-record",
+        daemon=True,
+    )
+    thread.start()
+
+    def result() -> Record | None:
+        thread.join()
+        return box[0] if box else None
+
+    return result
+
+
 def after_push(
-    target: Target, job: Job, session: Session, outcome: Outcome, folder: Path | None = None
+    target: Target,
+    job: Job,
+    session: Session,
+    outcome: Outcome,
+    folder: Path | None = None,
+    *,
+    before: Callable[[], Record | None] | None = None,
 ) -> None:
     """Record what the push landed and, with --delete, remove what the record allows.
 
-    Raises PartialTransfer (the push's outcome kept) when a safety stop fails the target.
+    `before` is read_ahead's answer for this job, when the caller started it. Raises
+    PartialTransfer (the push's outcome kept) when a safety stop fails the target.
     """
     cluster, remote = job.cluster, job.remote
     local = job.sync_dir.local
-    old = records.load(cluster, remote, folder, local=local)
+    old = before() if before is not None else records.load(cluster, remote, folder, local=local)
 
     def keep(plan: DeletePlan | None = None) -> None:
         if job.dry_run:
             return
         new = next_record(old, job.selection, outcome, plan, outcome.deleted)
+        if new == old:  # the usual push, nothing changed: the file already says it
+            return
         try:
             records.save(cluster, remote, new, folder, local=local)
         except OSError as err:

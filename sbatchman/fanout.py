@@ -57,8 +57,20 @@ class Fleet:
     """
 
     def __init__(
-        self, targets: Sequence[Target], settings: Settings, request: Request, reporter: Reporter
+        self,
+        targets: Sequence[Target],
+        settings: Settings,
+        request: Request,
+        reporter: Reporter,
+        *,
+        meanwhile: Callable[[], object] | None = None,
     ) -> None:
+        """`meanwhile` runs on the caller's thread while the clusters connect without
+        prompts (a push walks its folders then, instead of before: a login costs several
+        round trips, the walk of a big tree as long). Nothing prompts before it has
+        returned, and when it raises (a config error) every connection is closed and
+        the error goes on up."""
+        self.meanwhile = meanwhile
         self.targets = list(targets)
         self.settings = settings
         self.request = request
@@ -187,12 +199,14 @@ class Fleet:
                 futures[name] = pool.submit(
                     open_session, first, self.settings, quiet, self.reporter
                 )
+            if self.meanwhile is not None:
+                self.meanwhile()
             for name, future in futures.items():
                 try:
                     opened[name] = future.result()
                 except SbatchmanError as err:
                     failures[name] = err
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or `meanwhile` failed: nothing goes on connecting
             self.request.ssh.cancel.cancel()  # connections being made fail now, not at timeout
             pool.shutdown(wait=False, cancel_futures=True)
             for future in futures.values():  # now, or when a connect still running gets there

@@ -8,12 +8,12 @@ does is here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from sbatchman.backends import Session
 from sbatchman.config import Config
-from sbatchman.deleting import after_push, record_landed, refuse_empty
+from sbatchman.deleting import after_push, read_ahead, record_landed, refuse_empty
 from sbatchman.fanout import Fleet, Operation, Stopped, ended
 from sbatchman.model import (
     Events,
@@ -27,6 +27,7 @@ from sbatchman.model import (
     Target,
 )
 from sbatchman.outcomes import attempt
+from sbatchman.records import Record
 from sbatchman.selection.walk import Selection, select
 from sbatchman.ssh.endpoint import Answers
 from sbatchman.targets import resolve_targets
@@ -41,12 +42,21 @@ def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
     request = replace(request, ssh=replace(request.ssh, answers=Answers()))  # config read once
     targets = resolve_targets(config, request)
     # Selecting needs no network, so a bad .sbatchmanignore is a config error (exit 2) before
-    # anything connects; that one walk is also what is pushed. A file gone by its turn is a
-    # note (as rsync's exit 24), one added meanwhile goes with the next sync.
-    selections = walk(targets)
+    # anything can prompt (the walk runs while the clusters connect without prompts, and a
+    # config error closes those connections); that one walk is also what is pushed. A file
+    # gone by its turn is a note (as rsync's exit 24), one added meanwhile goes with the
+    # next sync. The records of earlier pushes are read meanwhile too.
+    selections: dict[int, Selection] = {}
+    before: dict[int, Callable[[], Record | None]] = {}
+
+    def prepare() -> None:
+        selections.update(walk(targets))
+        for target in targets:
+            before[id(target)] = read_ahead(target.cluster, target.sync_dir)
+
     try:
-        with Fleet(targets, config.settings, request, reporter) as fleet:
-            return fleet.run(pusher(request, selections))
+        with Fleet(targets, config.settings, request, reporter, meanwhile=prepare) as fleet:
+            return fleet.run(pusher(request, selections, before))
     except Stopped as stop:
         return stop.results
     except KeyboardInterrupt:  # between two steps: nothing of it was recorded
@@ -65,11 +75,17 @@ def walk(targets: Sequence[Target]) -> dict[int, Selection]:
     return selections
 
 
-def pusher(request: Request, selections: dict[int, Selection]) -> Operation:
-    """The push of one target, as a Fleet operation."""
+def pusher(
+    request: Request,
+    selections: dict[int, Selection],
+    before: dict[int, Callable[[], Record | None]] | None = None,
+) -> Operation:
+    """The push of one target, as a Fleet operation; `before`: the records being read ahead
+    (by target id), else each push reads its own."""
 
     def push(target: Target, session: Session, events: Events) -> Result:
-        return push_one(target, selections[id(target)], session, request, events)
+        record = (before or {}).get(id(target))
+        return push_one(target, selections[id(target)], session, request, events, before=record)
 
     return push
 
@@ -82,9 +98,11 @@ def push_one(
     events: Events,
     *,
     whole: bool = True,
+    before: Callable[[], Record | None] | None = None,
 ) -> Result:
     """Push one target's selection: a whole walk, or (`whole` False) a watch pass's changed
-    files, which never deletes (deletes are judged against a whole walk)."""
+    files, which never deletes (deletes are judged against a whole walk). `before` is the
+    record of earlier pushes being read (deleting.read_ahead), when the caller started it."""
 
     def transfer() -> tuple[Outcome, Sequence[str], Sequence[str]]:
         job = Job(
@@ -97,12 +115,13 @@ def push_one(
             max_delete=request.max_delete,
         )
         refuse_empty(job)
+        record = before or read_ahead(target.cluster, target.sync_dir)
         try:
             outcome = session.push(job, events)
         except (PartialTransfer, InterruptedPart) as stopped:
             record_landed(job, stopped.outcome)
             raise
-        after_push(target, job, session, outcome)
+        after_push(target, job, session, outcome, before=record)
         return outcome, selection.problems, selection.notes
 
     return attempt(target, session, request.dry_run, events, transfer)

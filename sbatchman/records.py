@@ -18,9 +18,8 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sbatchman.config import Cluster
 
@@ -28,10 +27,12 @@ RecordKind = Literal["dir", "file", "link"]
 _VERSION = 1
 
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(NamedTuple):
     """What a push left at one path: for a file its size and whole-second mtime (what the
-    cluster shows after rsync -t or an SFTP setstat); for a link the length of its target."""
+    cluster shows after rsync -t or an SFTP setstat); for a link the length of its target.
+
+    A tuple, not a dataclass: a record holds one per pushed path, and a 50,000-file tree's
+    is read, compared and written on every push (a frozen dataclass made that 0.8 s)."""
 
     kind: RecordKind
     size: int = 0
@@ -108,12 +109,10 @@ def save(
     data = {
         "version": _VERSION,
         "place": identity(cluster, remote, local),
-        "entries": {
-            p: [r.kind, r.size, r.mtime, *([r.target] if r.target is not None else [])]
-            for p, r in sorted(record.items())
-        },
+        # [kind, size, mtime] and a link's target: the tuple itself is the JSON list
+        "entries": {p: r if r.target is not None else r[:3] for p, r in sorted(record.items())},
     }
-    text = json.dumps(data, ensure_ascii=True, indent=0)
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))  # C encoder: no indent
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     part = Path(name)
     try:
@@ -130,5 +129,5 @@ def save(
 
 def _clean(rel: str) -> bool:
     """A path a record may hold: relative, no empty, `.` or `..` part (never outside)."""
-    parts = rel.split("/")
-    return bool(rel) and all(p not in ("", ".", "..") for p in parts)
+    framed = f"/{rel}/"  # an empty, `.` or `..` part shows as `//`, `/./` or `/../` here
+    return bool(rel) and "//" not in framed and "/./" not in framed and "/../" not in framed

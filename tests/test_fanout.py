@@ -238,6 +238,41 @@ def test_ctrl_c_while_connecting_leaves_no_ssh_master_behind(
     assert masters.stdout == "", "an ssh master outlived the run"
 
 
+def test_a_bad_ignore_file_stops_the_sync_while_it_connects_and_no_master_stays(
+    three_clusters: list[SshServer], cluster_roots: dict[str, Path], tmp_path: Path
+) -> None:
+    """The walk runs while the clusters connect: its config error is still exit 2 with one
+    line, nothing is pushed, and the connections already made are closed, not left over."""
+    proj = make_tree(tmp_path / "proj", {"a.py": "a\n", ".sbatchmanignore": "ok\n[oops\n"})
+    sockets = tmp_path / "tmp"
+    sockets.mkdir()
+    dests = [cluster_roots[server.name] / "dest" for server in three_clusters]
+    clusters = [
+        ssh_cluster(server, [{"alias": "p", "local": str(proj), "remote": str(dest)}])
+        for server, dest in zip(three_clusters, dests, strict=True)
+    ]
+    config = write_config(tmp_path / "c.toml", clusters)
+    run = subprocess.run(
+        [sys.executable, "-m", "sbatchman", "sync", "--config", str(config)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(sockets)},
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.splitlines() == [
+        "sbatchman: error: bad pattern '[oops' in .sbatchmanignore:2: it has a '[' without a"
+        " closing ']', so it can never match; close the bracket, or write '\\[' for a literal '['"
+    ], run.stderr
+    assert not any(dest.exists() for dest in dests)
+    assert list(sockets.iterdir()) == []
+    masters = subprocess.run(
+        ["pgrep", "-f", f"ControlPath={sockets}"], capture_output=True, text=True, check=False
+    )
+    assert masters.stdout == "", "an ssh master outlived the run"
+
+
 @pytest.mark.parametrize("backend", ["rsync", "sftp"])
 def test_a_cluster_that_freezes_mid_transfer_fails_on_its_own_after_the_stall_timeout(
     sshd_factory: SshdFactory, tmp_path: Path, backend: str

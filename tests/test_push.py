@@ -20,7 +20,7 @@ from tests.support.trees import make_tree
 
 
 class DeletingReporter:
-    """Deletes `victim` when the first alias starts connecting, after the walk and before any
+    """Deletes `victim` when the first alias waits for its turn, after the walk and before any
     transfer (aliases run side by side, so "after the first alias sent" is no fixed moment)."""
 
     def __init__(self, victim: Path) -> None:
@@ -35,7 +35,7 @@ class DeletingReporter:
         class Deleting(Recorder):
             def phase(self, name: str) -> None:
                 super().phase(name)
-                if target.sync_dir.alias == "first" and name == "connecting":
+                if target.sync_dir.alias == "first" and name == "waiting":
                     victim.unlink(missing_ok=True)
 
         return Deleting()

@@ -1,7 +1,8 @@
 """A file deleted between the one walk and its transfer is a note, never a failed target.
 
 Each backend is driven through sync() against real servers; the file goes at the fan-out's
-"connecting" phase, which comes after the walk and before any byte moves (no timing).
+"waiting" phase, which comes after the walk (made while the clusters connect) and before any
+byte moves (no timing).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ NOTE = "sub/gone.txt: vanished before it was sent"
 
 def _deleting(victim: Path) -> OnPhase:
     def hook(phase: str, target: Target) -> None:
-        if phase == "connecting":
+        if phase == "waiting":
             victim.unlink(missing_ok=True)
 
     return OnPhase(hook)
