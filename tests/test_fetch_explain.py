@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sbatchman.backends.local import _tree_lister
+from sbatchman.backends.local import LocalTree
 from sbatchman.errors import TransferError
 from sbatchman.selection.rules import Rule
 from sbatchman.selection.tree import Judged, Listed, Lister, judge_path, select_tree
@@ -45,7 +45,7 @@ def tree(tmp_path: Path) -> Path:
 
 def judge(root: Path, path: str, lister: Lister | None = None) -> Judged:
     parts = [p for p in path.split("/") if p]
-    return judge_path(lister or _tree_lister(root), RULES, parts, path.endswith("/"))
+    return judge_path(lister or LocalTree(root), RULES, parts, path.endswith("/"))
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_each_path_is_judged_with_its_real_kind(tree: Path, path: str, reason: s
 
 
 def test_every_entry_gets_the_verdict_select_tree_gives(tree: Path) -> None:
-    selected = {e.path for e in select_tree(tree, None, _tree_lister(tree), RULES).entries}
+    selected = {e.path for e in select_tree(tree, None, LocalTree(tree), RULES).entries}
     everything = [str(p.relative_to(tree)) for p in tree.rglob("*")]
     assert len(everything) > len(selected) > 5
     for path in everything:
@@ -120,7 +120,7 @@ def test_every_entry_gets_the_verdict_select_tree_gives(tree: Path) -> None:
 
 
 def test_a_folder_that_cannot_be_listed_is_said_and_marked(tree: Path) -> None:
-    real = _tree_lister(tree)
+    real = LocalTree(tree)
 
     def denying(folders: Sequence[str]) -> Listed:
         listed = dict(real(folders))
