@@ -5,7 +5,8 @@ each round lists every folder found in the round before, all at once (SFTP keeps
 in flight; a local folder is just scandir). An excluded folder is never listed, so a `results/`
 or `.git` of a million files costs one name. The rules are the config excludes with rsync
 `--exclude` meaning, judged by the same ExcludeSet as a push; ignore files are not read on the
-cluster (they say what stays on the laptop, not what comes back).
+cluster (they say what stays on the laptop, not what comes back). `judge_path` answers for one
+path (`ls --fetch --explain`) by the very same rules, listing only the folders along it.
 """
 
 from __future__ import annotations

@@ -98,9 +98,17 @@ class WireLister:
         self.tree = RemoteTree(wire, root)
         self.done = done
         self.clean = True
+        self.opened = False
 
     def __call__(self, folders: Sequence[str]) -> Tree:
+        """The root is read as a fetch reads it (open), so it fails in the fetch's words."""
         self.clean = False
+        if not self.opened and "" in folders:
+            self.opened = True
+            try:
+                self.tree.open()
+            except TransferError as err:  # the channel may be broken: not given back clean
+                return {"": str(err)}
         listed = self.tree(folders)
         self.clean = True
         return listed
