@@ -238,7 +238,8 @@ def list_files(
         typer.Option(
             "--explain",
             metavar="PATH",
-            help="Say whether PATH is pushed, and why (repeatable: each path in turn).",
+            help="Say whether PATH is pushed, and why (repeatable: each path in turn);"
+            " with --fetch, whether it is fetched (connects).",
         ),
     ] = [],  # noqa: B006
     fetch: Annotated[
@@ -249,9 +250,11 @@ def list_files(
 ) -> int:
     """Show the files a sync would consider, without touching the network.
 
-    With --fetch: the files each fetch_dir would bring (this connects to its cluster)."""
+    With --fetch: the files each fetch_dir would bring, or (--explain) whether PATH, a path
+    of a fetch_dir, is fetched; this connects to its cluster."""
     from sbatchman import config as configuration
-    from sbatchman.listing import fetch_ls, ls_lines
+    from sbatchman.fetchlisting import fetch_ls
+    from sbatchman.listing import ls_lines
     from sbatchman.model import Request
 
     request = Request(tuple(cluster), tuple(alias), tuple(exclude), backend, gitignore)

@@ -1,40 +1,26 @@
 """`sbatchman ls`: which files a sync would consider, and why a path is or is not pushed.
 
 No network: this answers from the config and the local tree alone, with the same targets and the
-same selection engine `sync` uses, so what `ls` shows is what `sync` considers. `ls --fetch` is
-the exception: a fetch_dir's selection is made on the cluster's tree, so it connects, and shows
-what a fetch into an empty folder would bring (a dry run of exactly that fetch).
+same selection engine `sync` uses, so what `ls` shows is what `sync` considers. `ls --fetch`
+(fetchlisting.py) is the exception: a fetch_dir's selection is made on the cluster's tree.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
-from sbatchman.backends import Session
-from sbatchman.config import Config, FetchDir
-from sbatchman.errors import ExitCode, UsageError
-from sbatchman.fanout import Fleet, Stopped, ended
+from sbatchman.config import Config
+from sbatchman.errors import UsageError
 from sbatchman.model import (
-    Events,
-    FetchJob,
-    Outcome,
-    Reporter,
     Request,
-    Result,
     Target,
-    exit_code,
 )
 from sbatchman.names import show_name, show_text
-from sbatchman.outcomes import attempt
-from sbatchman.precedence import batch_for
-from sbatchman.report import ConsoleReporter, Style, human_bytes
+from sbatchman.report import human_bytes
 from sbatchman.selection.walk import explain, path_below, select
-from sbatchman.ssh.endpoint import Answers, SshOptions
-from sbatchman.targets import resolve_fetch_targets, resolve_targets
+from sbatchman.targets import resolve_targets
 
 
 def ls_lines(config: Config, request: Request, explain_paths: Sequence[str]) -> Iterator[str]:
@@ -93,68 +79,3 @@ def _as_given(root: Path, path: str) -> str | None:
 
 def _inside(path: Path, root: Path) -> bool:
     return path_below(str(root), str(path)) is not None  # links above root followed
-
-
-def fetch_ls(
-    config: Config, request: Request, explain_paths: Sequence[str], interactive: bool
-) -> tuple[list[str], ExitCode]:
-    """`ls --fetch`: the lines to print and the exit status (1 when a target could not be read).
-
-    Connects as fetch does (prompting only when someone is at the terminal), with the waits
-    of the config; notices (a backend that fell back) go to stderr.
-    """
-    if explain_paths or request.gitignore is not None:
-        flag = "--explain" if explain_paths else "--gitignore"
-        raise UsageError(f"{flag} does not go with --fetch (it judges local sync_dirs)")
-    ssh = SshOptions(
-        batch=batch_for(False, interactive),
-        connect_timeout=config.settings.connect_timeout,
-        stall_timeout=config.settings.stall_timeout,
-    )
-    with ConsoleReporter(Style(quiet=True, direction="fetch")) as reporter:
-        lines, results = _fetch_selections(config, replace(request, ssh=ssh), reporter)
-    return lines, exit_code(results)
-
-
-def _fetch_selections(
-    config: Config, request: Request, reporter: Reporter
-) -> tuple[list[str], list[Result]]:
-    """Per fetch target: each file its fetch would bring into an empty folder, and totals.
-
-    The same targets, excludes and backend as `fetch`, run as a dry run into a folder that does
-    not exist (inside a fresh temporary folder), so every selected file shows as new and
-    nothing is written anywhere.
-    """
-    request = replace(request, dry_run=True, ssh=replace(request.ssh, answers=Answers()))
-    targets = resolve_fetch_targets(config, request)
-    with tempfile.TemporaryDirectory(prefix="sbatchman-ls-") as empty:
-        absent = Path(empty) / "absent"
-
-        def list_one(target: Target, session: Session, events: Events) -> Result:
-            fetch_dir = target.sync_dir
-            assert isinstance(fetch_dir, FetchDir)
-
-            def transfer() -> tuple[Outcome, Sequence[str], Sequence[str]]:
-                job = FetchJob(
-                    target.cluster, fetch_dir, fetch_dir.remote, absent, target.rules, True
-                )
-                return session.fetch(job, events), (), ()
-
-            return attempt(target, session, True, events, transfer)
-
-        try:
-            with Fleet(targets, config.settings, request, reporter) as fleet:
-                results = fleet.run(list_one)
-        except Stopped as stop:
-            results = stop.results
-        except KeyboardInterrupt:
-            results = [ended(t, "interrupted", "interrupted") for t in targets]
-    lines: list[str] = []
-    for target, result in zip(targets, results, strict=True):
-        label = f"{target.cluster.name}/{target.sync_dir.alias}"
-        lines.append(show_text(f"{label}: {target.sync_dir.remote} -> {target.sync_dir.local}"))
-        lines += [f"  {show_name(path)}" for path, _ in result.sent]
-        problems = (*([result.error] if result.error else []), *result.warnings)
-        lines += [show_text(f"  ! {problem}") for problem in problems]
-        lines.append(f"  {len(result.sent)} file(s), {human_bytes(result.bytes_sent)}")
-    return lines, results

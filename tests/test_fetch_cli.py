@@ -228,8 +228,16 @@ def test_ls_fetch_shows_what_a_fetch_would_bring_and_writes_nothing(
     missing = run_cli(capsys, "ls", "--config", str(fleet), "--fetch", "-b", "sftp", "-a", "logs")
     assert missing.code == 1
     assert f"  ! the remote folder {fleet.parent / 'beta/logs'} does not exist" in missing.out
-    explain = run_cli(capsys, "ls", "--config", str(fleet), "--fetch", "--explain", "x")
-    assert explain.code == 2
-    assert one_line(explain.err) == (
-        "sbatchman: error: --explain does not go with --fetch (it judges local sync_dirs)"
+    explain = run_cli(
+        capsys, "ls", "--config", str(fleet), "--fetch", "-a", "out", "--explain", "run.sh"
+    )
+    assert (explain.code, explain.err) == (0, "")
+    assert explain.out.splitlines() == [
+        f"{name}/out: run.sh: fetched: no exclude matches it (comes now: new)"
+        for name in ("alpha", "beta")
+    ]
+    gitignore = run_cli(capsys, "ls", "--config", str(fleet), "--fetch", "--gitignore")
+    assert gitignore.code == 2
+    assert one_line(gitignore.err) == (
+        "sbatchman: error: --gitignore does not go with --fetch (it judges local sync_dirs)"
     )

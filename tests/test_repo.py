@@ -94,7 +94,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "coordinator",
         {"fanout", "targets", "outcomes", "push", "fetch", "deleting", "watch", "watcher"},
     ),
-    ("front", {"report", "watchreport", "listing", "cliopts", "cli", "__main__"}),
+    ("front", {"report", "watchreport", "listing", "fetchlisting", "cliopts", "cli", "__main__"}),
 ]
 SIBLINGS = {frozenset({"selection", "ssh"})}
 

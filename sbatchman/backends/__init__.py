@@ -8,10 +8,21 @@ a script sees.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from sbatchman.backends.removal import Remover
 from sbatchman.model import Events, FetchJob, Job, Outcome
+from sbatchman.selection.tree import Listed
+
+
+class TreeLister(Protocol):
+    """A cluster's folder, listed as a fetch lists it (a selection.tree Lister); `close` ends
+    whatever it opened."""
+
+    def __call__(self, folders: Sequence[str]) -> Listed: ...
+
+    def close(self) -> None: ...
 
 
 class Session(Protocol):
@@ -27,6 +38,11 @@ class Session(Protocol):
 
     def remover(self, job: Job) -> Remover:
         """What `sync --delete` lists and removes through, in job's remote folder (removal)."""
+        ...
+
+    def lister(self, remote: str) -> TreeLister:
+        """The cluster's folder `remote` folder by folder, as its fetch would read it (lstat,
+        links' targets read), for `ls --fetch --explain`: no transfer, just the listings."""
         ...
 
     def abort(self) -> None:

@@ -135,13 +135,17 @@ def _top(root: Path) -> Found | None:
     return Found("", "dir", 0, st.st_mtime_ns, stat.S_IMODE(st.st_mode))
 
 
-def _tree_lister(root: Path) -> Callable[[Sequence[str]], Tree]:
-    """List folders of a local cluster's tree for select_tree (lstat, links never followed)."""
+class LocalTree:
+    """A local cluster's folder as select_tree's lister (lstat, links never followed); also
+    the Session's lister, which has nothing to close."""
 
-    def lister(folders: Sequence[str]) -> Tree:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, folders: Sequence[str]) -> Tree:
         out: dict[str, list[Found] | str] = {}
         for folder in folders:
-            where = root / folder
+            where = self.root / folder
             try:
                 found = []
                 for de in os.scandir(where):
@@ -158,7 +162,8 @@ def _tree_lister(root: Path) -> Callable[[Sequence[str]], Tree]:
                 out[folder] = f"cannot list the remote folder {where}: {err.strerror or err}"
         return out
 
-    return lister
+    def close(self) -> None:
+        pass
 
 
 class LocalSession:
@@ -178,13 +183,16 @@ class LocalSession:
 
     def fetch(self, job: FetchJob, events: Events) -> Outcome:
         source = destination(job.remote)
-        selection = select_tree(source, _top(source), _tree_lister(source), job.rules)
+        selection = select_tree(source, _top(source), LocalTree(source), job.rules)
         files = LocalFiles(source, self.aborted, fetching=True)
         folder = Folder(job.local, selection, False, events, self.aborted, "local", files=files)
         return fetched(run(selection, folder, False, job.dry_run, events), selection)
 
     def remover(self, job: Job) -> LocalRemover:
         return LocalRemover(destination(job.remote))
+
+    def lister(self, remote: str) -> LocalTree:
+        return LocalTree(destination(remote))
 
     def abort(self) -> None:
         self.aborted.set()

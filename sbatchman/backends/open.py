@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sbatchman.backends import Session
+from sbatchman.backends import Session, TreeLister
 from sbatchman.backends.removal import Remover
 from sbatchman.config import Settings
 from sbatchman.errors import Interrupted, SbatchmanError
@@ -118,6 +118,9 @@ class _RsyncOrSftp:
 
     def remover(self, job: Job) -> Remover:
         return self.active.remover(job)
+
+    def lister(self, remote: str) -> TreeLister:
+        return self.active.lister(remote)  # over SFTP either way: rsync missing changes nothing
 
     def abort(self) -> None:
         self.aborted = True

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from sbatchman.backends import TreeLister
 from sbatchman.backends import rsync_guard as guard
 from sbatchman.backends.local import destination
-from sbatchman.backends.rsync_delete import Remover, open_remover
+from sbatchman.backends.rsync_delete import Remover, open_lister, open_remover
 from sbatchman.backends.rsync_info import RsyncInfo
 from sbatchman.backends.rsync_names import batches, by_argument
 from sbatchman.backends.rsync_output import (
@@ -376,6 +377,9 @@ class RsyncSession:
 
     def remover(self, job: Job) -> Remover:
         return open_remover(self.master, job.remote, self.stall_timeout)
+
+    def lister(self, remote: str) -> TreeLister:
+        return open_lister(self.master, remote, self.stall_timeout)
 
     def abort(self) -> None:
         self.aborted = True

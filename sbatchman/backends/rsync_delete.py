@@ -1,11 +1,13 @@
-"""`sync --delete` for the rsync backend: sbatchman's own plan, applied over the ssh master.
+"""SFTP beside rsync, over its ssh master: `sync --delete` (sbatchman's own plan) and listing.
 
 rsync's deletes (--delete and its kin) remove what the sender lacks, decided by rsync on the
 cluster; the delete planner must decide instead, from the record. So the rsync backend does not
 ask rsync to delete anything: it starts the cluster's SFTP server on the run's existing master
 connection (`ssh -s ... host sftp`, argv only, no remote shell and no second login) and hands
-its pipes to the same SFTP code the sftp backend uses (sftp/delete.py). A local cluster gets
-the local remover.
+its pipes to the same SFTP code the sftp backend uses (sftp/delete.py). `ls --fetch --explain`
+lists the cluster's folders the same way (sftp/remote_tree.py): one listing code, whatever the
+backend, gives the same names, kinds and link targets. A local cluster gets the local remover
+and lister.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import select
 import subprocess
 from typing import TYPE_CHECKING, cast
 
-from sbatchman.backends.local import destination
+from sbatchman.backends import TreeLister
+from sbatchman.backends.local import LocalTree, destination
 from sbatchman.backends.removal import LocalRemover, Remover
 from sbatchman.children import die_with_parent
 from sbatchman.errors import TransferError
@@ -25,7 +28,9 @@ from sbatchman.ssh.master import Master
 if TYPE_CHECKING:
     import paramiko
 
-__all__ = ["Remover", "open_remover"]
+    from sbatchman.backends.sftp.wire import Wire
+
+__all__ = ["Remover", "open_lister", "open_remover"]
 
 
 class _Pipes:
@@ -78,6 +83,25 @@ def open_remover(master: Master | None, remote: str, stall_timeout: float) -> Re
     cluster) never pays for loading paramiko."""
     if master is None:
         return LocalRemover(destination(remote))
+    from sbatchman.backends.sftp.delete import WireRemover
+
+    wire, pipes = _sftp_on(master, stall_timeout, "the delete")
+    return WireRemover(wire, remote, lambda clean: pipes.close())
+
+
+def open_lister(master: Master | None, remote: str, stall_timeout: float) -> TreeLister:
+    """The cluster's folder as a fetch lists it, over the same kind of SFTP channel."""
+    if master is None:
+        return LocalTree(destination(remote))
+    from sbatchman.backends.sftp.remote_tree import WireLister
+    from sbatchman.backends.sftp.scan import root_path
+
+    wire, pipes = _sftp_on(master, stall_timeout, "listing the cluster")
+    return WireLister(wire, root_path(remote), lambda clean: pipes.close())
+
+
+def _sftp_on(master: Master, stall_timeout: float, purpose: str) -> tuple[Wire, _Pipes]:
+    """The cluster's SFTP server on the master connection, its handshake done."""
     try:
         proc = subprocess.Popen(
             sftp_argv(master),
@@ -88,8 +112,7 @@ def open_remover(master: Master | None, remote: str, stall_timeout: float) -> Re
             preexec_fn=die_with_parent(),
         )
     except OSError as err:
-        raise TransferError(f"cannot start ssh for the delete: {err}") from None
-    from sbatchman.backends.sftp.delete import WireRemover
+        raise TransferError(f"cannot start ssh for {purpose}: {err}") from None
     from sbatchman.backends.sftp.wire import Wire
 
     pipes = _Pipes(proc)
@@ -99,4 +122,4 @@ def open_remover(master: Master | None, remote: str, stall_timeout: float) -> Re
     except BaseException:
         pipes.close()
         raise
-    return WireRemover(wire, remote, lambda clean: pipes.close())
+    return wire, pipes

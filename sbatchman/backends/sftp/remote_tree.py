@@ -90,6 +90,33 @@ class RemoteTree:
         self.wire.pump()
 
 
+class WireLister:
+    """A RemoteTree on a channel of its own, as a Session's lister (`ls --fetch --explain`):
+    `done` takes the channel back, clean unless a listing broke off half way."""
+
+    def __init__(self, wire: w.Wire, root: str, done: Callable[[bool], None]) -> None:
+        self.tree = RemoteTree(wire, root)
+        self.done = done
+        self.clean = True
+        self.opened = False
+
+    def __call__(self, folders: Sequence[str]) -> Tree:
+        """The root is read as a fetch reads it (open), so it fails in the fetch's words."""
+        self.clean = False
+        if not self.opened and "" in folders:
+            self.opened = True
+            try:
+                self.tree.open()
+            except TransferError as err:  # the channel may be broken: not given back clean
+                return {"": str(err)}
+        listed = self.tree(folders)
+        self.clean = True
+        return listed
+
+    def close(self) -> None:
+        self.done(self.clean)
+
+
 def _reader(entries: Listing, name: str) -> Callable[[c.Reply], None]:
     def on_reply(reply: c.Reply) -> None:
         names = reply.names()

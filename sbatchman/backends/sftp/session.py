@@ -35,6 +35,7 @@ from sbatchman.backends.sftp.folders import (
 )
 from sbatchman.backends.sftp.lost import FilesFailed, LinkLost
 from sbatchman.backends.sftp.pool import ChannelPool
+from sbatchman.backends.sftp.remote_tree import WireLister
 from sbatchman.backends.sftp.scan import Scan, listing, out_of_range, root_path, scan
 from sbatchman.backends.transfer import Listed
 from sbatchman.backends.transfer import run as run_transfer
@@ -134,6 +135,10 @@ class SftpSession:
     def remover(self, job: Job) -> WireRemover:
         wire = self.pool.take()
         return WireRemover(wire, job.remote, lambda clean: self.pool.give_back(wire, clean))
+
+    def lister(self, remote: str) -> WireLister:
+        wire = self.pool.take()
+        return WireLister(wire, root_path(remote), lambda clean: self.pool.give_back(wire, clean))
 
     def abort(self) -> None:
         """Stop every push (Ctrl-C) without waiting: each finishes the renames of files it has
