@@ -8,6 +8,7 @@ Real sshd and rsync; only the two size limits are lowered.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,43 @@ def test_batches_cut_at_the_limit_and_every_name_starts_with_dot_slash() -> None
     assert [name for batch in cut for name in batch] == ["./top", "./-a", "./b:c"] + ["./d"] * 10
     assert len(cut) > 1
     assert all(sum(len(n) + 9 for n in batch) <= 40 for batch in cut)
+
+
+def _names(count: int) -> bytes:
+    return b"".join(b"d%06d/" % i + b"x" * 90 + b"\0" for i in range(count))
+
+
+def test_a_batch_fits_what_the_kernel_allows_beside_a_big_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cut at what ARG_MAX leaves after the environment: each batch really runs (real exec;
+    E2BIG would raise), and each but the last fills nearly all of that room (every batch
+    more is one more rsync)."""
+    for i in range(3):  # one string may not pass 128 KiB
+        monkeypatch.setenv(f"SBM_TEST_BIG_ENV{i}", "x" * 100_000)
+    listed = _names(int(rsync_names.arg_max() * 1.5) // 100)
+    cut = list(rsync_names.batches(listed))
+    room = rsync_names.room()
+    assert room < rsync_names.arg_max() - 300_000
+    assert all(sum(len(w) + 9 for w in words) > 0.9 * room for words in cut[:-1])
+    for words in cut:
+        subprocess.run(["true", *words], check=True)
+
+
+def test_a_batch_the_kernel_refuses_goes_in_halves() -> None:
+    """E2BIG (a limit misjudged, an environment grown since) is no failure: the batch is run
+    as halves, in order, every name once."""
+    words = [os.fsdecode(n) for n in _names(int(rsync_names.arg_max() * 1.5) // 100).split(b"\0")]
+    words = [w for w in words if w]
+    runs: list[list[str]] = []
+
+    def run(batch: list[str]) -> None:
+        subprocess.run(["true", *batch], check=True)
+        runs.append(batch)
+
+    rsync_names.in_halves(run, words)
+    assert len(runs) == 2
+    assert [w for batch in runs for w in batch] == words
 
 
 @pytest.mark.ssh

@@ -20,7 +20,7 @@ from sbatchman.backends import rsync_guard as guard
 from sbatchman.backends.local import destination
 from sbatchman.backends.rsync_delete import Remover, open_lister, open_remover
 from sbatchman.backends.rsync_info import RsyncInfo
-from sbatchman.backends.rsync_names import batches, by_argument
+from sbatchman.backends.rsync_names import batches, by_argument, in_halves
 from sbatchman.backends.rsync_output import (
     ITEM,
     SKIP,
@@ -176,10 +176,14 @@ class RsyncSession:
             self._run(self.argv(job, extra), listed, job, events, out)
             return
         argv = self.argv(job, extra, named=True)
-        for words in batches(listed):
+
+        def run(words: list[str]) -> None:
             if self.aborted:  # between two batches: what the others sent still counts
                 raise InterruptedPart(out)
             self._run([*argv[:-1], *words, argv[-1]], b"", job, events, out, job.selection.root)
+
+        for words in batches(listed):
+            in_halves(run, words)
 
     def _ask(self, argv: list[str], data: bytes, env: dict[str, str]) -> tuple[int, bytes, bytes]:
         """Run a short command over the connection; abort() stops it too."""
