@@ -102,6 +102,10 @@ def test_a_newer_local_file_is_kept_and_reported(
     assert target["files"] == [{"path": "b.txt", "why": "new"}]
     assert (local / "a.txt").read_text() == "edited on the laptop\n"
     assert (local / "b.txt").read_text() == "b\n"
+    code, again, err = _fetch(capsys, config)  # nothing else to bring: the look is the fetch
+    assert code == 0, err
+    assert again["targets"][0]["skipped_newer_local"] == ["a.txt"]
+    assert again["targets"][0]["files"] == []
     verbose = run_cli(capsys, "fetch", "--config", str(config), "-v")
     assert verbose.code == 0, verbose.err
     assert "alpha/res: a.txt (kept, newer locally)" in verbose.out, verbose.out

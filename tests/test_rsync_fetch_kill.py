@@ -129,6 +129,16 @@ def test_only_provably_abandoned_temp_folders_are_removed(
         config = write_config(tmp_path / "c.toml", [{"name": "here", "fetch_dirs": [fetch_dir]}])
         run = run_cli(capsys, "fetch", "--config", str(config), "--json")
         assert run.code == 0, run.err
+        # Killed after rsync gave the folder the cluster's time, before the temp folder went:
+        # the folder's time says nothing changed, the temp folder is still there.
+        again = local / Temporaries(pid=_dead_pid()).name("rsync-fetch")
+        times = local.stat()
+        again.mkdir()
+        (again / ".a.txt.Zz12Yy").write_text("partial\n")
+        os.utime(local, ns=(times.st_atime_ns, times.st_mtime_ns))
+        idle = run_cli(capsys, "fetch", "--config", str(config))  # nothing to bring, still
+        assert idle.code == 0, idle.err
+        assert not again.exists(), "a fetch with nothing to bring left a killed one's folder"
     finally:
         sleeper.kill()
         sleeper.wait()

@@ -15,34 +15,32 @@ that the next fetch brings the final bytes, even if they land in the same second
 
 from __future__ import annotations
 
-import calendar
 import os
 import re
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from sbatchman.backends import rsync_fetch_local as here
 from sbatchman.backends.local import destination
-from sbatchman.backends.rsync_guard import kept_folder, only_conflicts
+from sbatchman.backends.rsync_fetch_output import FORMAT, Reader, item_of, name_of
+from sbatchman.backends.rsync_guard import only_conflicts
 from sbatchman.backends.rsync_info import RsyncInfo
 from sbatchman.backends.rsync_output import (
     SKIP,
-    Progress,
     RsyncMissing,
     failure,
     is_missing,
-    itemized_why,
     records,
     unescape,
 )
 from sbatchman.backends.rsync_remote import host_path, remote_words, rsh
 from sbatchman.backends.sources import vanished_note
-from sbatchman.backends.transfer import conflict_words, kept_newer
+from sbatchman.backends.transfer import conflict_words
 from sbatchman.children import GRACE, die_with_parent, feed, output_of
 from sbatchman.errors import Interrupted, TransferError
 from sbatchman.model import Events, FetchJob, InterruptedPart, Outcome, PartialTransfer
@@ -55,11 +53,6 @@ RECENT_S = 300
 running behind) can still be being written: the check after a fetch looks at those alone, so
 fetching a finished run's thousands of results costs no second pass."""
 
-# --out-format=%i %l %M %n%L, %M in UTC (TZ=UTC0): what a landed file must look like.
-_FORMAT = "--out-format=%i %l %M %n%L"
-_ITEM = re.compile(
-    r"^([<>ch.*][fdLDS][^ ]{9}) (\d+) (\d{4})/(\d\d)/(\d\d)-(\d\d):(\d\d):(\d\d) (.*)$", re.S
-)
 _ROOT = re.compile(r'change_dir "(?:[^"\\]|\\.)*" failed: (No such file or directory|Not a dir)')
 _GONE = re.compile(r'^file has vanished: "((?:[^"\\]|\\.)*)"$')
 _SUMMARY = re.compile(r"^rsync (?:error|warning): some files")
@@ -76,66 +69,26 @@ class Runs(Protocol):
     aborted: bool
 
 
-class _Reader:
-    """rsync's itemized output of the fetch: what started, what was kept as newer."""
-
-    def __init__(self, outcome: Outcome, events: Events) -> None:
-        self.outcome = outcome
-        self.events = events
-        self.progress = Progress(events)
-        self.started: list[tuple[str, int, int]] = []  # (name, size, mtime second)
-
-    def line(self, text: str) -> None:
-        if self.progress.line(text.encode("utf-8", "surrogateescape")):
-            return
-        item = _item(text)
-        if item is not None:
-            flags, size, mtime, name = item
-            if flags[1] == "f" and flags[0] in "<>":
-                why = itemized_why(flags)
-                self.started.append((name, size, mtime))
-                self.outcome.sent.append((name, why))
-                self.outcome.bytes_sent += size
-                self.progress.start(name, size, why)
-            else:
-                self.progress.finish()
-            return
-        folder = kept_folder(text)
-        if folder is not None:  # a local folder with files in it where the cluster has a file
-            name = _name(folder)
-            self.outcome.conflicts.append((name, conflict_words(FULL_FOLDER, "local")))
-            self.events.skipped(name, f"conflict: {conflict_words(FULL_FOLDER, 'local')}")
-            return
-        skip = SKIP.match(text)
-        if skip:
-            name = _name(skip[1])
-            self.outcome.skipped_newer.append(name)
-            self.events.skipped(name, kept_newer("local"))
-
-    def settle(self, root: Path) -> None:
-        """After a failure or Ctrl-C, keep only the files that landed: rsync names a file
-        before its data comes, and the local folder says which are now in place."""
-        self.progress.pending = None
-        gone = {n for n, size, mtime in self.started if not here.landed(root, n, size, mtime)}
-        self.started = [s for s in self.started if s[0] not in gone]
-        self.outcome.sent = [(n, why) for n, why in self.outcome.sent if n not in gone]
-        sizes = {n: size for n, size, _ in self.started}
-        self.outcome.bytes_sent = sum(sizes.get(n, 0) for n, _ in self.outcome.sent)
-
-
 def fetch(runs: Runs, job: FetchJob, events: Events) -> Outcome:
     outcome = Outcome()
     dest = here.Destination(job.local)
     dest.check()
     if not runs.info.info_flags:
         outcome.warnings.append("local rsync < 3.1 cannot report files kept as newer")
-    if not job.dry_run:
-        outcome.warnings += dest.prepare(Temporaries())
-    reader = _Reader(outcome, events)
+    reader = Reader(outcome, events)
     events.phase("receiving")
     since = int(time.time()) - RECENT_S
+    # Looked at before this fetch's temp folder moves the folder's time (rsync compares it).
+    look = _in_the_way(runs, job) if _has_files(job.local) else None
+    if look is not None and look.idle and not here.leftovers(job.local):
+        # nothing would change: that dry run was the fetch
+        for text in look.skips:
+            reader.line(text)
+        return outcome
+    if not job.dry_run:
+        outcome.warnings += dest.prepare(Temporaries())
     try:
-        kept, links = _in_the_way(runs, job) if _has_files(job.local) else ([], [])
+        kept, links = (look.kept, look.links) if look is not None else ([], [])
         for path in kept:
             outcome.conflicts.append((path, conflict_words(NEWER_FILE, "local")))
             events.skipped(path, f"conflict: {conflict_words(NEWER_FILE, 'local')}")
@@ -174,22 +127,44 @@ def _has_files(folder: Path) -> bool:
         return False
 
 
-def _in_the_way(runs: Runs, job: FetchJob) -> tuple[list[str], list[str]]:
+@dataclass
+class _Look:
+    """What the dry run before a fetch into a folder with files found."""
+
+    kept: list[str]  # newer local files a folder or link would replace: excluded, conflicts
+    links: list[str]  # local links a folder replaces (a warning)
+    idle: bool  # nothing at all would change, not even a time: no second rsync needed
+    skips: list[str]  # its "... is newer" lines (files kept, newer locally)
+
+
+def _in_the_way(runs: Runs, job: FetchJob) -> _Look:
     """Local files that the cluster's folder or link would replace although they are newer:
     a dry run says what rsync would create, and each such file is then excluded (kept as a
-    conflict, as the other backends keep it). Only asked when the local folder has anything."""
+    conflict, as the other backends keep it). Only asked when the local folder has anything.
+
+    It is the real fetch's own argv with --dry-run, so when it lists nothing to change (the
+    usual fetch of results already here) it has done the whole fetch, at half the cost."""
     planned: list[tuple[str, int, str]] = []
+    items: list[str] = []
+    skips: list[str] = []
 
     def line(text: str) -> None:
-        item = _item(text)
-        if item is not None and item[0][:1] == "c":
-            planned.append((item[0], item[2], item[3]))
+        item = item_of(text)
+        if item is not None:
+            items.append(text)
+            if item[0][:1] == "c":
+                planned.append((item[0], item[2], item[3]))
+        elif SKIP.match(text):
+            skips.append(text)
 
     dry = replace(job, dry_run=True)
-    rc, said = _run(runs, _argv(runs, dry, quiet=True), b"", line)
+    rc, said = _run(runs, _argv(runs, dry), b"", line)
+    if runs.aborted:
+        raise Interrupted("interrupted")
     if rc not in (0, 23, 24):
         _judge(rc, said, job, Outcome(), runs.stall_timeout)
-    return here.in_the_way(job.local, planned)
+    kept, links = here.in_the_way(job.local, planned)
+    return _Look(kept, links, rc == 0 and not items, skips)
 
 
 class _NothingCame(TransferError):
@@ -232,7 +207,7 @@ def _vanished(said: bytes, remote: str) -> list[str] | None:
         found = _GONE.match(line)
         if found is None:
             return None
-        path = _name(found[1]).lstrip("/")
+        path = name_of(found[1]).lstrip("/")
         if root and root != "." and (path.startswith(root + "/") or f"/{root}/" in path):
             path = path[path.find(root + "/") + len(root) + 1 :]
         gone.append(path)
@@ -254,7 +229,7 @@ def _still_written(
     changed: dict[str, int] = {}
 
     def line(text: str) -> None:
-        item = _item(text)
+        item = item_of(text)
         if item is not None and item[0][1] == "f":
             changed[item[3]] = item[1]
 
@@ -298,24 +273,23 @@ def _argv(
     *,
     temp: Path | None = None,
     check: bool = False,
-    quiet: bool = False,
     extra: list[str] | None = None,
 ) -> list[str]:
     """rsync's argv: -rlpt --update and the excludes; `check`: the dry run over the files
     that came (names on stdin), which lists what changed since (see _still_written)."""
     info = runs.info
-    argv = [info.path, "-lpt", _FORMAT, "--timeout", str(max(1, int(runs.stall_timeout)))]
+    argv = [info.path, "-lpt", FORMAT, "--timeout", str(max(1, int(runs.stall_timeout)))]
     if check:
         argv += ["--dry-run", "--files-from=-", "--from0"]
         if info.version >= (3, 1, 3):
             argv.append("--modify-window=-1")  # nanoseconds must match exactly
     else:
         argv += ["-r", "--update"]
-        if info.version >= (3, 1, 3) and not quiet:
+        if info.version >= (3, 1, 3):
             # times compared to the nanosecond: the local folder then always gets the
             # cluster folder's time, even when both fall in one second (see Destination)
             argv.append("--modify-window=-1")
-        if info.info_flags and not quiet:
+        if info.info_flags:
             argv.append("--info=skip1" if job.dry_run else "--info=skip1,progress1")
         if job.dry_run:
             argv.append("--dry-run")
@@ -374,17 +348,3 @@ def _run(
         feeder.join(2 * GRACE)
         drain.join(2 * GRACE)
     return rc, b"".join(errors)
-
-
-def _name(text: str) -> str:
-    """A name as rsync printed it (\\#ooo escapes) back to the file system's bytes."""
-    return unescape(text.encode("utf-8", "surrogateescape")).decode("utf-8", "surrogateescape")
-
-
-def _item(text: str) -> tuple[str, int, int, str] | None:
-    """(flags, size, mtime second, name) of one itemized line, or None."""
-    item = _ITEM.match(text)
-    if item is None:
-        return None
-    when = calendar.timegm((*(int(item[i]) for i in range(3, 9)), 0, 0, 0))
-    return item[1], int(item[2]), when, _name(item[9])

@@ -125,6 +125,16 @@ def _times(folder: Path) -> tuple[int, int]:
     return st.st_atime_ns, st.st_mtime_ns
 
 
+def leftovers(root: Path) -> bool:
+    """Whether an earlier fetch left its temp folder in `root` (killed): then a fetch with
+    nothing to bring still goes the whole way, which clears it."""
+    try:
+        with os.scandir(root) as entries:
+            return any(e.name.startswith(f".{TEMP_STEM}.") for e in entries)
+    except OSError:
+        return False
+
+
 def remove_abandoned(root: Path, temporaries: Temporaries) -> list[str]:
     """Remove the temp folders of fetches into `root` that are provably abandoned: only if
     all they hold is rsync temporaries (`.name.XXXXXX` files); anything else keeps the folder."""
