@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -241,3 +243,24 @@ def test_ls_fetch_shows_what_a_fetch_would_bring_and_writes_nothing(
     assert one_line(gitignore.err) == (
         "sbatchman: error: --gitignore does not go with --fetch (it judges local sync_dirs)"
     )
+
+
+def test_a_fetch_that_uses_no_rsync_never_imports_the_rsync_backend(fleet: Path) -> None:
+    """The rsync modules cost every SFTP run ~20 ms of start-up: only rsync sessions load them."""
+    code = (
+        "import sys\n"
+        "from sbatchman.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as done:\n"
+        "    print(done.code, sorted(m for m in sys.modules if 'rsync' in m))\n"
+    )
+    argv = ["fetch", "--config", str(fleet), "-b", "sftp", "-q"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.stdout.splitlines()[-1:] == ["0 []"], done.stdout + done.stderr

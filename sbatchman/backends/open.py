@@ -28,17 +28,21 @@ def open_session(
     target: Target, settings: Settings, request: Request, reporter: Reporter
 ) -> Session:
     """Connect now (prompts included); the caller serialises calls so prompts never interleave."""
-    from sbatchman.backends import rsync, rsync_info
-
     cluster = target.cluster
     backend = target.backend
-    info = rsync_info.detect() if backend == "rsync" else None
+    info = None
+    if backend == "rsync":  # the rsync modules cost an SFTP run ~20 ms to import: only here
+        from sbatchman.backends import rsync_info
+
+        info = rsync_info.detect()
     if backend == "rsync" and (info is None or not info.usable):
         instead = "the built-in copier" if cluster.is_local else "sftp"
         why = "is not on PATH" if info is None else "is openrsync, which lacks --files-from"
         reporter.notice(f"{cluster.name}: rsync {why}; using {instead} instead")
         info = None
     if info is not None:
+        from sbatchman.backends import rsync
+
         if cluster.is_local:
             return rsync.RsyncSession(info, None, request.ssh.stall_timeout)
         from sbatchman.ssh.master import Master
