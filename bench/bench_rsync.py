@@ -16,7 +16,6 @@ timed), and one `select()` walk of the tree in this process (what the selection 
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from bench.harness import (
     Timing,
     best_of,
     clear,
+    cli_env,
     machine_note,
     make_big_file,
     make_small_tree,
@@ -43,6 +43,7 @@ from bench.harness import (
     run,
     sbatchman_argv,
     testbed,
+    warm_cli,
     write_block,
     write_config,
 )
@@ -92,12 +93,8 @@ def cases(files: int) -> dict[str, Case]:
 
 
 def _env(work: Path) -> dict[str, str]:
-    """The CLI runs with a private HOME, so nothing of the user's own config is read."""
-    home = work / "home"
-    home.mkdir(exist_ok=True)
-    import site
-
-    return {**os.environ, "HOME": str(home), "PYTHONUSERBASE": site.getuserbase()}
+    """A private HOME and a warm bytecode cache (harness.cli_env)."""
+    return cli_env(work)
 
 
 class PlainMaster:
@@ -136,6 +133,7 @@ def measure(case: Case, src: Path, work: Path, repeat: int) -> Row:
         spec = ClusterSpec(link, (SyncSpec("proj", src, str(dests["sbm"])),), "rsync")
         config = write_config(work / "rsync.toml", [spec])
         env = _env(work)
+        warm_cli(sbatchman_argv(config, "--dry-run"), env)  # fills the bytecode cache
         master = PlainMaster(link, work / "mux")
         try:
             mux = rsync_argv(link, src, dests["mux"], PLAIN)

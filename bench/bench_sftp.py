@@ -16,7 +16,6 @@ how much of the CLI time is start-up rather than transfer.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from bench.harness import (
     Timing,
     best_of,
     clear,
+    cli_env,
     machine_note,
     make_big_file,
     make_small_tree,
@@ -41,6 +41,7 @@ from bench.harness import (
     run,
     sbatchman_argv,
     testbed,
+    warm_cli,
     write_block,
     write_config,
 )
@@ -110,12 +111,8 @@ class Row:
 
 
 def _env(work: Path) -> dict[str, str]:
-    """The CLI runs with a private HOME, so nothing of the user's own config is read."""
-    home = work / "home"
-    home.mkdir(exist_ok=True)
-    import site
-
-    return {**os.environ, "HOME": str(home), "PYTHONUSERBASE": site.getuserbase()}
+    """A private HOME and a warm bytecode cache (harness.cli_env)."""
+    return cli_env(work)
 
 
 def _engine_push(config: Path, alias: str) -> Callable[[], float]:
@@ -174,6 +171,8 @@ def measure(case: Case, work: Path, repeat: int) -> Row:
             ],
         )
         env = _env(work)
+        for cfg in (rsync_cfg, sftp_cfg):  # fills the bytecode cache; writes nothing
+            warm_cli(sbatchman_argv(cfg, "-a", "proj", "--dry-run"), env)
         commands: dict[str, Callable[[], object]] = {
             "rsync": lambda: run(rsync_argv(link, src, dests["rsync"]), env=env),
             "sbm-rsync": lambda: run(sbatchman_argv(rsync_cfg), env=env),
