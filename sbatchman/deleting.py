@@ -67,30 +67,38 @@ def record_landed(job: Job, outcome: Outcome, folder: Path | None = None) -> Non
         records.save(job.cluster, job.remote, new, folder, local=local)
 
 
-def read_ahead(
-    cluster: Cluster, sync_dir: SyncDir, folder: Path | None = None
-) -> Callable[[], Record | None]:
-    """Start reading the record of the pushes before this one, on a thread, while the
-    transfer runs (mostly waiting on the network); calling the result waits for it.
+class ReadAhead:
+    """The record of the pushes before this one, read on a thread from `start()` on (when the
+    transfer begins sending, mostly waiting on the network); calling it waits for the answer
+    (starting the read first, if nothing did).
 
     A 50,000-file tree's record takes a good part of a second to read: read after the
-    transfer, it made an unchanged push a fifth slower than plain rsync. Anything that goes
-    wrong reading it means no record, as records.load says.
+    transfer, it made an unchanged push a fifth slower than plain rsync; read while the push
+    still walks or plans, it slows those (one interpreter lock). Anything that goes wrong
+    reading it means no record, as records.load says.
     """
-    box: list[Record | None] = []
-    remote, local = sync_dir.remote, sync_dir.local
-    thread = threading.Thread(
-        target=lambda: box.append(records.load(cluster, remote, folder, local=local)),
-        name="sbatchman-record",
-        daemon=True,
-    )
-    thread.start()
 
-    def result() -> Record | None:
-        thread.join()
-        return box[0] if box else None
+    def __init__(self, cluster: Cluster, sync_dir: SyncDir, folder: Path | None = None) -> None:
+        self._box: list[Record | None] = []
+        remote, local = sync_dir.remote, sync_dir.local
+        self._thread = threading.Thread(
+            target=lambda: self._box.append(records.load(cluster, remote, folder, local=local)),
+            name="sbatchman-record",
+            daemon=True,
+        )
+        self._lock = threading.Lock()
+        self._started = False
 
-    return result
+    def start(self) -> None:
+        with self._lock:
+            if not self._started:
+                self._started = True
+                self._thread.start()
+
+    def __call__(self) -> Record | None:
+        self.start()
+        self._thread.join()
+        return self._box[0] if self._box else None
 
 
 def after_push(

@@ -8,12 +8,12 @@ does is here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from sbatchman.backends import Session
 from sbatchman.config import Config
-from sbatchman.deleting import after_push, read_ahead, record_landed, refuse_empty
+from sbatchman.deleting import ReadAhead, after_push, record_landed, refuse_empty
 from sbatchman.fanout import Fleet, Operation, Stopped, ended
 from sbatchman.model import (
     Events,
@@ -27,7 +27,6 @@ from sbatchman.model import (
     Target,
 )
 from sbatchman.outcomes import attempt
-from sbatchman.records import Record
 from sbatchman.selection.walk import Selection, select
 from sbatchman.ssh.endpoint import Answers
 from sbatchman.targets import resolve_targets
@@ -47,12 +46,12 @@ def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
     # gone by its turn is a note (as rsync's exit 24), one added meanwhile goes with the
     # next sync. The records of earlier pushes are read meanwhile too.
     selections: dict[int, Selection] = {}
-    before: dict[int, Callable[[], Record | None]] = {}
+    before: dict[int, ReadAhead] = {}
 
     def prepare() -> None:
         selections.update(walk(targets))
         for target in targets:
-            before[id(target)] = read_ahead(target.cluster, target.sync_dir)
+            before[id(target)] = ReadAhead(target.cluster, target.sync_dir)
 
     try:
         with Fleet(targets, config.settings, request, reporter, meanwhile=prepare) as fleet:
@@ -78,7 +77,7 @@ def walk(targets: Sequence[Target]) -> dict[int, Selection]:
 def pusher(
     request: Request,
     selections: dict[int, Selection],
-    before: dict[int, Callable[[], Record | None]] | None = None,
+    before: dict[int, ReadAhead] | None = None,
 ) -> Operation:
     """The push of one target, as a Fleet operation; `before`: the records being read ahead
     (by target id), else each push reads its own."""
@@ -98,11 +97,11 @@ def push_one(
     events: Events,
     *,
     whole: bool = True,
-    before: Callable[[], Record | None] | None = None,
+    before: ReadAhead | None = None,
 ) -> Result:
     """Push one target's selection: a whole walk, or (`whole` False) a watch pass's changed
-    files, which never deletes (deletes are judged against a whole walk). `before` is the
-    record of earlier pushes being read (deleting.read_ahead), when the caller started it."""
+    files, which never deletes (deletes are judged against a whole walk). `before` reads the
+    record of earlier pushes (one is made when not given); it starts once sending does."""
 
     def transfer() -> tuple[Outcome, Sequence[str], Sequence[str]]:
         job = Job(
@@ -115,9 +114,9 @@ def push_one(
             max_delete=request.max_delete,
         )
         refuse_empty(job)
-        record = before or read_ahead(target.cluster, target.sync_dir)
+        record = before or ReadAhead(target.cluster, target.sync_dir)
         try:
-            outcome = session.push(job, events)
+            outcome = session.push(job, _Reading(events, record))
         except (PartialTransfer, InterruptedPart) as stopped:
             record_landed(job, stopped.outcome)
             raise
@@ -125,3 +124,28 @@ def push_one(
         return outcome, selection.problems, selection.notes
 
     return attempt(target, session, request.dry_run, events, transfer)
+
+
+class _Reading:
+    """The push's Events, which start reading the record once the backend starts sending."""
+
+    def __init__(self, events: Events, record: ReadAhead) -> None:
+        self.events = events
+        self.record = record
+
+    def phase(self, name: str) -> None:
+        if name == "sending":
+            self.record.start()
+        self.events.phase(name)
+
+    def totals(self, files: int, nbytes: int) -> None:
+        self.events.totals(files, nbytes)
+
+    def sent(self, path: str, nbytes: int, why: str) -> None:
+        self.events.sent(path, nbytes, why)
+
+    def progress(self, nbytes: int) -> None:
+        self.events.progress(nbytes)
+
+    def skipped(self, path: str, why: str) -> None:
+        self.events.skipped(path, why)

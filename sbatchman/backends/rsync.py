@@ -113,7 +113,7 @@ class RsyncSession:
         if dirlinks:
             extra.append("--keep-dirlinks")
         events.totals(len(job.selection.files), job.selection.total_bytes)
-        events.phase("sending")
+        events.phase("scanning")  # the look at the cluster; then sending
         through: list[str] = []
         long_list = by_argument(job.selection, login_folder=is_login_folder(job.remote))
 
@@ -132,6 +132,7 @@ class RsyncSession:
             for path, why in safe.conflicts:
                 events.skipped(path, f"conflict: {why}")
             through.extend(safe.through)
+            events.phase("sending")
             # "./" first makes rsync send "." as an implied folder (never its contents): the
             # destination gets the local folder's mode and mtime, except the login directory.
             top = "" if is_login_folder(job.remote) else "./"
