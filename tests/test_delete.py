@@ -275,3 +275,25 @@ def test_a_link_repointed_on_the_cluster_survives_though_its_target_is_as_long(b
     why = "changed on the cluster since sbatchman pushed it"
     assert report["kept_on_cluster"] == [{"path": "pointer", "why": why}]
     assert os.readlink(bed.remote / "pointer") == "run2"
+
+
+def test_two_sync_dirs_of_one_folder_into_one_remote_folder_share_one_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same local and remote folder (other excludes): one record, written by each in turn.
+    The second must build on what the first just wrote, not on what was there before the
+    run, or it forgets every file the first recorded and --delete silently removes nothing."""
+    local = make_tree(tmp_path / "proj", {"a.py": "a\n", "b.py": "b\n", "y.py": "y\n"})
+    remote = tmp_path / "cluster" / "proj"
+    dirs = [
+        {"alias": "all", "local": str(local), "remote": str(remote)},
+        {"alias": "noy", "local": str(local), "remote": str(remote), "excludes": ["y.py"]},
+    ]
+    config = write_config(tmp_path / "c.toml", [{"name": "here", "sync_dirs": dirs}])
+    assert run_cli(capsys, "sync", "--config", str(config)).code == 0
+    (local / "a.py").unlink()
+    run = run_cli(capsys, "sync", "--config", str(config), "--delete", "--json")
+    assert run.code == 0, run.out
+    deleted = {t["alias"]: t["deleted"] for t in json.loads(run.out)["targets"]}
+    assert deleted == {"all": ["a.py"], "noy": []}
+    assert {p.name for p in remote.iterdir()} == {"b.py", "y.py"}
