@@ -116,3 +116,16 @@ def test_records_split_at_newlines_and_progress_returns_only() -> None:
     assert not progress.line(b" 12 50% 1kB/s 0:00:00 is newer")  # a name that starts alike
     assert got.progressed == 2048 and got.files == [("new\nline", 2048, "new")]
     assert unescape(b"a\\#012b\\#134#012") == b"a\nb\\#012"
+
+
+def test_progress_of_a_file_past_100_gb_is_still_progress() -> None:
+    """rsync right-aligns the byte count in 15 columns: from 100,000,000,000 bytes on the line
+    starts with a digit, and the bar must keep moving (and the 100% line end the file)."""
+    got = Recorder()
+    progress = Progress(got)
+    progress.start("ckpt.pt", 200_000_000_000, "new")
+    assert progress.line(b"     99,999,999,999  49%  100.00MB/s    0:16:40  ")
+    assert progress.line(b"100,000,000,000  50%  100.00MB/s    0:16:40  ")
+    assert progress.line(b"200,000,000,000 100%  100.00MB/s    0:33:20 (xfr#1, to-chk=0/1)")
+    assert got.progressed == 200_000_000_000
+    assert got.files == [("ckpt.pt", 200_000_000_000, "new")]

@@ -98,7 +98,9 @@ class Progress:
         Read as bytes, without a regular expression: a push of 50,000 small files prints
         100,000 of these, two per file, and they are most of what this process does then.
         """
-        if raw[:1] != b" ":  # progress lines are right-aligned; names and items are not
+        # Right-aligned in 15 columns, so a space first, or a digit from 100 GB on; items
+        # start with their flags, and a name only comes after them or before " is newer".
+        if raw[:1] != b" " and not raw[:1].isdigit():
             return False
         found = _PROGRESS.match(raw)
         if not found:
