@@ -199,8 +199,10 @@ class Fleet:
                 futures[name] = pool.submit(
                     open_session, first, self.settings, quiet, self.reporter
                 )
-            if self.meanwhile is not None:
-                self.meanwhile()
+            # the first connect's: a reconnect does not run it again
+            meanwhile, self.meanwhile = self.meanwhile, None
+            if meanwhile is not None:
+                meanwhile()
             for name, future in futures.items():
                 try:
                     opened[name] = future.result()

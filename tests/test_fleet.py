@@ -165,3 +165,19 @@ def test_which_remote_folders_count_as_overlapping(a: str, b: str, nested: bool)
     from sbatchman.fanout import nested as overlapping
 
     assert overlapping(a, b) is nested
+
+
+def test_what_runs_meanwhile_runs_once_not_again_on_a_reconnect(tmp_path: Path) -> None:
+    """`meanwhile` (a push's walk) belongs to the first connect: a cluster reopened later
+    must not walk again (and swap the selections of the run under its feet)."""
+    local = make_tree(tmp_path / "p", {"a.txt": "a\n"})
+    dirs = [{"alias": "a", "local": str(local), "remote": str(tmp_path / "dest")}]
+    config = load(write_config(tmp_path / "c.toml", [{"name": "here", "sync_dirs": dirs}]))
+    request = Request()
+    targets = resolve_targets(config, request)
+    calls: list[int] = []
+    with Fleet(
+        targets, config.settings, request, OnPhase(), meanwhile=lambda: calls.append(1)
+    ) as f:
+        f.reconnect("here")
+    assert calls == [1]
