@@ -301,3 +301,34 @@ def test_a_key_path_that_works_leaves_no_note(sshd_factory: SshdFactory, tmp_pat
     config.write_text(config_block(server, IdentityFile=None))
     cluster = make_cluster("kp", "kp", key_path=server.client_key)
     connect(Endpoint.of(cluster, Settings(ssh_config=config), BATCH)).close()
+
+
+@pytest.mark.parametrize("ignore", ["ok\n", "ok\n[oops\n"])
+def test_a_sync_prompts_only_after_its_walk_succeeded(
+    encrypted_server: tuple[Path, Path], tmp_path: Path, ignore: str
+) -> None:
+    """The walk runs while the clusters connect without prompts: a bad .sbatchmanignore is
+    exit 2 with its one line and never a passphrase prompt; a good one prompts once."""
+    key, ssh_config = encrypted_server
+    local = tmp_path / "proj"
+    local.mkdir()
+    (local / "a.py").write_text("a\n")
+    (local / ".sbatchmanignore").write_text(ignore)
+    remote = tmp_path / "dest"
+    config = tmp_path / "remotes.toml"
+    argv = ["sync", "--config", str(config)]
+    config.write_text(
+        f'[[clusters]]\nname = "c"\nhost = "one"\nssh_config = "{ssh_config}"\n'
+        f'[[clusters.sync_dirs]]\nalias = "p"\nlocal = "{local}"\nremote = "{remote}"\n'
+    )
+    script = python_lines(
+        ["from sbatchman.__main__ import run", "import sys", f"sys.argv[1:] = {argv!r}", "run()"]
+    )
+    result = run_in_pty(script, {r"Enter passphrase for key '[^']+': ": PASSPHRASE}, timeout=60)
+    if ignore == "ok\n":
+        assert (result.returncode, result.prompts) == (0, [f"Enter passphrase for key '{key}': "])
+        assert (remote / "a.py").read_text() == "a\n"
+    else:
+        assert (result.returncode, result.prompts) == (2, []), result.output
+        assert "bad pattern '[oops' in .sbatchmanignore:2" in result.output
+        assert not remote.exists()

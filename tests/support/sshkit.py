@@ -144,8 +144,9 @@ def run_in_pty(
                         os.write(fd, answer.encode() + b"\n")
                         break
             else:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
+                done, polled = os.waitpid(pid, os.WNOHANG)
+                if done:  # (0, 0) while it runs: that 0 is no exit status
+                    status = polled
                     break
         else:
             os.kill(pid, signal.SIGKILL)
