@@ -245,3 +245,34 @@ def test_ls_fetch_explain_judges_the_clusters_own_tree(
 
 def _explain(paths: Sequence[str]) -> list[str]:
     return [word for path in paths for word in ("--explain", path)]
+
+
+@pytest.mark.parametrize("backend", ["rsync", "sftp"])
+def test_a_listing_cut_by_ctrl_c_is_an_interruption_not_a_cluster_failure(
+    three_clusters: list[SshServer], cluster_roots: dict[str, Path], tmp_path: Path, backend: str
+) -> None:
+    """Ctrl-C aborts the session under `--explain`: the listing must stop (rsync's ssh for
+    it too) and say interrupted (exit 130), not "connection lost" (exit 1), nor go on."""
+    from sbatchman.config import load
+    from sbatchman.errors import Interrupted
+    from sbatchman.fanout import Fleet
+    from sbatchman.model import Request
+    from sbatchman.targets import resolve_fetch_targets
+    from tests.support.project import OnPhase
+
+    server = three_clusters[0]
+    remote = make_tree(cluster_roots[server.name] / "out", {"sub/a.txt": "a\n"})
+    fetch_dir = {"alias": "out", "remote": str(remote), "local": str(tmp_path / "here")}
+    config = load(write_config(tmp_path / "c.toml", [fetch_cluster(server, backend, [fetch_dir])]))
+    request = Request(backend=backend)
+    targets = resolve_fetch_targets(config, request)
+    with Fleet(targets, config.settings, request, OnPhase()) as fleet:
+        session = fleet.sessions[server.name]
+        lister = session.lister(str(remote))
+        try:
+            assert [f.name for f in lister([""])[""]] == ["sub"]  # type: ignore[union-attr]
+            session.abort()
+            with pytest.raises(Interrupted):
+                lister(["sub"])
+        finally:
+            lister.close()

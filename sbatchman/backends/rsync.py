@@ -384,7 +384,9 @@ class RsyncSession:
         return open_remover(self.master, job.remote, self.stall_timeout)
 
     def lister(self, remote: str) -> TreeLister:
-        return open_lister(self.master, remote, self.stall_timeout)
+        return open_lister(
+            self.master, remote, self.stall_timeout, self.running, lambda: self.aborted
+        )
 
     def abort(self) -> None:
         self.aborted = True

@@ -16,6 +16,7 @@ import contextlib
 import os
 import select
 import subprocess
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from sbatchman.backends import TreeLister
@@ -89,15 +90,28 @@ def open_remover(master: Master | None, remote: str, stall_timeout: float) -> Re
     return WireRemover(wire, remote, lambda clean: pipes.close())
 
 
-def open_lister(master: Master | None, remote: str, stall_timeout: float) -> TreeLister:
-    """The cluster's folder as a fetch lists it, over the same kind of SFTP channel."""
+def open_lister(
+    master: Master | None,
+    remote: str,
+    stall_timeout: float,
+    running: set[subprocess.Popen[bytes]],
+    stopped: Callable[[], bool],
+) -> TreeLister:
+    """The cluster's folder as a fetch lists it, over the same kind of SFTP channel. Its ssh
+    is one of the session's `running` while it is open, so Ctrl-C (abort) stops it too."""
     if master is None:
         return LocalTree(destination(remote))
     from sbatchman.backends.sftp.remote_tree import WireLister
     from sbatchman.backends.sftp.scan import root_path
 
     wire, pipes = _sftp_on(master, stall_timeout, "listing the cluster")
-    return WireLister(wire, root_path(remote), lambda clean: pipes.close())
+    running.add(pipes.proc)
+
+    def done(clean: bool) -> None:
+        running.discard(pipes.proc)
+        pipes.close()
+
+    return WireLister(wire, root_path(remote), done, stopped)
 
 
 def _sftp_on(master: Master, stall_timeout: float, purpose: str) -> tuple[Wire, _Pipes]:

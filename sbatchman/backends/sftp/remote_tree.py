@@ -15,7 +15,7 @@ from sbatchman.backends.sftp import codec as c
 from sbatchman.backends.sftp import wire as w
 from sbatchman.backends.sftp.scan import Listing, join, list_into, listing
 from sbatchman.backends.transfer import Listed
-from sbatchman.errors import TransferError
+from sbatchman.errors import Interrupted, TransferError
 from sbatchman.plan import DestStat
 from sbatchman.selection.tree import Found
 from sbatchman.selection.tree import Listed as Tree
@@ -92,26 +92,46 @@ class RemoteTree:
 
 class WireLister:
     """A RemoteTree on a channel of its own, as a Session's lister (`ls --fetch --explain`):
-    `done` takes the channel back, clean unless a listing broke off half way."""
+    `done` takes the channel back, clean unless a listing broke off half way. `stopped` says
+    the session was aborted (Ctrl-C): what then breaks is the interruption, not the cluster."""
 
-    def __init__(self, wire: w.Wire, root: str, done: Callable[[bool], None]) -> None:
+    def __init__(
+        self,
+        wire: w.Wire,
+        root: str,
+        done: Callable[[bool], None],
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.tree = RemoteTree(wire, root)
         self.done = done
+        self.stopped = stopped
         self.clean = True
         self.opened = False
 
     def __call__(self, folders: Sequence[str]) -> Tree:
         """The root is read as a fetch reads it (open), so it fails in the fetch's words."""
         self.clean = False
+        try:
+            listed = self._list(folders)
+        except Exception:
+            if self.stopped():
+                raise Interrupted("interrupted") from None
+            raise
+        if self.stopped():  # a folder's error may be the connection Ctrl-C cut
+            raise Interrupted("interrupted")
+        self.clean = True
+        return listed
+
+    def _list(self, folders: Sequence[str]) -> Tree:
         if not self.opened and "" in folders:
             self.opened = True
             try:
                 self.tree.open()
             except TransferError as err:  # the channel may be broken: not given back clean
+                if self.stopped():
+                    raise
                 return {"": str(err)}
-        listed = self.tree(folders)
-        self.clean = True
-        return listed
+        return self.tree(folders)
 
     def close(self) -> None:
         self.done(self.clean)

@@ -138,7 +138,12 @@ class SftpSession:
 
     def lister(self, remote: str) -> WireLister:
         wire = self.pool.take()
-        return WireLister(wire, root_path(remote), lambda clean: self.pool.give_back(wire, clean))
+        return WireLister(
+            wire,
+            root_path(remote),
+            lambda clean: self.pool.give_back(wire, clean),
+            lambda: self._aborted,
+        )
 
     def abort(self) -> None:
         """Stop every push (Ctrl-C) without waiting: each finishes the renames of files it has
