@@ -112,7 +112,7 @@ def after_push(
 ) -> None:
     """Record what the push landed and, with --delete, remove what the record allows.
 
-    `before` is read_ahead's answer for this job, when the caller started it. Raises
+    `before` gives the record read ahead (ReadAhead), else it is read here. Raises
     PartialTransfer (the push's outcome kept) when a safety stop fails the target.
     """
     cluster, remote = job.cluster, job.remote

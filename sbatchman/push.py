@@ -44,18 +44,15 @@ def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
     # anything can prompt (the walk runs while the clusters connect without prompts, and a
     # config error closes those connections); that one walk is also what is pushed. A file
     # gone by its turn is a note (as rsync's exit 24), one added meanwhile goes with the
-    # next sync. The records of earlier pushes are read meanwhile too.
+    # next sync.
     selections: dict[int, Selection] = {}
-    before: dict[int, ReadAhead] = {}
 
-    def prepare() -> None:
+    def walk_all() -> None:
         selections.update(walk(targets))
-        for target in targets:
-            before[id(target)] = ReadAhead(target.cluster, target.sync_dir)
 
     try:
-        with Fleet(targets, config.settings, request, reporter, meanwhile=prepare) as fleet:
-            return fleet.run(pusher(request, selections, before))
+        with Fleet(targets, config.settings, request, reporter, meanwhile=walk_all) as fleet:
+            return fleet.run(pusher(request, selections))
     except Stopped as stop:
         return stop.results
     except KeyboardInterrupt:  # between two steps: nothing of it was recorded
@@ -74,17 +71,11 @@ def walk(targets: Sequence[Target]) -> dict[int, Selection]:
     return selections
 
 
-def pusher(
-    request: Request,
-    selections: dict[int, Selection],
-    before: dict[int, ReadAhead] | None = None,
-) -> Operation:
-    """The push of one target, as a Fleet operation; `before`: the records being read ahead
-    (by target id), else each push reads its own."""
+def pusher(request: Request, selections: dict[int, Selection]) -> Operation:
+    """The push of one target, as a Fleet operation."""
 
     def push(target: Target, session: Session, events: Events) -> Result:
-        record = (before or {}).get(id(target))
-        return push_one(target, selections[id(target)], session, request, events, before=record)
+        return push_one(target, selections[id(target)], session, request, events)
 
     return push
 
@@ -97,11 +88,10 @@ def push_one(
     events: Events,
     *,
     whole: bool = True,
-    before: ReadAhead | None = None,
 ) -> Result:
     """Push one target's selection: a whole walk, or (`whole` False) a watch pass's changed
-    files, which never deletes (deletes are judged against a whole walk). `before` reads the
-    record of earlier pushes (one is made when not given); it starts once sending does."""
+    files, which never deletes (deletes are judged against a whole walk). The record of the
+    pushes before is read on a thread once the backend starts sending (deleting.ReadAhead)."""
 
     def transfer() -> tuple[Outcome, Sequence[str], Sequence[str]]:
         job = Job(
@@ -114,7 +104,7 @@ def push_one(
             max_delete=request.max_delete,
         )
         refuse_empty(job)
-        record = before or ReadAhead(target.cluster, target.sync_dir)
+        record = ReadAhead(target.cluster, target.sync_dir)
         try:
             outcome = session.push(job, _Reading(events, record))
         except (PartialTransfer, InterruptedPart) as stopped:
