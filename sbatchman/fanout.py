@@ -201,20 +201,28 @@ class Fleet:
                 )
             # the first connect's: a reconnect does not run it again
             meanwhile, self.meanwhile = self.meanwhile, None
-            if meanwhile is not None:
-                meanwhile()
-            for name, future in futures.items():
+            wrong = _failure_of(meanwhile)
+            for name, future in futures.items() if wrong is None else ():
                 try:
                     opened[name] = future.result()
                 except SbatchmanError as err:
                     failures[name] = err
-        except BaseException:  # Ctrl-C, or `meanwhile` failed: nothing goes on connecting
+        except BaseException:  # Ctrl-C: nothing goes on connecting
             self.request.ssh.cancel.cancel()  # connections being made fail now, not at timeout
             pool.shutdown(wait=False, cancel_futures=True)
             for future in futures.values():  # now, or when a connect still running gets there
                 future.add_done_callback(_close_opened)
             _let_finish(list(futures.values()))
             raise
+        if wrong is not None:
+            # A config error: the quiet connects are let end (none can prompt, each within
+            # its timeout) and closed. Cut mid-login, an ssh that had just forked its master
+            # could leave that master running for ControlPersist's ten minutes.
+            pool.shutdown(wait=False)
+            for future in futures.values():
+                future.add_done_callback(_close_opened)
+            _let_finish(list(futures.values()), most=self.settings.connect_timeout + 10)
+            raise wrong
         pool.shutdown()
         self.sessions.update(opened)
         retry = (
@@ -304,6 +312,17 @@ def nested(a: str, b: str) -> bool:
     if a == b or a == "." or b == ".":
         return True
     return a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def _failure_of(step: Callable[[], object] | None) -> Exception | None:
+    """Run `step` (if any); what it raised, or None."""
+    if step is None:
+        return None
+    try:
+        step()
+    except Exception as err:
+        return err
+    return None
 
 
 def _let_finish(futures: list[Future[Session]], most: float = 10.0) -> None:

@@ -74,13 +74,16 @@ class Meeting:
 def _receivers(server: SshServer, root: Path) -> int:
     """rsync receivers the server runs now into `root` (one per push going there); the
     server is shared, so another test's receiver still ending is not counted."""
-    count = 0
+    mine: dict[int, int] = {}  # receiver pid -> its parent
     for pid in server.session_pids():
         with contextlib.suppress(OSError):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"--server" in argv and b"--sender" not in argv:  # -s: the path is not here
-                count += Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(root)
-    return count
+            receiver = b"--server" in argv and b"--sender" not in argv
+            # -s keeps the path out of argv; the working folder says where it writes
+            if receiver and Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(root):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                mine[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+    return sum(parent not in mine for parent in mine.values())  # a receiver forks its generator
 
 
 def test_aliases_of_one_cluster_are_pushed_at_once_over_its_connection(
