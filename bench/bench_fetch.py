@@ -115,18 +115,13 @@ def fetch_config(path: Path, link: Link, remote: str, local: Path, backend: str)
     return path
 
 
-def _env(work: Path) -> dict[str, str]:
-    """A private HOME and a warm bytecode cache (harness.cli_env)."""
-    return cli_env(work)
-
-
 def measure(case: Case, work: Path, repeat: int, backend: str) -> Row:
     with testbed(work / "servers", [case.name], case.delay_s) as (link,):
         src = link.server.root / "src"
         case.build(src)
         dests = {"rsync": work / "rsync", "sbm": work / "sbm"}
         config = fetch_config(work / "fetch.toml", link, str(src), dests["sbm"], backend)
-        env = _env(work)
+        env = cli_env(work)
         sbm = [sys.executable, "-m", "sbatchman", "fetch", "--config", str(config), "-q"]
         commands: dict[str, Callable[[], object]] = {
             "rsync": lambda: run(plain_rsync(link, str(src), dests["rsync"]), env=env),

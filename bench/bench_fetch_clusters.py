@@ -21,10 +21,11 @@ import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_fetch import _env, fetch_cluster, plain_rsync
+from bench.bench_fetch import fetch_cluster, plain_rsync
 from bench.harness import (
     best_of,
     clear,
+    cli_env,
     machine_note,
     make_small_tree,
     run,
@@ -54,7 +55,7 @@ def main() -> None:
                 clusters.append(fetch_cluster(link, str(src), local, args.backend))
             config = work / "fetch.toml"
             config.write_text(tomli_w.dumps({"clusters": clusters}))
-            env = _env(work)
+            env = cli_env(work)
             sbm = [sys.executable, "-m", "sbatchman", "fetch", "--config", str(config), "-q"]
             warm_cli([*sbm, "--dry-run"], env)  # fills the bytecode cache; writes nothing
 

@@ -92,11 +92,6 @@ def cases(files: int) -> dict[str, Case]:
     }  # fmt: skip
 
 
-def _env(work: Path) -> dict[str, str]:
-    """A private HOME and a warm bytecode cache (harness.cli_env)."""
-    return cli_env(work)
-
-
 class PlainMaster:
     """An OpenSSH ControlMaster opened with the link's own ssh config, as a user would."""
 
@@ -132,7 +127,7 @@ def measure(case: Case, src: Path, work: Path, repeat: int) -> Row:
         dests = {k: link.server.root / k for k in ("plain", "mux", "sbm")}
         spec = ClusterSpec(link, (SyncSpec("proj", src, str(dests["sbm"])),), "rsync")
         config = write_config(work / "rsync.toml", [spec])
-        env = _env(work)
+        env = cli_env(work)
         warm_cli(sbatchman_argv(config, "--dry-run"), env)  # fills the bytecode cache
         master = PlainMaster(link, work / "mux")
         try:

@@ -110,11 +110,6 @@ class Row:
         return self.sbm_sftp.best / self.rsync.best
 
 
-def _env(work: Path) -> dict[str, str]:
-    """A private HOME and a warm bytecode cache (harness.cli_env)."""
-    return cli_env(work)
-
-
 def _engine_push(config: Path, alias: str) -> Callable[[], float]:
     """The SFTP push alone, on a session opened once (connection and CLI start-up excluded)."""
     from sbatchman.backends.sftp.session import open_sftp
@@ -170,7 +165,7 @@ def measure(case: Case, work: Path, repeat: int) -> Row:
                 )
             ],
         )
-        env = _env(work)
+        env = cli_env(work)
         for cfg in (rsync_cfg, sftp_cfg):  # fills the bytecode cache; writes nothing
             warm_cli(sbatchman_argv(cfg, "-a", "proj", "--dry-run"), env)
         commands: dict[str, Callable[[], object]] = {
