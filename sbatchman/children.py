@@ -12,10 +12,16 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import IO
 
 _POLL = 0.1  # seconds between looks at a quiet child
+# After a short read, output gathers this long before the next: rsync writes a line per file,
+# and reading each as it came (15,000 reads for 50,000 small files) cost this process a
+# quarter of a second of CPU that the transfer, CPU-bound on a small machine, needed. A
+# pipe holds 64 KiB, far more than rsync writes in this time, so rsync never waits for it.
+_GATHER = 0.01
 GRACE = 1.0  # how long output may trail the child's exit; readers end within it
 
 
@@ -64,6 +70,8 @@ def output_of(proc: subprocess.Popen[bytes], stdout: IO[bytes]) -> Iterator[byte
                 return
             quiet = 0.0
             yield chunk
+            if len(chunk) < 65536:
+                time.sleep(_GATHER)
         elif proc.poll() is not None:
             quiet += _POLL
             if quiet >= GRACE:

@@ -64,13 +64,16 @@ class Fleet:
         reporter: Reporter,
         *,
         meanwhile: Callable[[], object] | None = None,
+        ready: Callable[[Session], None] | None = None,
     ) -> None:
         """`meanwhile` runs on the caller's thread while the clusters connect without
         prompts (a push walks its folders then, instead of before: a login costs several
         round trips, the walk of a big tree as long). Nothing prompts before it has
         returned, and when it raises (a config error) every connection is closed and
-        the error goes on up."""
+        the error goes on up. `ready` gets each session as soon as it is open, on the
+        thread that opened it (a push starts what its first step needs)."""
         self.meanwhile = meanwhile
+        self.ready = ready
         self.targets = list(targets)
         self.settings = settings
         self.request = request
@@ -186,8 +189,6 @@ class Fleet:
         try, one at a time, so prompts never interleave (skipped in batch mode: nothing may
         prompt).
         """
-        from sbatchman.backends.open import open_session
-
         quiet = replace(self.request, ssh=replace(self.request.ssh, batch=True))
         opened: dict[str, Session] = {}
         failures: dict[str, SbatchmanError] = {}
@@ -196,9 +197,7 @@ class Fleet:
         try:
             for name in names:
                 first = self.groups[name][0]
-                futures[name] = pool.submit(
-                    open_session, first, self.settings, quiet, self.reporter
-                )
+                futures[name] = pool.submit(self._connect, first, quiet)
             # the first connect's: a reconnect does not run it again
             meanwhile, self.meanwhile = self.meanwhile, None
             wrong = _failure_of(meanwhile)
@@ -233,13 +232,19 @@ class Fleet:
                 if retry and isinstance(failure, AuthError):
                     try:
                         first = self.groups[name][0]
-                        self.sessions[name] = open_session(
-                            first, self.settings, self.request, self.reporter
-                        )
+                        self.sessions[name] = self._connect(first, self.request)
                         continue
                     except SbatchmanError as again:
                         failure = again
                 self.failures[name] = failure
+
+    def _connect(self, first: Target, request: Request) -> Session:
+        from sbatchman.backends.open import open_session
+
+        session = open_session(first, self.settings, request, self.reporter)
+        if self.ready is not None:
+            self.ready(session)
+        return session
 
     def _unconnected(self) -> dict[int, Result]:
         """A "failed" Result (with the connect error) for each target of a cluster with none."""

@@ -51,12 +51,21 @@ def sync(config: Config, request: Request, reporter: Reporter) -> list[Result]:
         selections.update(walk(targets))
 
     try:
-        with Fleet(targets, config.settings, request, reporter, meanwhile=walk_all) as fleet:
+        fleet = Fleet(targets, config.settings, request, reporter, meanwhile=walk_all, ready=warm)
+        with fleet:
             return fleet.run(pusher(request, selections))
     except Stopped as stop:
         return stop.results
     except KeyboardInterrupt:  # between two steps: nothing of it was recorded
         return [ended(t, "interrupted", "interrupted") for t in targets]
+
+
+def warm(session: Session) -> None:
+    """A session that can start its push's first step early does (rsync: its look at the
+    cluster, while the walk still runs)."""
+    start = getattr(session, "warm", None)
+    if start is not None:
+        start()
 
 
 def walk(targets: Sequence[Target]) -> dict[int, Selection]:

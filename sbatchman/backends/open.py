@@ -87,6 +87,12 @@ class _RsyncOrSftp:
         self.switching = threading.Lock()
         self.unreachable: SbatchmanError | None = None  # SFTP could not connect either
 
+    def warm(self) -> None:
+        """Passed on to rsync (see push.warm)."""
+        warm = getattr(self.active, "warm", None)
+        if warm is not None:
+            warm()
+
     def push(self, job: Job, events: Events) -> Outcome:
         return self._either(lambda session: session.push(job, events))
 

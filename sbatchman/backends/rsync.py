@@ -7,7 +7,6 @@ rsync receives the exact entries the selection engine chose (`--files-from`, NUL
 from __future__ import annotations
 
 import itertools
-import os
 import posixpath
 import subprocess
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from sbatchman.backends import TreeLister
 from sbatchman.backends import rsync_guard as guard
 from sbatchman.backends.local import destination
+from sbatchman.backends.rsync_ask import Asker
 from sbatchman.backends.rsync_delete import Remover, open_lister, open_remover
 from sbatchman.backends.rsync_info import RsyncInfo
 from sbatchman.backends.rsync_names import batches, by_argument, in_halves
@@ -31,6 +31,7 @@ from sbatchman.backends.rsync_output import (
     itemized_why,
     printed_name,
     records,
+    sent_file,
     still_to_send,
     vanished,
 )
@@ -64,6 +65,12 @@ class RsyncSession:
         self.stall_timeout = stall_timeout
         self.running: set[subprocess.Popen[bytes]] = set()
         self.aborted = False
+        self._ask = Asker(self.running, stall_timeout, lambda: self.aborted)
+
+    def warm(self) -> None:
+        """A push follows: its look at the cluster starts now, while the walk still runs."""
+        if self.master is not None:
+            self._ask.start_ahead(guard.stat_argv(self.master))
 
     def argv(
         self, job: Job, extra: list[str], *, batch: bool = False, named: bool = False
@@ -186,32 +193,6 @@ class RsyncSession:
         for words in batches(listed):
             in_halves(run, words)
 
-    def _ask(self, argv: list[str], data: bytes, env: dict[str, str]) -> tuple[int, bytes, bytes]:
-        """Run a short command over the connection; abort() stops it too."""
-        with subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **env},
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-        ) as proc:
-            self.running.add(proc)
-            try:
-                out, err = proc.communicate(data, timeout=max(1.0, self.stall_timeout))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise TransferError(
-                    f"stalled: the cluster did not answer for {self.stall_timeout:g} s"
-                    " (--stall-timeout)"
-                ) from None
-            finally:
-                self.running.discard(proc)
-        if self.aborted:
-            raise Interrupted("interrupted")
-        return proc.returncode, out, err
-
     def _run(
         self,
         argv: list[str],
@@ -279,12 +260,15 @@ class RsyncSession:
             raise (RsyncMissing if is_missing(rc, text) else TransferError)(message)
 
     def _line(self, raw: bytes, known: set[str], progress: Progress, outcome: Outcome) -> None:
-        if progress.line(raw):
+        item = sent_file(raw)  # most lines of a big push: read without a regular expression
+        if item is None and progress.line(raw):
             return
-        text = raw.decode("utf-8", "surrogateescape")
-        item = ITEM.match(text)
-        if item:
-            flags, size, name = item[1], int(item[2]), printed_name(item[3], known)
+        text = "" if item is not None else raw.decode("utf-8", "surrogateescape")
+        found = ITEM.match(text) if item is None else None
+        if found:
+            item = found[1], int(found[2]), found[3]
+        if item is not None:
+            flags, size, name = item[0], item[1], printed_name(item[2], known)
             if flags[1] == "f" and flags[0] in "<>":
                 why = itemized_why(flags)
                 outcome.sent.append((name, why))
@@ -394,5 +378,6 @@ class RsyncSession:
             proc.terminate()
 
     def close(self) -> None:
+        self._ask.close()
         if self.master is not None:
             self.master.close()

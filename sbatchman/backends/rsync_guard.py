@@ -65,8 +65,7 @@ def look(
     if master is None:
         return lstat_all(destination(job.remote), wanted)
     root = job.remote.rstrip("/") or "/"
-    rc, out, err = ask([*master.client_argv(), "--", master.host, STAT_COMMAND],
-                       stat_input(root, wanted), {})  # fmt: skip
+    rc, out, err = ask(stat_argv(master), stat_input(root, wanted), {})
     if stat_worked(rc, err.decode("utf-8", "replace")):
         found = parse_stat(out, root)
         if found is not None:
@@ -94,6 +93,11 @@ def probed(selection: Selection) -> list[Entry]:
 # hands them to stat as arguments). Written so sh, bash, csh and fish all read it alike.
 STAT_COMMAND = "env LC_ALL=C xargs -0 -r stat --printf 'sbm\\t%F\\t%Y\\t%n\\0' --"
 _STAT_ABSENT = re.compile(r"No such file or directory|Not a directory|Permission denied")
+
+
+def stat_argv(master: Master) -> list[str]:
+    """The look's ssh: STAT_COMMAND on the cluster over the master, paths on its stdin."""
+    return [*master.client_argv(), "--", master.host, STAT_COMMAND]
 
 
 def stat_input(root: str, entries: list[Entry]) -> bytes:
@@ -195,28 +199,33 @@ def guard(selection: Selection, found: dict[str, DestStat], keep_dirlinks: bool)
     """
     out = Guarded()
     real = {""}  # folders on the cluster that rsync writes into as they are
-    kept: set[str] = set()
-    for entry in selection.entries:
+    kept: set[str] = set()  # left out, with every link and folder below them
+    for entry in probed(selection):  # only links and folders can replace what is there
         parent = posixpath.dirname(entry.path)
         if parent in kept:
             kept.add(entry.path)
             continue
-        if entry.kind in ("dir", "link"):
-            dest = found.get(entry.path) if parent in real else None
-            through = keep_dirlinks and dest is not None and dest.kind == "link"
-            action = decide(entry, dest, through=through)
-            if action is not None and action.op == "conflict":
-                kept.add(entry.path)
-                out.conflicts.append((entry.path, NEWER_FILE))
-                continue
-            if entry.kind == "dir":
-                if dest is not None and (dest.kind == "dir" or through):
-                    real.add(entry.path)
-                if through:
-                    out.through.append(entry.path)
-                if dest is not None and dest.kind == "link" and not through:
-                    out.warnings.append(replaced_link_warning(entry.path))
-        out.names.append(entry.path)
+        dest = found.get(entry.path) if parent in real else None
+        through = keep_dirlinks and dest is not None and dest.kind == "link"
+        action = decide(entry, dest, through=through)
+        if action is not None and action.op == "conflict":
+            kept.add(entry.path)
+            out.conflicts.append((entry.path, NEWER_FILE))
+            continue
+        if entry.kind == "dir":
+            if dest is not None and (dest.kind == "dir" or through):
+                real.add(entry.path)
+            if through:
+                out.through.append(entry.path)
+            if dest is not None and dest.kind == "link" and not through:
+                out.warnings.append(replaced_link_warning(entry.path))
+    if not kept:  # the usual case: everything goes (a file only ever goes below a folder)
+        out.names = [e.path for e in selection.entries]
+    else:
+        dirname = posixpath.dirname
+        out.names = [
+            e.path for e in selection.entries if e.path not in kept and dirname(e.path) not in kept
+        ]
     return out
 
 

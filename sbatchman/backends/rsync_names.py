@@ -48,17 +48,19 @@ def batches(listed: bytes, limit: int | None = None) -> Iterator[list[str]]:
     """
     if limit is None:
         limit = int(room() * SHARE)
+    ascii = listed.isascii()  # then a name's length in characters is its length in bytes
     batch: list[str] = []
     size = 0
-    for name in listed.split(b"\0"):
+    for name in os.fsdecode(listed).split("\0"):
         if not name:
             continue
-        arg = name if name.startswith(b"./") else b"./" + name
-        cost = len(arg) + 1 + 8  # the string, its NUL, its pointer in argv
+        arg = name if name.startswith("./") else "./" + name
+        # the string, its NUL, its pointer in argv
+        cost = (len(arg) if ascii else len(os.fsencode(arg))) + 1 + 8
         if batch and size + cost > limit:
             yield batch
             batch, size = [], 0
-        batch.append(os.fsdecode(arg))
+        batch.append(arg)
         size += cost
     if batch:
         yield batch

@@ -235,6 +235,21 @@ def printed_name(text: str, known: set[str]) -> str:
     return name if name in known or text not in known else text
 
 
+def sent_file(raw: bytes) -> tuple[str, int, str] | None:
+    """(flags, size, name) when `raw` is the item line of a file being sent (`<f` or `>f`),
+    exactly where ITEM would say so; else None, and the line is read the slow way."""
+    if len(raw) < 15 or raw[0] not in b"<>" or raw[1] != 0x66:  # 0x66: f
+        return None
+    parts = raw.split(b" ", 2)
+    if len(parts) != 3 or len(parts[0]) != 11 or not parts[1].isdigit():
+        return None
+    return (
+        parts[0].decode("ascii", "replace"),
+        int(parts[1]),
+        parts[2].decode("utf-8", "surrogateescape"),
+    )
+
+
 def still_to_send(stdout: bytes, known: set[str]) -> set[str]:
     """The files a dry run's output says would still be sent (or are newer there)."""
     still: set[str] = set()
