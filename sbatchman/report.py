@@ -82,7 +82,9 @@ class _TargetEvents:
         self.files_done += 1
         shown = min(self.credit, nbytes)  # a big file may have reported its bytes as it went
         self.credit -= shown
-        self._update(advance=nbytes - shown, files=f"{self.files_done}/{self.files_total} files")
+        if self.task is not None:  # no bar (-q, --json, no terminal): nothing to format
+            files = f"{self.files_done}/{self.files_total} files"
+            self._update(advance=nbytes - shown, files=files)
         style = self.reporter.style
         if style.dry_run and not style.json and not style.quiet:
             verb = "fetch" if style.fetching else "send"
