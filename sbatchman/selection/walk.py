@@ -13,6 +13,7 @@ import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from operator import attrgetter
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -70,13 +71,15 @@ class Selection:
         notes = tuple(f for f in found if isinstance(f, Note))
         return cls(root, tuple(entries), tuple(f for f in found if not isinstance(f, Note)), notes)
 
-    @property
+    # Cached (in the instance __dict__, which frozen does not guard): a push asks for these
+    # several times, and each answer is a pass over every entry.
+    @cached_property
     def files(self) -> tuple[Entry, ...]:
         return tuple(e for e in self.entries if e.kind == "file")
 
-    @property
+    @cached_property
     def total_bytes(self) -> int:
-        return sum(e.size for e in self.entries if e.kind == "file")
+        return sum(e.size for e in self.files)
 
 
 @dataclass(frozen=True)
