@@ -217,32 +217,28 @@ def select(root: Path, excludes: Sequence[Rule], *, gitignore: bool = False) -> 
     if ctx.blocked is not None:
         return Selection.of(root, (), problems)
     try:
-        top = _list(ctx, ctx.root_s, "", b"", ctx.base, problems)
+        stack = _list(ctx, ctx.root_s, "", b"", ctx.base, problems)
     except (OSError, _Unreadable) as err:
         problems.append(_denied(ctx.root_s, err).replace("(not pushed)", "(nothing pushed)"))
         return Selection.of(root, (), problems)
-    # One iterator per open folder, deepest last: a folder's files are appended by the for
-    # loop itself, and a subfolder suspends it (break) until that subfolder is done.
-    stack = [iter(top)]
-    open_folder, close_folder, append = stack.append, stack.pop, entries.append
+    stack.reverse()
+    pop, push, append = stack.pop, stack.extend, entries.append
     while stack:  # depth-first, in name order: parents before children, as documented
-        for item in stack[-1]:
-            if isinstance(item, Entry):
-                append(item)
-                continue
-            entry, abs_dir, rel_b, ign = item
-            try:
-                if not _dir_ok(abs_dir, entry.mode):
-                    raise PermissionError
-                kids = _list(ctx, abs_dir, entry.path, rel_b, ign, problems)
-            except (OSError, _Unreadable) as err:
-                problems.append(_denied(entry.path, err))
-                continue
-            append(entry)
-            open_folder(iter(kids))
-            break
-        else:
-            close_folder()
+        item = pop()
+        if isinstance(item, Entry):
+            append(item)
+            continue
+        entry, abs_dir, rel_b, ign = item
+        try:
+            if not _dir_ok(abs_dir, entry.mode):
+                raise PermissionError
+            kids = _list(ctx, abs_dir, entry.path, rel_b, ign, problems)
+        except (OSError, _Unreadable) as err:
+            problems.append(_denied(entry.path, err))
+            continue
+        append(entry)
+        kids.reverse()
+        push(kids)
     return Selection.of(root, entries, problems)
 
 
