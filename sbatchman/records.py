@@ -19,6 +19,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -145,17 +146,15 @@ def save(
     encoder writes that in a tenth of the time 50,000 small lists took."""
     path = record_path(cluster, remote, folder, local=local)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    kinds, sizes, mtimes, targets = (
-        zip(*record.values(), strict=True) if record else ((), (), (), ())
-    )
+    values = record.values()  # not zip(*values): an iterator per path, each one for the GC
     data = {
         "version": _VERSION,
         "place": identity(cluster, remote, local),
         "paths": "\0".join(record),
-        "kinds": "".join([kind[0] for kind in kinds]),
-        "sizes": sizes,
-        "mtimes": mtimes,
-        "targets": {str(i): t for i, t in enumerate(targets) if t is not None},
+        "kinds": "".join([r.kind[0] for r in values]),
+        "sizes": list(map(itemgetter(1), values)),
+        "mtimes": list(map(itemgetter(2), values)),
+        "targets": {str(i): r.target for i, r in enumerate(values) if r.target is not None},
     }
     text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))  # C encoder: no indent
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
