@@ -170,18 +170,31 @@ def recorded(entry: Entry) -> Recorded:
     return Recorded("dir")
 
 
-def as_pushed(selection: Selection) -> Record:
+def as_pushed(selection: Selection, before: Mapping[str, Recorded] | None = None) -> Record:
     """Every selected entry as recorded(entry) has it: what the record holds after a push that
-    sent it all. It depends on the walk alone, so it can be built while the transfer runs."""
-    make = tuple.__new__  # Recorded(...) minus its Python-level __new__: a quarter less time
-    return {
-        e.path: make(Recorded, ("file", e.size, e.mtime_ns // 1_000_000_000, None))  # seconds()
-        if e.kind == "file"
-        else make(Recorded, ("link", e.size, 0, e.target))
-        if e.kind == "link"
-        else _DIR
-        for e in selection.entries
-    }
+    sent it all. It depends on the walk alone, so it can be built while the transfer runs.
+
+    A value equal to the one in `before` is that very object: a push of an unchanged tree then
+    makes no new ones (the garbage collector never untracks a tuple subclass: 50,000 new
+    Recordeds cost a full collection) and comparing the records compares identities."""
+    was = (before or {}).get
+    make = tuple.__new__  # Recorded(...) minus its Python-level __new__
+    out: Record = {}
+    for e in selection.entries:
+        if e.kind == "file":
+            now: tuple[str, int, int, str | None] = (
+                "file",
+                e.size,
+                e.mtime_ns // 1_000_000_000,  # plan.seconds
+                None,
+            )
+        elif e.kind == "link":
+            now = ("link", e.size, 0, e.target)
+        else:
+            now = _DIR
+        same = was(e.path)
+        out[e.path] = same if same == now else make(Recorded, now)
+    return out
 
 
 _DIR = Recorded("dir")
@@ -209,11 +222,12 @@ def next_record(
     new = dict(pushed)
     for path in chain(outcome.skipped_newer, (path for path, _ in outcome.conflicts)):
         new.pop(path, None)
-    sent = {path for path, _ in outcome.sent}
-    unsent = [p for p, now in new.items() if now.kind == "file" and p not in sent]
-    for path in unsent:
-        if old.get(path) != new[path]:  # not sent and not ours before: someone else's
-            del new[path]
+    if not new.items() <= old.items():  # else every file is as recorded: all stay ours
+        sent = {path for path, _ in outcome.sent}
+        for path in [p for p in new if p not in sent]:
+            now = new[path]
+            if now.kind == "file" and old.get(path) != now:  # not sent, not ours before
+                del new[path]
     dropped = set(deleted)
     if plan is not None:
         dropped |= {path for path, _ in plan.kept} | set(plan.gone)
