@@ -21,8 +21,8 @@ import sys
 import tempfile
 from array import array
 from collections.abc import Iterable, Mapping
-from itertools import repeat
-from operator import itemgetter
+from itertools import compress, count, repeat
+from operator import is_not, itemgetter
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -101,6 +101,7 @@ def load(
 
 
 _KIND: dict[str, RecordKind] = {"d": "dir", "f": "file", "l": "link"}
+_LETTER = {kind: letter for letter, kind in _KIND.items()}
 
 
 def _from_columns(data: dict[str, Any]) -> Record:
@@ -150,14 +151,16 @@ def save(
     path = record_path(cluster, remote, folder, local=local)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     values = record.values()  # not zip(*values): an iterator per path, each one for the GC
+    targets = list(map(itemgetter(3), values))
+    linked = compress(count(), map(is_not, targets, repeat(None)))  # C loops, no Python one
     data = {
         "version": _VERSION,
         "place": identity(cluster, remote, local),
         "paths": "\0".join(record),
-        "kinds": "".join([r.kind[0] for r in values]),
+        "kinds": "".join(map(_LETTER.__getitem__, map(itemgetter(0), values))),
         "sizes": _int64s(list(map(itemgetter(1), values))),
         "mtimes": _int64s(list(map(itemgetter(2), values))),
-        "targets": {str(i): r.target for i, r in enumerate(values) if r.target is not None},
+        "targets": {str(i): targets[i] for i in linked},
     }
     text = json.dumps(data, ensure_ascii=True, separators=(",", ":"))  # C encoder: no indent
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)

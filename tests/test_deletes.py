@@ -211,6 +211,20 @@ def test_the_record_round_trips_and_a_bad_one_is_none(tmp_path: Path) -> None:
     assert load(CLUSTER, "/r", tmp_path) is None
 
 
+def test_every_field_of_every_path_comes_back(tmp_path: Path) -> None:
+    """The record is kept in columns: each value must come back at its own path."""
+    record = {
+        "d": D,
+        "d/new\nline": Recorded("file", 2**40, -1),  # before 1970 is a time too
+        "ln": Recorded("link", 1, target="d"),
+        "old-ln": Recorded("link", 5),  # recorded before targets were
+        "z": F,
+    }
+    for each in (record, {}):
+        save(CLUSTER, "/r", each, tmp_path)
+        assert load(CLUSTER, "/r", tmp_path) == each
+
+
 def test_a_record_written_before_the_columns_still_loads(tmp_path: Path) -> None:
     """Version 1 kept one [kind, size, mtime] (and a link's target) per path: a record an
     older sbatchman wrote still lets the next --delete remove what that push landed."""
