@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 from itertools import compress, count, repeat
 from operator import is_not, itemgetter
 from pathlib import Path
@@ -193,13 +193,13 @@ def _from_int64s(text: str) -> list[int]:
     return packed.tolist()
 
 
-def _all_clean(paths: Iterable[str]) -> bool:
+def _all_clean(paths: Collection[str]) -> bool:
     """Every path is one a record may hold: relative, no empty, `.` or `..` part (never
     outside), no NUL (no file has one; save joins paths with it).
 
     All at once: joined and framed by `/`, an empty path or part shows as `//`, a `.` or `..`
     part (of any path) as `/./` or `/../`, and nothing else can make those."""
-    framed = "/" + "/".join(paths) + "/"
-    if framed == "//":  # no paths at all
+    if not paths:
         return True
+    framed = "/" + "/".join(paths) + "/"
     return not any(bad in framed for bad in ("//", "/./", "/../", "\0"))

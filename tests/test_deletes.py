@@ -237,9 +237,10 @@ def test_a_record_written_before_the_columns_still_loads(tmp_path: Path) -> None
         "d/a": F,
         "ln": Recorded("link", 2, target="d"),
     }
-    entries["../escape"] = ["file", 1, 1]
-    path.write_text(json.dumps({"version": 1, "place": place, "entries": entries}))
-    assert load(CLUSTER, "/r", tmp_path) is None  # never a path outside the folder
+    for bad in ("../escape", "", "d//a", "./d", "d/."):  # never a path outside the folder
+        for wrong in ({**entries, bad: [*F[:3]]}, {bad: [*F[:3]]}):
+            path.write_text(json.dumps({"version": 1, "place": place, "entries": wrong}))
+            assert load(CLUSTER, "/r", tmp_path) is None, wrong
 
 
 def test_a_push_stopped_part_way_records_only_what_landed(tmp_path: Path) -> None:
