@@ -118,8 +118,11 @@ def _from_columns(data: dict[str, Any]) -> Record:
         raise ValueError("columns of different lengths")
     targets: list[str | None] = [None] * len(paths)
     for index, target in data["targets"].items():
+        at = int(index)
+        if not 0 <= at < len(paths):
+            raise ValueError(index)
         if isinstance(target, str):
-            targets[int(index)] = target
+            targets[at] = target
     fields = zip(kinds, sizes, mtimes, targets, strict=True)
     return dict(zip(paths, map(tuple.__new__, repeat(Recorded), fields), strict=True))
 
