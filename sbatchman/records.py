@@ -134,8 +134,13 @@ def _from_entries(entries: dict[str, Any]) -> Record:
         if kind not in ("dir", "file", "link"):
             raise ValueError(kind)
         target = rest[0] if rest and isinstance(rest[0], str) else None
-        record[rel] = Recorded(kind, int(size), int(mtime), target)
+        record[rel] = now = Recorded(kind, int(size), int(mtime), target)
+        if not (_INT64 <= now.size < -_INT64 and _INT64 <= now.mtime < -_INT64):
+            raise ValueError(rel)  # no file has that; save could not write it
     return record
+
+
+_INT64 = -(2**63)
 
 
 def save(

@@ -241,6 +241,9 @@ def test_a_record_written_before_the_columns_still_loads(tmp_path: Path) -> None
         for wrong in ({**entries, bad: [*F[:3]]}, {bad: [*F[:3]]}):
             path.write_text(json.dumps({"version": 1, "place": place, "entries": wrong}))
             assert load(CLUSTER, "/r", tmp_path) is None, wrong
+    big = {"big": ["file", 2**63, 1]}  # no file is that big: the columns could not keep it
+    path.write_text(json.dumps({"version": 1, "place": place, "entries": big}))
+    assert load(CLUSTER, "/r", tmp_path) is None
 
 
 def test_a_push_stopped_part_way_records_only_what_landed(tmp_path: Path) -> None:
