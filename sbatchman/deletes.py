@@ -15,6 +15,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 from sbatchman.model import Outcome
 from sbatchman.plan import DestStat, seconds
@@ -54,10 +55,10 @@ def candidates(
     keep: the caller says True for what still exists locally or an exclude matches."""
     kinds = {e.path: e.kind for e in selection.entries}
     out = []
-    for path, recorded in sorted(record.items()):
-        if path in kinds or _under_non_dir(path, kinds):
+    for path in sorted(record.keys() - kinds.keys()):
+        if _under_non_dir(path, kinds):
             continue
-        if not protected(path, recorded.kind == "dir"):
+        if not protected(path, record[path].kind == "dir"):
             out.append(path)
     return out
 
@@ -169,34 +170,67 @@ def recorded(entry: Entry) -> Recorded:
     return Recorded("dir")
 
 
+def as_pushed(selection: Selection, before: Mapping[str, Recorded] | None = None) -> Record:
+    """Every selected entry as recorded(entry) has it: what the record holds after a push that
+    sent it all. It depends on the walk alone, so it can be built while the transfer runs.
+
+    A value equal to the one in `before` is that very object: a push of an unchanged tree then
+    makes no new ones (the garbage collector never untracks a tuple subclass: 50,000 new
+    Recordeds cost a full collection) and comparing the records compares identities."""
+    was = (before or {}).get
+    make = tuple.__new__  # Recorded(...) minus its Python-level __new__
+    out: Record = {}
+    for e in selection.entries:
+        if e.kind == "file":
+            now: tuple[str, int, int, str | None] = (
+                "file",
+                e.size,
+                e.mtime_ns // 1_000_000_000,  # plan.seconds
+                None,
+            )
+        elif e.kind == "link":
+            now = ("link", e.size, 0, e.target)
+        else:
+            now = _DIR
+        same = was(e.path)
+        out[e.path] = same if same == now else make(Recorded, now)
+    return out
+
+
+_DIR = Recorded("dir")
+
+
 def next_record(
     old: Mapping[str, Recorded] | None,
     selection: Selection,
     outcome: Outcome,
     plan: DeletePlan | None = None,
     deleted: Iterable[str] = (),
+    *,
+    pushed: Mapping[str, Recorded] | None = None,
 ) -> Record:
     """The record after a push that succeeded: the files it sent, the folders and links it made
     sure of (a link holds no data: an identical one is as good as ours), and what was
     recorded before and is still the same file (so still sbatchman's). A file kept
     because the cluster's copy is newer, or in conflict, is not ours any more; neither is a
     path the delete found changed, removed, or already gone. Unselected recorded paths that
-    were not looked at (delete off, or protected) stay: a later delete still checks them."""
+    were not looked at (delete off, or protected) stay: a later delete still checks them.
+
+    `pushed` is as_pushed(selection), when it was built ahead."""
     old = old or {}
-    sent = {path for path, _ in outcome.sent}
-    theirs = set(outcome.skipped_newer) | {path for path, _ in outcome.conflicts}
-    new: Record = {}
-    for entry in selection.entries:
-        if entry.path in theirs:
-            continue
-        now = recorded(entry)
-        if entry.kind != "file" or entry.path in sent or old.get(entry.path) == now:
-            new[entry.path] = now
+    pushed = pushed if pushed is not None else as_pushed(selection)
+    new = dict(pushed)
+    for path in chain(outcome.skipped_newer, (path for path, _ in outcome.conflicts)):
+        new.pop(path, None)
+    if not new.items() <= old.items():  # else every file is as recorded: all stay ours
+        sent = {path for path, _ in outcome.sent}
+        for path in [p for p in new if p not in sent]:
+            now = new[path]
+            if now.kind == "file" and old.get(path) != now:  # not sent, not ours before
+                del new[path]
     dropped = set(deleted)
     if plan is not None:
         dropped |= {path for path, _ in plan.kept} | set(plan.gone)
-    selected = {e.path for e in selection.entries}
-    for path, was in old.items():
-        if path not in selected and path not in dropped:
-            new[path] = was
+    for path in sorted(old.keys() - pushed.keys() - dropped):  # pushed.keys(): the selection
+        new[path] = old[path]
     return new

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
 from itertools import groupby
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from sbatchman.backends.transfer import Listed
 from sbatchman.config import Cluster, SyncDir
 from sbatchman.deletes import (
     DeletePlan,
+    as_pushed,
     candidates,
     folders_to_list,
     next_record,
@@ -33,7 +33,7 @@ from sbatchman.deletes import (
 from sbatchman.errors import Interrupted, SbatchmanError, TransferError
 from sbatchman.model import InterruptedPart, Job, Outcome, PartialTransfer, Target
 from sbatchman.records import Record
-from sbatchman.selection.walk import explain
+from sbatchman.selection.walk import Selection, explain
 
 
 def refuse_empty(job: Job) -> None:
@@ -68,24 +68,34 @@ def record_landed(job: Job, outcome: Outcome, folder: Path | None = None) -> Non
 
 
 class ReadAhead:
-    """The record of the pushes before this one, read on a thread from `start()` on (when the
-    transfer begins sending, mostly waiting on the network); calling it waits for the answer
-    (starting the read first, if nothing did).
+    """The record of the pushes before this one, and (given a selection) that selection as the
+    record will hold it once sent (deletes.as_pushed), both made on a thread from `start()` on
+    (when the transfer begins sending, mostly waiting on the network); calling it waits for
+    the pair (starting the work first, if nothing did).
 
-    A 50,000-file tree's record takes a good part of a second to read: read after the
-    transfer, it made an unchanged push a fifth slower than plain rsync; read while the push
-    still walks or plans, it slows those (one interpreter lock). Anything that goes wrong
-    reading it means no record, as records.load says.
+    For a 50,000-file tree the pair is some 0.05 s of work (reading the record alone took
+    0.15 s before it was kept in columns): after the transfer it would be wall time added to
+    every push; while the push still walks or plans, it slows those (one interpreter lock).
+    Anything that goes wrong reading the record means no record, as records.load says.
     """
 
-    def __init__(self, cluster: Cluster, sync_dir: SyncDir, folder: Path | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        sync_dir: SyncDir,
+        folder: Path | None = None,
+        selection: Selection | None = None,
+    ) -> None:
         self._box: list[Record | None] = []
         remote, local = sync_dir.remote, sync_dir.local
-        self._thread = threading.Thread(
-            target=lambda: self._box.append(records.load(cluster, remote, folder, local=local)),
-            name="sbatchman-record",
-            daemon=True,
-        )
+
+        def work() -> None:
+            before = records.load(cluster, remote, folder, local=local)
+            self._box.append(before)
+            if selection is not None:
+                self._box.append(as_pushed(selection, before))
+
+        self._thread = threading.Thread(target=work, name="sbatchman-record", daemon=True)
         self._lock = threading.Lock()
         self._started = False
 
@@ -95,10 +105,12 @@ class ReadAhead:
                 self._started = True
                 self._thread.start()
 
-    def __call__(self) -> Record | None:
+    def __call__(self) -> tuple[Record | None, Record | None]:
+        """(the record before, the selection as pushed: None when not asked for or lost)."""
         self.start()
         self._thread.join()
-        return self._box[0] if self._box else None
+        box = [*self._box, None, None]
+        return box[0], box[1]
 
 
 def after_push(
@@ -108,21 +120,25 @@ def after_push(
     outcome: Outcome,
     folder: Path | None = None,
     *,
-    before: Callable[[], Record | None] | None = None,
+    before: ReadAhead | None = None,
 ) -> None:
     """Record what the push landed and, with --delete, remove what the record allows.
 
-    `before` gives the record read ahead (ReadAhead), else it is read here. Raises
-    PartialTransfer (the push's outcome kept) when a safety stop fails the target.
+    `before` gives the record (and the selection as pushed) read ahead, else they are made
+    here. Raises PartialTransfer (the push's outcome kept) when a safety stop fails the
+    target.
     """
     cluster, remote = job.cluster, job.remote
     local = job.sync_dir.local
-    old = before() if before is not None else records.load(cluster, remote, folder, local=local)
+    if before is not None:
+        old, pushed = before()
+    else:
+        old, pushed = records.load(cluster, remote, folder, local=local), None
 
     def keep(plan: DeletePlan | None = None) -> None:
         if job.dry_run:
             return
-        new = next_record(old, job.selection, outcome, plan, outcome.deleted)
+        new = next_record(old, job.selection, outcome, plan, outcome.deleted, pushed=pushed)
         if new == old:  # the usual push, nothing changed: the file already says it
             return
         try:

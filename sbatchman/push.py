@@ -113,7 +113,9 @@ def push_one(
             max_delete=request.max_delete,
         )
         refuse_empty(job)
-        record = ReadAhead(target.cluster, target.sync_dir)
+        record = ReadAhead(
+            target.cluster, target.sync_dir, selection=None if job.dry_run else selection
+        )
         try:
             outcome = session.push(job, _Reading(events, record))
         except (PartialTransfer, InterruptedPart) as stopped:

@@ -204,10 +204,45 @@ def test_the_record_round_trips_and_a_bad_one_is_none(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [record_path(CLUSTER, "/r", tmp_path).name]
     path = record_path(CLUSTER, "/r", tmp_path)
     data = json.loads(path.read_text())
-    data["entries"]["../escape"] = ["file", 1, 1]
+    data["paths"] = data["paths"].replace("odd", "../odd")
     path.write_text(json.dumps(data))
     assert load(CLUSTER, "/r", tmp_path) is None  # never a path outside the folder
     path.write_text("{not json")
+    assert load(CLUSTER, "/r", tmp_path) is None
+
+
+def test_every_field_of_every_path_comes_back(tmp_path: Path) -> None:
+    """The record is kept in columns: each value must come back at its own path."""
+    record = {
+        "d": D,
+        "d/new\nline": Recorded("file", 2**40, -1),  # before 1970 is a time too
+        "ln": Recorded("link", 1, target="d"),
+        "old-ln": Recorded("link", 5),  # recorded before targets were
+        "z": F,
+    }
+    for each in (record, {}):
+        save(CLUSTER, "/r", each, tmp_path)
+        assert load(CLUSTER, "/r", tmp_path) == each
+
+
+def test_a_record_written_before_the_columns_still_loads(tmp_path: Path) -> None:
+    """Version 1 kept one [kind, size, mtime] (and a link's target) per path: a record an
+    older sbatchman wrote still lets the next --delete remove what that push landed."""
+    path = record_path(CLUSTER, "/r", tmp_path)
+    place = ["alpha", "alpha", "", "", "/r", ""]
+    entries = {"d": ["dir", 0, 0], "d/a": ["file", 3, 100], "ln": ["link", 2, 0, "d"]}
+    path.write_text(json.dumps({"version": 1, "place": place, "entries": entries}))
+    assert load(CLUSTER, "/r", tmp_path) == {
+        "d": D,
+        "d/a": F,
+        "ln": Recorded("link", 2, target="d"),
+    }
+    for bad in ("../escape", "", "d//a", "./d", "d/."):  # never a path outside the folder
+        for wrong in ({**entries, bad: [*F[:3]]}, {bad: [*F[:3]]}):
+            path.write_text(json.dumps({"version": 1, "place": place, "entries": wrong}))
+            assert load(CLUSTER, "/r", tmp_path) is None, wrong
+    big = {"big": ["file", 2**63, 1]}  # no file is that big: the columns could not keep it
+    path.write_text(json.dumps({"version": 1, "place": place, "entries": big}))
     assert load(CLUSTER, "/r", tmp_path) is None
 
 
