@@ -243,7 +243,11 @@ class Fleet:
 
         session = open_session(first, self.settings, request, self.reporter)
         if self.ready is not None:
-            self.ready(session)
+            try:
+                self.ready(session)
+            except BaseException:  # not handed back, so nobody else would close it
+                session.close()
+                raise
         return session
 
     def _unconnected(self) -> dict[int, Result]:

@@ -257,3 +257,18 @@ def test_one_ssh_connection_per_cluster_for_all_aliases(
     config = write_config(tmp_path / "c.toml", [ssh_cluster(server, dirs)])
     assert run_cli(capsys, "sync", "--config", str(config)).code == 0
     assert server.log_text().count("Accepted publickey") == 1
+
+
+def test_a_tree_of_files_only_logs_in_once_where_a_login_allows_one_session(
+    sshd_factory: SshdFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The look at the cluster starts as soon as the master is up; a tree with no folder or
+    link never uses it, and must give its session back before rsync asks for one. Else, with
+    MaxSessions 1, rsync's ssh logs in a second time (which a 2FA cluster refuses)."""
+    server = sshd_factory("frugal", extra_config={"MaxSessions": "1"})
+    local = make_tree(tmp_path / "flat", {"a.txt": "a\n", "b.txt": "b\n"})
+    dirs = [{"alias": "p", "local": str(local), "remote": str(server.root / "flat")}]
+    config = write_config(tmp_path / "c.toml", [ssh_cluster(server, dirs)])
+    assert run_cli(capsys, "sync", "--config", str(config), "-b", "rsync").code == 0
+    assert snapshot(server.root / "flat") == snapshot(local)
+    assert server.log_text().count("Accepted publickey") == 1

@@ -119,6 +119,8 @@ class RsyncSession:
         dirlinks = keep_dirlinks_for(job.cluster, job.sync_dir)
         if dirlinks:
             extra.append("--keep-dirlinks")
+        if not guard.probed(job.selection):  # nothing to look at: rsync may have its session
+            self._ask.release()
         events.totals(len(job.selection.files), job.selection.total_bytes)
         events.phase("scanning")  # the look at the cluster; then sending
         through: list[str] = []

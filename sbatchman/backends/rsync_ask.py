@@ -14,7 +14,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 
-from sbatchman.children import die_with_parent
+from sbatchman.children import GRACE, die_with_parent
 from sbatchman.errors import Interrupted, TransferError
 
 
@@ -67,6 +67,22 @@ class Asker:
         if self.aborted():
             raise Interrupted("interrupted")
         return proc.returncode, out, err
+
+    def release(self) -> None:
+        """Give back a command started ahead that this push will not use (no folder or link
+        to look at), before rsync asks for a session of its own: on a cluster that allows one
+        session per login (MaxSessions 1), rsync's ssh would otherwise log in a second time,
+        which a cluster with 2FA refuses. Its stdin closed, it ends at once (xargs -r has
+        nothing to do); the cluster has freed its session before the next one is asked for,
+        since both go over the master's one connection, in order. One that has not ended
+        within GRACE (a cluster that stopped answering) is stopped."""
+        with self._lock:
+            ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                ahead.communicate(timeout=GRACE)
+            _end(ahead)
+            self.running.discard(ahead)
 
     def close(self) -> None:
         """End a command started ahead and never used (the push had no folder or link to
