@@ -263,12 +263,14 @@ class RsyncSession:
 
     def _line(self, raw: bytes, known: set[str], progress: Progress, outcome: Outcome) -> None:
         item = sent_file(raw)  # most lines of a big push: read without a regular expression
-        if item is None and progress.line(raw):
-            return
-        text = "" if item is not None else raw.decode("utf-8", "surrogateescape")
-        found = ITEM.match(text) if item is None else None
-        if found:
-            item = found[1], int(found[2]), found[3]
+        text = ""
+        if item is None:
+            if progress.line(raw):
+                return
+            text = raw.decode("utf-8", "surrogateescape")
+            found = ITEM.match(text)
+            if found:
+                item = found[1], int(found[2]), found[3]
         if item is not None:
             flags, size, name = item[0], item[1], printed_name(item[2], known)
             if flags[1] == "f" and flags[0] in "<>":

@@ -76,21 +76,21 @@ class Asker:
         nothing to do); the cluster has freed its session before the next one is asked for,
         since both go over the master's one connection, in order. One that has not ended
         within GRACE (a cluster that stopped answering) is stopped."""
-        with self._lock:
-            ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                ahead.communicate(timeout=GRACE)
-            _end(ahead)
-            self.running.discard(ahead)
+        self._drop(GRACE)
 
     def close(self) -> None:
-        """End a command started ahead and never used (the push had no folder or link to
-        look at, or failed first). It has done nothing, so it is stopped, not waited for:
-        a cluster that stopped answering would hold the exit for as long as it likes."""
+        """End a command started ahead and never used (the push failed first, or released
+        nothing). It has done nothing, so it is stopped, not waited for: a cluster that
+        stopped answering would hold the exit for as long as it likes."""
+        self._drop(0.0)
+
+    def _drop(self, wait: float) -> None:
         with self._lock:
             ahead, self._ahead = self._ahead, None
         if ahead is not None:
+            if wait > 0:
+                with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                    ahead.communicate(timeout=wait)
             _end(ahead)
             self.running.discard(ahead)
 
