@@ -44,6 +44,7 @@ def direction(request: pytest.FixtureRequest) -> str:
         "local",
         pytest.param("rsync", marks=pytest.mark.ssh),
         pytest.param("rsync, names as arguments", marks=pytest.mark.ssh),
+        pytest.param("rsync, walking the folder", marks=pytest.mark.ssh),
         pytest.param("sftp", marks=pytest.mark.ssh),
     ]
 )
@@ -60,6 +61,10 @@ def sync(
     if backend == "rsync, names as arguments":  # what a long list takes, cut into many rsyncs
         monkeypatch.setattr(rsync_names, "BY_ARGUMENT_FROM", 0)
         monkeypatch.setattr(rsync_names, "SHARE", 200 / rsync_names.arg_max())
+        monkeypatch.setattr(rsync_names, "WALKS", False)
+        backend = "rsync"
+    if backend == "rsync, walking the folder":  # a long list the config's excludes alone chose
+        monkeypatch.setattr(rsync_names, "BY_ARGUMENT_FROM", 0)
         backend = "rsync"
     server: SshServer | None = None
     if backend == "local":

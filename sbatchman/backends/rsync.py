@@ -1,7 +1,8 @@
 """Push with the system rsync: an argv list (no local shell), the file list from the selection.
 
-rsync receives the exact entries the selection engine chose (`--files-from`, NUL-separated, no
-`-r`), so it can never push something the user excluded, and every backend sends the same set.
+rsync receives the exact entries the selection engine chose (`--files-from`, or as arguments),
+or, for a long list the config's excludes alone chose, those excludes to walk the folder with
+(rsync_names): it never pushes something the user excluded, and every backend sends one set.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 
 from sbatchman.backends import TreeLister
 from sbatchman.backends import rsync_guard as guard
+from sbatchman.backends import rsync_names as listing
 from sbatchman.backends.local import destination
 from sbatchman.backends.rsync_ask import Asker
 from sbatchman.backends.rsync_delete import Remover, open_lister, open_remover
 from sbatchman.backends.rsync_info import RsyncInfo
-from sbatchman.backends.rsync_names import batches, by_argument, in_halves
 from sbatchman.backends.rsync_output import (
     ITEM,
     SKIP,
@@ -73,11 +74,13 @@ class RsyncSession:
             self._ask.start_ahead(guard.stat_argv(self.master))
 
     def argv(
-        self, job: Job, extra: list[str], *, batch: bool = False, named: bool = False
-    ) -> list[str]:
-        """rsync's argv; `named`: the caller puts the names (rsync_names) before its last word."""
-        listing = ["-R", "-d"] if named else ["--files-from=-", "--from0"]
-        argv = [self.info.path, "-lpt", "--update", *listing]
+        self, job: Job, extra: list[str], *, batch: bool = False, named: bool = False,
+        walks: bool = False,
+    ) -> list[str]:  # fmt: skip
+        """rsync's argv; `named`: the caller puts the names (rsync_names) before its last word;
+        `walks`: rsync walks the folder itself (`extra` has the rules, rsync_names)."""
+        given = ["-R", "-d"] if named else ["-r"] if walks else ["--files-from=-", "--from0"]
+        argv = [self.info.path, "-lpt", "--update", *given]
         argv += ["--out-format=%i %l %n%L", "--timeout", str(max(1, int(self.stall_timeout)))]
         argv += extra
         if job.dry_run:
@@ -85,7 +88,7 @@ class RsyncSession:
         if job.selection.changed:  # a watch saw these change: rsync's quick check is in seconds
             argv.append("--ignore-times")
         if self.info.info_flags:
-            argv.append("--info=skip1")
+            argv.append("--info=skip1,nonreg0" if walks else "--info=skip1")
             if not job.dry_run and any(e.size >= PROGRESS_FROM for e in job.selection.files):
                 argv.append("--info=progress1")  # per-file byte counts as the file goes
         source = [] if named else [f"{job.selection.root}/"]
@@ -124,24 +127,25 @@ class RsyncSession:
         events.totals(len(job.selection.files), job.selection.total_bytes)
         events.phase("scanning")  # the look at the cluster; then sending
         through: list[str] = []
-        long_list = by_argument(job.selection, login_folder=is_login_folder(job.remote))
+        kept: list[str] = []
+        long_list = listing.by_argument(job.selection, login_folder=is_login_folder(job.remote))
+        walks = long_list and listing.walk_rules(job.selection, []) is not None
 
         def names() -> bytes:
-            """The file list, once the cluster has been looked at (see rsync_guard)."""
-            found = guard.look(
-                job,
-                self.master,
-                self.info.path,
-                lambda: self.argv(job, []),
-                self._ask,
-                self.stall_timeout,
-            )
+            """The file list, once the cluster has been looked at (see rsync_guard); none
+            when rsync walks (the guard's `kept` then become rules)."""
+            argv = lambda: self.argv(job, [])  # noqa: E731 - only a probe without stat needs it
+            stall = self.stall_timeout
+            found = guard.look(job, self.master, self.info.path, argv, self._ask, stall)
             safe = guard.guard(job.selection, found, dirlinks)
             outcome.conflicts, outcome.warnings = safe.conflicts, outcome.warnings + safe.warnings
             for path, why in safe.conflicts:
                 events.skipped(path, f"conflict: {why}")
             through.extend(safe.through)
+            kept.extend(path for path, _ in safe.conflicts)
             events.phase("sending")
+            if walks:
+                return b""
             # "./" first makes rsync send "." as an implied folder (never its contents): the
             # destination gets the local folder's mode and mtime, except the login directory.
             top = "" if is_login_folder(job.remote) else "./"
@@ -161,11 +165,12 @@ class RsyncSession:
                 if not local or self.info.version >= (3, 5, 0):
                     insecure = ["--insecure-links" if local else "-M--insecure-links"]
             try:
-                self._send(job, extra + insecure, listed, long_list, events, outcome)
+                rules = listing.walk_rules(job.selection, kept) if walks else None
+                self._send(job, extra + insecure, listed, long_list, events, outcome, rules)
             except TransferError as err:
                 if not insecure or "--insecure-links: unknown option" not in str(err):
                     raise
-                self._send(job, extra, listed, long_list, events, outcome)  # rsync < 3.5
+                self._send(job, extra, listed, long_list, events, outcome, rules)  # rsync < 3.5
         except InterruptedPart:
             self._settle(job, extra, outcome, "interrupted")
             raise
@@ -179,9 +184,16 @@ class RsyncSession:
         return outcome
 
     def _send(
-        self, job: Job, extra: list[str], listed: bytes, named: bool, events: Events, out: Outcome
-    ) -> None:
-        """One rsync fed the list on stdin, or (`named`, a long list) rsyncs given it as words."""
+        self, job: Job, extra: list[str], listed: bytes, named: bool, events: Events,
+        out: Outcome, rules: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        """One rsync fed the list on stdin, one walking the folder with `rules`, or (`named`,
+        a long list) rsyncs given it as words."""
+        if rules is not None:
+            self._run(self.argv(job, extra + rules, walks=True), b"", job, events, out)
+            gone = listing.gone_since(job.selection, (name for name, _ in out.sent))
+            out.warnings += [vanished_note(name) for name in gone]
+            return
         if not named:
             self._run(self.argv(job, extra), listed, job, events, out)
             return
@@ -192,8 +204,8 @@ class RsyncSession:
                 raise InterruptedPart(out)
             self._run([*argv[:-1], *words, argv[-1]], b"", job, events, out, job.selection.root)
 
-        for words in batches(listed):
-            in_halves(run, words)
+        for words in listing.batches(listed):
+            listing.in_halves(run, words)
 
     def _run(
         self,

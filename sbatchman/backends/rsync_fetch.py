@@ -30,6 +30,7 @@ from sbatchman.backends.local import destination
 from sbatchman.backends.rsync_fetch_output import FORMAT, Reader, item_of, name_of
 from sbatchman.backends.rsync_guard import only_conflicts
 from sbatchman.backends.rsync_info import RsyncInfo
+from sbatchman.backends.rsync_names import literal_exclude
 from sbatchman.backends.rsync_output import (
     SKIP,
     RsyncMissing,
@@ -93,7 +94,7 @@ def fetch(runs: Runs, job: FetchJob, events: Events) -> Outcome:
             outcome.conflicts.append((path, conflict_words(NEWER_FILE, "local")))
             events.skipped(path, f"conflict: {conflict_words(NEWER_FILE, 'local')}")
         outcome.warnings += [replaced_link_warning(path, "local") for path in links]
-        extra = [f"--exclude={here.literal_exclude(path)}" for path in kept]
+        extra = [f"--exclude={literal_exclude(path)}" for path in kept]
         rc, said = _run(runs, _argv(runs, job, temp=dest.temp, extra=extra), b"", reader.line)
         reader.progress.finish()
         if runs.aborted:

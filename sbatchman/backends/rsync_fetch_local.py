@@ -225,11 +225,3 @@ def _names(printed: str, link: bool) -> list[str]:
         return [printed.rstrip("/")]
     parts = printed.split(" -> ")
     return [" -> ".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def literal_exclude(path: str) -> str:
-    """An rsync exclude matching exactly `path` below the transfer's root: wildcard
-    characters are escaped only where the pattern has any (rsync then reads escapes)."""
-    if any(c in path for c in "*?["):
-        path = re.sub(r"([*?\[\\])", r"\\\1", path)
-    return "/" + path

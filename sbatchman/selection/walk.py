@@ -1,6 +1,6 @@
 """Which files a sync_dir pushes: one walk that applies config excludes and ignore files.
 
-Every backend transfers exactly the set `select` returns (rsync receives it via --files-from),
+Every backend transfers exactly the set `select` returns (rsync gets it as names or rules),
 so this module is the one place where rsync's `--exclude` meaning and git's `.gitignore`
 meaning are applied. docs/filters.md is the spec; the tests hold both to the real tools.
 Pattern compilation lives in patterns, the compiled rule sets in rulesets, finding and reading
@@ -66,11 +66,18 @@ class Selection:
     notes: tuple[str, ...] = ()  # worth saying, not a failure (see rules.Note)
     top: Entry | None = None  # the root folder itself, when it is not on this machine (fetch)
     changed: frozenset[str] = frozenset()  # files known to have changed (see plan.decide)
+    # Set when these excludes alone decided every entry (no ignore file or git exclude took
+    # part, nothing was unreadable): they have rsync's meaning, so rsync walking the folder
+    # with them sends this same set, plus only what was made since. None: the entries alone
+    # say what goes.
+    rules: tuple[Rule, ...] | None = None
 
     @classmethod
-    def of(cls, root: Path, entries: Sequence[Entry], found: Sequence[str]) -> Selection:
+    def of(cls, root: Path, entries: Sequence[Entry], found: Sequence[str],
+           rules: tuple[Rule, ...] | None = None) -> Selection:  # fmt: skip
         notes = tuple(f for f in found if isinstance(f, Note))
-        return cls(root, tuple(entries), tuple(f for f in found if not isinstance(f, Note)), notes)
+        problems = tuple(f for f in found if not isinstance(f, Note))
+        return cls(root, tuple(entries), problems, notes, rules=None if problems else rules)
 
     # Cached (in the instance __dict__, which frozen does not guard): a push asks for these
     # several times, and each answer is a pass over every entry.
@@ -131,15 +138,24 @@ _Item = Entry | _Pending
 
 
 def _list(
-    ctx: Context, abs_dir: str, rel: str, rel_b: bytes, ign: Stack, problems: list[str]
+    ctx: Context,
+    abs_dir: str,
+    rel: str,
+    rel_b: bytes,
+    ign: Stack,
+    problems: list[str],
+    ruled: list[str],
 ) -> list[_Item]:
     """The pushed children of one folder, sorted by name. This loop is the hot path: one
-    regex call per applicable rule set and one lstat per kept entry, nothing for the rest."""
+    regex call per applicable rule set and one lstat per kept entry, nothing for the rest.
+    A folder whose ignore files have rules is added to `ruled`."""
     with os.scandir(abs_dir) as it:
         des = list(it)
     names = [de.name for de in des if de.name in ctx.ignore_names]
     if names:
         ign = ign.plus(folder_lines(ctx, names, abs_dir, rel, rel_b, problems))
+        if ign.layers:
+            ruled.append(rel)
     des.sort(key=_by_name)
 
     ex = ctx.excludes
@@ -213,11 +229,12 @@ def select(root: Path, excludes: Sequence[Rule], *, gitignore: bool = False) -> 
     """Walk `root` once and return exactly what a push of it transfers (docs/filters.md)."""
     ctx = context(root, excludes, gitignore)
     problems = list(ctx.problems)
+    ruled: list[str] = []  # folders with ignore rules of their own
     entries: list[Entry] = []
     if ctx.blocked is not None:
         return Selection.of(root, (), problems)
     try:
-        stack = _list(ctx, ctx.root_s, "", b"", ctx.base, problems)
+        stack = _list(ctx, ctx.root_s, "", b"", ctx.base, problems, ruled)
     except (OSError, _Unreadable) as err:
         problems.append(_denied(ctx.root_s, err).replace("(not pushed)", "(nothing pushed)"))
         return Selection.of(root, (), problems)
@@ -232,14 +249,17 @@ def select(root: Path, excludes: Sequence[Rule], *, gitignore: bool = False) -> 
         try:
             if not _dir_ok(abs_dir, entry.mode):
                 raise PermissionError
-            kids = _list(ctx, abs_dir, entry.path, rel_b, ign, problems)
+            kids = _list(ctx, abs_dir, entry.path, rel_b, ign, problems, ruled)
         except (OSError, _Unreadable) as err:
             problems.append(_denied(entry.path, err))
             continue
         append(entry)
         kids.reverse()
         push(kids)
-    return Selection.of(root, entries, problems)
+    alone = None
+    if not ruled and not ctx.base.layers:  # the config's excludes decided it all
+        alone = (*excludes, *([BUILTIN_DOT_GIT] if gitignore else []), BUILTIN_IGNORE_FILE)
+    return Selection.of(root, entries, problems, alone)
 
 
 # --------------------------------------------------------------------------- explain
