@@ -65,6 +65,7 @@ def sync(
         backend = "rsync"
     if backend == "rsync, walking the folder":  # a long list the config's excludes alone chose
         monkeypatch.setattr(rsync_names, "BY_ARGUMENT_FROM", 0)
+        monkeypatch.setattr(rsync_names, "WALKS", True)
         backend = "rsync"
     server: SshServer | None = None
     if backend == "local":

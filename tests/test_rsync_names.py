@@ -74,16 +74,17 @@ def test_a_batch_the_kernel_refuses_goes_in_halves() -> None:
 
 
 @pytest.mark.ssh
-@pytest.mark.parametrize("walks", [False, True], ids=["names", "rules"])
+@pytest.mark.parametrize("walks", [False, True, None], ids=["names", "rules", "chosen"])
 def test_a_long_list_lands_as_with_files_from(
     three_clusters: list[SshServer],
     cluster_roots: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    walks: bool,
+    walks: bool | None,
 ) -> None:
-    """As names in many rsyncs, or as rules (rsync walks: no name is an argument)."""
+    """As names in many rsyncs, as rules (rsync walks: no name is an argument), or as
+    chosen by what the cluster has (rules first, then names)."""
     monkeypatch.setattr(rsync_names, "BY_ARGUMENT_FROM", 0)
     monkeypatch.setattr(rsync_names, "WALKS", walks)
     monkeypatch.setattr(rsync_names, "SHARE", 120 / rsync_names.arg_max())

@@ -27,15 +27,19 @@ RULES = tuple(Rule(p, "config") for p in EXCLUDES)
 
 @pytest.fixture
 def long_lists(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every list is long: it goes as rules where it may (else as arguments)."""
+    """Every list is long: it goes as rules where it may (else as arguments), whatever the
+    cluster has."""
     monkeypatch.setattr(rsync_names, "BY_ARGUMENT_FROM", 0)
+    monkeypatch.setattr(rsync_names, "WALKS", True)
 
 
 def _rules(root: Path, *, gitignore: bool = False) -> list[str] | None:
-    return rsync_names.walk_rules(select(root, RULES, gitignore=gitignore), [])
+    return rsync_names.walk_rules(select(root, RULES, gitignore=gitignore), [])  # nothing there
 
 
-def test_the_excludes_stand_for_the_walk_only_where_they_alone_chose(tmp_path: Path) -> None:
+def test_the_excludes_stand_for_the_walk_only_where_they_alone_chose(
+    tmp_path: Path, long_lists: None
+) -> None:
     tree = make_tree(tmp_path / "p", {"a.py": "a", "b.pyc": "b", "build/o": "o", "sub/c.py": "c"})
     assert _rules(tree) == [
         "--exclude=*.pyc",
@@ -49,7 +53,9 @@ def test_the_excludes_stand_for_the_walk_only_where_they_alone_chose(tmp_path: P
     assert _rules(tree) is None  # a git-style rule: only the names say what goes
 
 
-def test_git_s_rules_from_above_the_folder_take_the_walk_away(tmp_path: Path) -> None:
+def test_git_s_rules_from_above_the_folder_take_the_walk_away(
+    tmp_path: Path, long_lists: None
+) -> None:
     repo = make_tree(tmp_path / "repo", {".git/HEAD": "ref: refs/heads/main\n", "p/a.py": "a"})
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     assert _rules(repo / "p", gitignore=True) == [
@@ -73,6 +79,16 @@ def test_a_watch_s_changed_files_and_kept_paths(
     assert kept[-2:] == ["--exclude=/odd/we\\*rd\\[1]", "--exclude=/plain dir"]
     monkeypatch.setattr(rsync_names, "WALKS", False)
     assert rsync_names.walk_rules(selection, []) is None
+
+
+def test_rsync_walks_where_the_cluster_lacks_most_of_the_folders(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "p", {f"d{i}/f.py": "f" for i in range(4)})
+    selection = select(tree, RULES)
+    assert rsync_names.walk_rules(selection, []) is not None  # a first push: rsync walks
+    assert rsync_names.walk_rules(selection, [], {"d0"}) is not None
+    assert rsync_names.walk_rules(selection, [], {"d0", "d1"}) is None  # an update: names
+    flat = select(make_tree(tmp_path / "flat", {"a.py": "a"}), RULES)
+    assert rsync_names.walk_rules(flat, []) is None  # no folder: walking gains nothing
 
 
 def _config(tmp_path: Path, server: SshServer, source: Path, dest: Path) -> Path:

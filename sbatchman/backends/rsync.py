@@ -127,9 +127,8 @@ class RsyncSession:
         events.totals(len(job.selection.files), job.selection.total_bytes)
         events.phase("scanning")  # the look at the cluster; then sending
         through: list[str] = []
-        kept: list[str] = []
         long_list = listing.by_argument(job.selection, login_folder=is_login_folder(job.remote))
-        walks = long_list and listing.walk_rules(job.selection, []) is not None
+        walked: list[list[str]] = []  # the rules, when rsync walks (decided after the look)
 
         def names() -> bytes:
             """The file list, once the cluster has been looked at (see rsync_guard); none
@@ -142,9 +141,11 @@ class RsyncSession:
             for path, why in safe.conflicts:
                 events.skipped(path, f"conflict: {why}")
             through.extend(safe.through)
-            kept.extend(path for path, _ in safe.conflicts)
             events.phase("sending")
-            if walks:
+            kept = [path for path, _ in safe.conflicts]
+            rules = listing.walk_rules(job.selection, kept, found) if long_list else None
+            if rules is not None:
+                walked.append(rules)
                 return b""
             # "./" first makes rsync send "." as an implied folder (never its contents): the
             # destination gets the local folder's mode and mtime, except the login directory.
@@ -165,7 +166,7 @@ class RsyncSession:
                 if not local or self.info.version >= (3, 5, 0):
                     insecure = ["--insecure-links" if local else "-M--insecure-links"]
             try:
-                rules = listing.walk_rules(job.selection, kept) if walks else None
+                rules = walked[0] if walked else None
                 self._send(job, extra + insecure, listed, long_list, events, outcome, rules)
             except TransferError as err:
                 if not insecure or "--insecure-links: unknown option" not in str(err):

@@ -12,8 +12,9 @@ lists, in as many rsync runs as the limit needs.
 
 Given names, rsync lists them all before it sends a byte (0.3 s for 50,000 names at 20 ms); a
 recursive rsync sends while it lists. So where the config's excludes alone chose the entries
-(Selection.rules: no ignore file took part), a long list goes as those excludes plus one
-anchored exclude per path the guard keeps, and rsync walks: the same set, as the fetch's
+(Selection.rules: no ignore file took part) and the cluster lacks most of the folders (a first
+push), a long list goes as those excludes plus one anchored exclude per path the guard keeps,
+and rsync walks: the same set, as the fetch's
 `--exclude` rules are (tests/test_rsync_fetch_oracle.py). What differs is only what was made
 since the walk, which rsync then sends too, judged by the same excludes.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 from sbatchman.selection.walk import Selection
 
@@ -34,9 +35,9 @@ BY_ARGUMENT_FROM = 128 << 10
 # pointer, 8 bytes): rsync's own flags, the -e line and the two paths need a few KiB of the
 # rest. Every extra batch is one more rsync start and a drained pipeline (0.15 s at 20 ms).
 SHARE = 0.95
-# Whether a long list may go as rules (walk_rules); tests turn it off to hold the list given
-# as arguments to the same promises.
-WALKS = True
+# Whether a long list goes as rules (walk_rules): None, where the cluster lacks most of its
+# folders; tests set True or False to hold each way to the same promises.
+WALKS: bool | None = None
 
 
 def by_argument(selection: Selection, *, login_folder: bool) -> bool:
@@ -107,11 +108,21 @@ def arg_max() -> int:
     return value if value > 0 else 128 << 10  # POSIX guarantees at least 4 KiB; be modest
 
 
-def walk_rules(selection: Selection, kept: list[str]) -> list[str] | None:
+def walk_rules(
+    selection: Selection, kept: list[str], there: Collection[str] = ()
+) -> list[str] | None:
     """The `--exclude` arguments that make rsync's walk of the folder choose `selection`
-    without `kept` (each with all below it), or None when only its names can say what goes."""
-    if not WALKS or selection.rules is None or selection.changed:
+    without `kept` (each with all below it), or None when only its names can say what goes,
+    or when they go faster: where the cluster already has most of the folders (`there`, from
+    the guard's look), the whole list given at once lets rsync check every file with one round
+    trip, where its walk waits for one per folder (50,000 unchanged files in 1,000 folders at
+    20 ms: 2.4 s walking, 1.2 s given the names)."""
+    if WALKS is False or selection.rules is None or selection.changed:
         return None
+    if WALKS is None:
+        folders = [e.path for e in selection.entries if e.kind == "dir"]
+        if 2 * sum(1 for path in folders if path in there) >= len(folders):
+            return None
     return [f"--exclude={rule.pattern}" for rule in selection.rules] + [
         f"--exclude={literal_exclude(path)}" for path in kept
     ]
